@@ -1,0 +1,62 @@
+// swift-tools-version: 6.1
+// cloudtrailbeat — a crash-safe shipper of AWS CloudTrail logs.
+//
+// Dependencies point one way: C shims → Journal → Stages → Engine → CLI.
+// Only Journal imports CLMDB; only Engine brings stages and journal together;
+// the CLI only parses and wires.
+import PackageDescription
+
+// MARK: - Shared dependencies
+
+let argumentParser: Target.Dependency = .product(name: "ArgumentParser", package: "swift-argument-parser")
+let crypto: Target.Dependency = .product(name: "Crypto", package: "swift-crypto")
+
+// MARK: - Package
+
+let package = Package(
+    name: "cloudtrailbeat",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "cloudtrailbeat", targets: ["cloudtrailbeat"]),
+        .library(name: "Journal", targets: ["Journal"]),
+        .library(name: "Stages", targets: ["Stages"]),
+        .library(name: "Engine", targets: ["Engine"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.0"),
+    ],
+    targets: [
+        // MARK: C shims (system libraries, one concern each)
+        .systemLibrary(
+            name: "CLMDB", pkgConfig: "lmdb",
+            providers: [.apt(["liblmdb-dev"]), .brew(["lmdb"])]),
+        .systemLibrary(
+            name: "CZlib", pkgConfig: "zlib",
+            providers: [.apt(["zlib1g-dev"]), .brew(["zlib"])]),
+        .systemLibrary(
+            name: "CCurl", pkgConfig: "libcurl",
+            providers: [.apt(["libcurl4-openssl-dev"]), .brew(["curl"])]),
+
+        // MARK: Swift modules
+        .target(name: "Journal", dependencies: ["CLMDB", crypto]),
+        .target(name: "Stages", dependencies: ["CZlib", "CCurl"]),
+        .target(name: "Engine", dependencies: ["Journal", "Stages"]),
+        .executableTarget(name: "cloudtrailbeat", dependencies: ["Engine", argumentParser]),
+
+        // MARK: Tests
+        // A child process for the journal crash test: commits transitions in a loop
+        // and reports each returned commit on stdout until it is SIGKILLed.
+        .executableTarget(
+            name: "journal-crash-child", dependencies: ["Journal"],
+            path: "Tests/JournalCrashChild"),
+        .testTarget(name: "JournalTests", dependencies: ["Journal", "journal-crash-child"]),
+        .testTarget(name: "CLITests", dependencies: ["cloudtrailbeat", "Journal"]),
+    ]
+)
+
+for target in package.targets where target.type != .system {
+    var settings = target.swiftSettings ?? []
+    settings.append(.enableUpcomingFeature("ExistentialAny"))
+    target.swiftSettings = settings
+}

@@ -1,0 +1,164 @@
+import Foundation
+import Journal
+
+/// `journal status` as text for people and as one JSON object for scripts.
+public struct StatusReport: Sendable {
+    public let status: JournalStatus
+    public let now: Timestamp
+
+    public init(_ status: JournalStatus, now: Timestamp = Timestamp(Date().timeIntervalSince1970 * 1000)) {
+        self.status = status
+        self.now = now
+    }
+
+    struct JSONShape: Encodable {
+        struct Quarantined: Encodable {
+            var kind: String
+            var bucket: String?
+            var key: String?
+            var version: String?
+            var messageId: String?
+            var reason: String
+            var detail: String?
+            var attempts: UInt32
+            var firstSeen: String
+            var lastSeen: String
+        }
+        struct Backfill: Encodable {
+            var job: String
+            var partition: String
+            var lastKey: String?
+            var listed: UInt64
+            var listedBytes: UInt64
+            var complete: Bool
+            var updated: String
+        }
+        struct Disk: Encodable {
+            var usedBytes: Int
+            var mappedBytes: Int
+            var fileBytes: Int
+            var maxBytes: Int
+        }
+        var path: String
+        var formatVersion: UInt32
+        var objects: [String: Int]
+        var messages: [String: Int]
+        var quarantined: [Quarantined]
+        var backfill: [Backfill]
+        var oldestUnacknowledged: String?
+        var oldestUnacknowledgedAgeSeconds: Double?
+        var doneMarkers: Int
+        var bodiesAwaitingGC: Int
+        var storedBodyBytes: UInt64
+        var disk: Disk
+    }
+
+    /// One JSON object, keys sorted; includes `"quarantined": [{"bucket","key","reason",…}]`.
+    public func json() -> String {
+        let s = status
+        var objects: [String: Int] = [:]
+        for stage in ObjectStage.allCases { objects[stage.description] = s.objectsByStage[stage] ?? 0 }
+        var messages: [String: Int] = [:]
+        for state in MessageState.State.allCases { messages[state.description] = s.messagesByState[state] ?? 0 }
+        let shape = JSONShape(
+            path: s.path, formatVersion: s.formatVersion, objects: objects, messages: messages,
+            quarantined: s.quarantined.map {
+                .init(
+                    kind: $0.kind.description, bucket: $0.object?.bucket, key: $0.object?.key,
+                    version: $0.object?.version, messageId: $0.messageID, reason: $0.reason, detail: $0.detail,
+                    attempts: $0.attempts, firstSeen: Self.iso($0.firstSeen), lastSeen: Self.iso($0.lastSeen))
+            },
+            backfill: s.backfill.map {
+                .init(
+                    job: $0.job, partition: $0.partition, lastKey: $0.lastKey, listed: $0.listed,
+                    listedBytes: $0.listedBytes, complete: $0.complete, updated: Self.iso($0.updated))
+            },
+            oldestUnacknowledged: s.oldestUnacknowledged.map(Self.iso),
+            oldestUnacknowledgedAgeSeconds: s.oldestUnacknowledged.map { Double(max(0, now - $0)) / 1000 },
+            doneMarkers: s.doneMarkers, bodiesAwaitingGC: s.bodiesAwaitingGC, storedBodyBytes: s.storedBodyBytes,
+            disk: .init(
+                usedBytes: s.disk.usedBytes, mappedBytes: s.disk.mappedBytes, fileBytes: s.disk.fileBytes,
+                maxBytes: s.disk.maxBytes))
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        let data = (try? encoder.encode(shape)) ?? Data("{}".utf8)
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    /// A few aligned lines for a terminal.
+    public func text() -> String {
+        let s = status
+        var lines: [String] = []
+        lines.append("journal    \(s.path) (format \(s.formatVersion))")
+        let stages = ObjectStage.allCases.map { "\($0) \(s.objectsByStage[$0] ?? 0)" }.joined(separator: ", ")
+        lines.append("objects    \(stages)")
+        let states = MessageState.State.allCases.map { "\($0) \(s.messagesByState[$0] ?? 0)" }.joined(separator: ", ")
+        lines.append("messages   \(states)")
+        if let oldest = s.oldestUnacknowledged {
+            lines.append("oldest     \(Self.iso(oldest)) (\(Self.age(now - oldest)) ago, not yet acknowledged)")
+        } else {
+            lines.append("oldest     nothing unacknowledged")
+        }
+        lines.append(
+            "disk       \(Self.bytes(s.disk.usedBytes)) used, \(Self.bytes(s.disk.fileBytes)) on disk, "
+                + "\(Self.bytes(s.disk.mappedBytes)) mapped, max \(Self.bytes(s.disk.maxBytes)); "
+                + "bodies \(Self.bytes(Int(s.storedBodyBytes))), \(s.bodiesAwaitingGC) awaiting GC")
+        lines.append("done       \(s.doneMarkers) markers kept for redelivery detection")
+        if s.backfill.isEmpty {
+            lines.append("backfill   none")
+        } else {
+            for c in s.backfill {
+                lines.append(
+                    "backfill   \(c.job) [\(c.partition)] \(c.complete ? "complete" : "listing") "
+                        + "\(c.listed) objects, \(Self.bytes(Int(c.listedBytes))), last key \(c.lastKey ?? "-")")
+            }
+        }
+        if s.quarantined.isEmpty {
+            lines.append("quarantine empty")
+        } else {
+            lines.append("quarantine \(s.quarantined.count) item(s):")
+            for q in s.quarantined {
+                let what = q.object.map(\.description) ?? "message \(q.messageID ?? "?")"
+                lines.append("  \(what)")
+                lines.append("    reason: \(q.reason) (attempts \(q.attempts), last \(Self.iso(q.lastSeen)))")
+            }
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    static func iso(_ t: Timestamp) -> String {
+        let f = ISO8601DateFormatter()
+        f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return f.string(from: Date(timeIntervalSince1970: Double(t) / 1000))
+    }
+
+    static func age(_ ms: Int64) -> String {
+        let s = max(0, ms / 1000)
+        if s < 120 { return "\(s)s" }
+        if s < 7200 { return "\(s / 60)m" }
+        if s < 172_800 { return "\(s / 3600)h" }
+        return "\(s / 86400)d"
+    }
+
+    static func bytes(_ n: Int) -> String {
+        let units = ["B", "KiB", "MiB", "GiB", "TiB"]
+        var v = Double(n)
+        var u = 0
+        while v >= 1024 && u < units.count - 1 {
+            v /= 1024
+            u += 1
+        }
+        return u == 0 ? "\(n) B" : String(format: "%.1f %@", v, units[u])
+    }
+}
+
+/// Opens a journal for inspection only (no writes, no owner lock).
+public enum JournalInspector {
+    public static func status(path: String) throws -> StatusReport {
+        var options = Journal.Options()
+        options.readOnly = true
+        let journal = try Journal(path: path, options: options)
+        defer { journal.close() }
+        return StatusReport(try journal.status())
+    }
+}

@@ -1,0 +1,607 @@
+// # The journal — cloudtrailbeat's durable work queue
+//
+// One LMDB environment per data directory records every stage of every item, so a process killed at
+// any instant resumes exactly where it stopped. Invariants (docs/journal.md explains them in prose):
+//
+// 1. Every stage transition is one LMDB write transaction. A transition is visible entirely or not at
+//    all, after a crash as before it.
+// 2. A transition's function returns only after `mdb_txn_commit` has returned, with LMDB's default
+//    durable flags (no MDB_NOSYNC, no MDB_WRITEMAP): what a caller saw succeed is on disk. Callers act on
+//    the world (delete an SQS message, move on past an output's batch) only after that return.
+// 3. All writes run on one thread, the writer. Several callers' transitions may share one commit (group
+//    commit); each is still all-or-nothing, and each caller is resumed only after that commit returns.
+//    No transaction is ever held across an `await`, and reads are short snapshot transactions
+//    (MDB_NOTLS), so the map can be grown between transactions.
+// 4. An object's body is written in chunks before the `fetched` transition that references it; a body
+//    whose fetch never reached `fetched` is an orphan, found at open and freed by GC. Bodies are freed
+//    only once every output acknowledged every record and no undeleted message names the object.
+// 5. Per output, an object's cursor only grows: it counts the leading records that output acknowledged.
+//    Replay after a crash re-sends at most what was sent but not acknowledged.
+// 6. A done marker (bucket, key, version) outlives the object record for `doneRetention`, so a
+//    redelivered notification of a finished object emits nothing.
+// 7. The journal never grows past `maxSize`: at that point writes fail with `.full` (the engine stops
+//    intake) and nothing is corrupted; once GC frees pages, writes succeed again.
+// 8. The environment stores its format version; a newer one than this build knows is refused before
+//    anything is written.
+
+import CLMDB
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// The durable work-queue journal: one LMDB environment in one directory.
+///
+/// Open it once per directory per process. Transitions (``receive(_:)``, ``acknowledge(_:)``, …) are
+/// `async` and return after their commit is durable; reads (``object(_:)``, ``status()``, …) are
+/// synchronous snapshot reads that never block the writer.
+public final class Journal: @unchecked Sendable {
+    /// The on-disk format this build reads and writes.
+    public static let formatVersion: UInt32 = 1
+
+    /// How the journal is opened.
+    public struct Options: Sendable {
+        /// The largest the data file may grow (`journal.max_size`). Default 4 GiB.
+        public var maxSize: Int = 4 << 30
+        /// The map size of a new journal; grown by doubling up to ``maxSize``. Default 64 MiB.
+        public var initialMapSize: Int = 64 << 20
+        /// The outputs every record must be acknowledged by before an object is done.
+        public var outputs: [String] = []
+        /// How long a done marker is kept after its object finished, in milliseconds. Default 7 days.
+        public var doneRetention: Int64 = 7 * 24 * 3600 * 1000
+        /// The size of a stored body chunk. Default 128 KiB.
+        public var bodyChunkSize: Int = 128 << 10
+        /// Take the directory's owner lock, so that a second process cannot run on the same journal.
+        public var exclusive: Bool = false
+        /// Open for reading only (`journal status`): nothing is created or written.
+        public var readOnly: Bool = false
+        /// The clock, in milliseconds since the epoch (tests inject their own).
+        public var clock: @Sendable () -> Timestamp = { Timestamp(Date().timeIntervalSince1970 * 1000) }
+
+        public init() {}
+    }
+
+    /// The journal's directory.
+    public let path: String
+    public let options: Options
+
+    let env: LMDBEnvironment
+    let dbs: Databases
+    private let resizeLock = ReadWriteLock()
+    private let writer = WriterThread()
+    private var mapSize: Int
+    private let state = NSLock()
+    private var broken: JournalError?
+    private var closed = false
+    private let registryKey: String
+    private var ownerLockFD: Int32 = -1
+
+    // MARK: Opening
+
+    /// Opens (creating when needed) the journal in `path`.
+    ///
+    /// - Throws: ``JournalError`` with code `.notADirectory` or `.notWritable` (naming the path) when
+    ///   the directory cannot hold a journal, `.newerFormat` when a newer cloudtrailbeat wrote it (the
+    ///   journal is left untouched), `.lmdb` for other LMDB failures.
+    public init(path: String, options: Options = Options()) throws {
+        let absolute = URL(fileURLWithPath: path).standardizedFileURL.path
+        self.path = absolute
+        self.options = options
+        try Journal.prepareDirectory(absolute, readOnly: options.readOnly)
+        let real = absolute.withCString { p -> String in
+            guard let r = realpath(p, nil) else { return absolute }
+            defer { free(r) }
+            return String(cString: r)
+        }
+        registryKey = real
+        try OpenRegistry.claim(real)
+        var ok = false
+        defer { if !ok { OpenRegistry.release(real) } }
+
+        let lockFD = options.exclusive && !options.readOnly ? try Journal.takeOwnerLock(absolute) : -1
+        defer { if !ok, lockFD >= 0 { Glibc.close(lockFD) } }
+
+        let env = try Journal.lift(LMDBEnvironment.create(), "mdb_env_create", path: absolute)
+        var envOK = false
+        defer { if !envOK { env.close() } }
+        let dataFile = absolute + "/data.mdb"
+        let existing = (try? FileManager.default.attributesOfItem(atPath: dataFile)[.size] as? Int) ?? 0
+        var size = Journal.roundUp(max(options.initialMapSize, existing, 1 << 20))
+        if !options.readOnly { size = min(size, max(Journal.roundUp(options.maxSize), existing)) }
+        try Journal.lift(env.setMapSize(size), "mdb_env_set_mapsize", path: absolute)
+        try Journal.lift(env.setMaxDatabases(16), "mdb_env_set_maxdbs", path: absolute)
+        try Journal.lift(env.setMaxReaders(256), "mdb_env_set_maxreaders", path: absolute)
+        var flags = MDB_NOTLS
+        if options.readOnly { flags |= MDB_RDONLY }
+        switch env.open(path: absolute, flags: flags, mode: 0o600) {
+        case .success: break
+        case .failure(let code):
+            if code == .accessDenied || code == .readOnlyFileSystem {
+                throw JournalError(
+                    .notWritable, lmdbCode: code, operation: "mdb_env_open", path: absolute,
+                    message: "cannot open the journal in '\(absolute)': \(code)")
+            }
+            if code == .noEntry && options.readOnly {
+                throw JournalError(
+                    .notADirectory, lmdbCode: code, operation: "mdb_env_open", path: absolute,
+                    message: "no journal in '\(absolute)'")
+            }
+            throw JournalError(
+                .lmdb, lmdbCode: code, operation: "mdb_env_open", path: absolute,
+                message: "cannot open the journal in '\(absolute)': \(code)")
+        }
+        _ = try Journal.lift(env.readerCheck(), "mdb_reader_check", path: absolute)
+        if let info = try? env.info().get() { size = info.me_mapsize }
+
+        // Refuse a newer format before writing anything.
+        let found = try Journal.readFormatVersion(env, path: absolute)
+        if let found, found > Journal.formatVersion {
+            throw JournalError(
+                .newerFormat, operation: "open", database: "meta", path: absolute,
+                message: "the journal in '\(absolute)' has format version \(found), newer than this "
+                    + "cloudtrailbeat's \(Journal.formatVersion); upgrade cloudtrailbeat or choose another "
+                    + "journal.path (nothing was changed)")
+        }
+        if options.readOnly && found == nil {
+            throw JournalError(
+                .notADirectory, operation: "open", path: absolute, message: "no journal in '\(absolute)'")
+        }
+        self.env = env
+        self.mapSize = size
+        self.ownerLockFD = lockFD
+        self.dbs = try Journal.openDatabases(env, path: absolute, create: !options.readOnly)
+        envOK = true
+        ok = true
+        if !options.readOnly {
+            try writeNow { txn in try Journal.bootstrap(txn, clock: options.clock) }
+            writer.start { [unowned self] batch in self.runBatch(batch) }
+        }
+    }
+
+    deinit {
+        close()
+    }
+
+    /// Finishes queued transitions, stops the writer and closes the environment.
+    ///
+    /// The corresponding C function is `mdb_env_close`.
+    public func close() {
+        let wasClosed: Bool = state.withLock {
+            defer { closed = true }
+            return closed
+        }
+        if wasClosed { return }
+        writer.stop()
+        resizeLock.withWriteLock { env.close() }
+        if ownerLockFD >= 0 { Glibc.close(ownerLockFD) }
+        OpenRegistry.release(registryKey)
+    }
+
+    #if DEBUG
+    /// Debug builds only: fail the `n`th call through `point` with `code`, `times` times in a row.
+    public func injectFault(_ code: LMDBCode, at point: JournalFaultPoint, onCall n: Int = 1, times: Int = 1) {
+        env.faults.arm(point, code: code.rawValue, onCall: n, times: times)
+    }
+
+    /// Debug builds only: remove all armed faults.
+    public func clearFaults() { env.faults.disarm() }
+    #endif
+
+    /// The current size of the memory map.
+    public var mappedSize: Int { resizeLock.withReadLock { mapSize } }
+
+    // MARK: Writing
+
+    /// Runs `body` in a write transaction on the writer thread and returns after its commit.
+    ///
+    /// `body` may run more than once (after growing the map, or when another transition sharing its
+    /// commit failed), so it must depend only on the transaction and its captured inputs.
+    func write<T: Sendable>(_ body: @escaping @Sendable (WriteContext) throws -> T) async throws -> T {
+        try checkUsable()
+        return try await withCheckedThrowingContinuation { (cont: CheckedContinuation<T, any Error>) in
+            let accepted = writer.submit(
+                WriterThread.Request(
+                    body: { try body($0) },
+                    complete: { result in cont.resume(with: result.map { $0 as! T }) }))
+            if !accepted {
+                cont.resume(throwing: JournalError(.closed, operation: "write", path: path, message: "the journal is closed"))
+            }
+        }
+    }
+
+    private func checkUsable() throws {
+        try state.withLock {
+            if let broken { throw broken }
+            if closed { throw JournalError(.closed, operation: "write", path: path, message: "the journal is closed") }
+        }
+        if options.readOnly {
+            throw JournalError(.notWritable, operation: "write", path: path, message: "the journal is open read-only")
+        }
+    }
+
+    /// Runs a write transaction on the calling thread (only before the writer thread starts).
+    private func writeNow<T>(_ body: (WriteContext) throws -> T) throws -> T {
+        while true {
+            let txn = try lift(env.begin(readOnly: false), "mdb_txn_begin")
+            let ctx = WriteContext(env: env, txn: txn, dbs: dbs, path: path, clock: options.clock, options: options)
+            let value: T
+            do {
+                value = try body(ctx)
+            } catch let e as JournalError where e.lmdbCode == .mapFull {
+                env.abort(txn)
+                try grow()
+                continue
+            } catch {
+                env.abort(txn)
+                throw error
+            }
+            switch env.commit(txn) {
+            case .success: return value
+            case .failure(.mapFull): try grow()
+            case .failure(let code): throw JournalError(.lmdb, lmdbCode: code, operation: "mdb_txn_commit", path: path)
+            }
+        }
+    }
+
+    /// The writer thread's work: run a batch of transitions in as few commits as possible.
+    private func runBatch(_ batch: [WriterThread.Request]) {
+        if let broken = state.withLock({ broken }) {
+            for r in batch { r.complete(.failure(broken)) }
+            return
+        }
+        var results = [Result<Any, any Error>?](repeating: nil, count: batch.count)
+        execute(batch, Array(batch.indices), &results)
+        for (i, r) in batch.enumerated() {
+            r.complete(results[i] ?? .failure(JournalError(.lmdb, operation: "write", path: path)))
+        }
+    }
+
+    private func execute(_ batch: [WriterThread.Request], _ indices: [Int], _ results: inout [Result<Any, any Error>?]) {
+        var active = indices
+        while !active.isEmpty {
+            let txn: OpaquePointer
+            switch beginWrite() {
+            case .success(let t): txn = t
+            case .failure(let e):
+                for i in active { results[i] = .failure(e) }
+                return
+            }
+            let ctx = WriteContext(env: env, txn: txn, dbs: dbs, path: path, clock: options.clock, options: options)
+            var values: [Int: Any] = [:]
+            var failed: (Int, any Error)?
+            var mapFull = false
+            for i in active {
+                do {
+                    values[i] = try batch[i].body(ctx)
+                } catch let e as JournalError where e.lmdbCode == .mapFull {
+                    mapFull = true
+                    break
+                } catch {
+                    failed = (i, error)
+                    break
+                }
+            }
+            if let (i, error) = failed {
+                env.abort(txn)
+                noteFatal(error)
+                results[i] = .failure(error)
+                active.removeAll { $0 == i }
+                continue
+            }
+            if !mapFull {
+                switch env.commit(txn) {
+                case .success:
+                    for i in active { results[i] = .success(values[i]!) }
+                    return
+                case .failure(.mapFull):
+                    mapFull = true
+                case .failure(let code):
+                    let error = JournalError(
+                        .lmdb, lmdbCode: code, operation: "mdb_txn_commit", path: path,
+                        message: "could not commit to the journal in '\(path)': \(code)")
+                    noteFatal(error)
+                    for i in active { results[i] = .failure(error) }
+                    return
+                }
+            } else {
+                env.abort(txn)
+            }
+            // The map is full: grow it and retry; at max_size, retry one by one so what fits still lands.
+            do {
+                try grow()
+            } catch {
+                if active.count > 1 {
+                    for i in active { execute(batch, [i], &results) }
+                } else {
+                    results[active[0]] = .failure(error)
+                }
+                return
+            }
+        }
+    }
+
+    private func beginWrite() -> Result<OpaquePointer, JournalError> {
+        while true {
+            switch env.begin(readOnly: false) {
+            case .success(let txn): return .success(txn)
+            case .failure(.mapResized):
+                resizeLock.withWriteLock { _ = env.setMapSize(0); mapSize = (try? env.info().get().me_mapsize) ?? mapSize }
+            case .failure(let code):
+                let e = JournalError(.lmdb, lmdbCode: code, operation: "mdb_txn_begin", path: path)
+                noteFatal(e)
+                return .failure(e)
+            }
+        }
+    }
+
+    private func noteFatal(_ error: any Error) {
+        guard let e = error as? JournalError, e.lmdbCode == .panic else { return }
+        state.withLock {
+            broken = JournalError(
+                .panic, lmdbCode: .panic, operation: e.operation, path: path,
+                message: "LMDB reported a fatal error; restart the process (the journal on disk is intact)")
+        }
+    }
+
+    /// Doubles the map, up to `maxSize`; throws `.full` when already there.
+    private func grow() throws {
+        let limit = max(Journal.roundUp(options.maxSize), mapSize)
+        guard mapSize < limit else {
+            throw JournalError(
+                .full, lmdbCode: .mapFull, operation: "write", path: path,
+                message: "the journal in '\(path)' reached journal.max_size (\(limit) bytes); intake pauses "
+                    + "until acknowledged work is garbage-collected")
+        }
+        let next = min(limit, Journal.roundUp(mapSize * 2))
+        try resizeLock.withWriteLock {
+            try lift(env.setMapSize(next), "mdb_env_set_mapsize")
+            mapSize = next
+        }
+    }
+
+    // MARK: Reading
+
+    /// Runs `body` in a read-only snapshot transaction on the calling thread.
+    func read<T>(_ body: (ReadContext) throws -> T) throws -> T {
+        try state.withLock {
+            if closed { throw JournalError(.closed, operation: "read", path: path, message: "the journal is closed") }
+        }
+        while true {
+            let outcome: Result<T, any Error>? = try resizeLock.withReadLock {
+                switch env.begin(readOnly: true) {
+                case .failure(.mapResized): return nil
+                case .failure(let code): throw JournalError(.lmdb, lmdbCode: code, operation: "mdb_txn_begin", path: path)
+                case .success(let txn):
+                    defer { env.abort(txn) }
+                    let ctx = ReadContext(env: env, txn: txn, dbs: dbs, path: path)
+                    return Result { try body(ctx) }
+                }
+            }
+            if let outcome { return try outcome.get() }
+            resizeLock.withWriteLock { _ = env.setMapSize(0); mapSize = (try? env.info().get().me_mapsize) ?? mapSize }
+        }
+    }
+
+    // MARK: Helpers
+
+    private func lift<T>(_ r: Result<T, LMDBCode>, _ op: String) throws -> T {
+        try Journal.lift(r, op, path: path)
+    }
+
+    @discardableResult
+    static func lift<T>(_ r: Result<T, LMDBCode>, _ op: String, path: String) throws -> T {
+        switch r {
+        case .success(let v): return v
+        case .failure(let code): throw JournalError(.lmdb, lmdbCode: code, operation: op, path: path)
+        }
+    }
+
+    static func roundUp(_ n: Int) -> Int {
+        let unit = 1 << 20
+        return (n + unit - 1) / unit * unit
+    }
+
+    private static func prepareDirectory(_ path: String, readOnly: Bool) throws {
+        var isDir: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDir) {
+            guard isDir.boolValue else {
+                throw JournalError(
+                    .notADirectory, lmdbCode: .notDirectory, operation: "open", path: path,
+                    message: "journal path '\(path)' exists and is not a directory")
+            }
+            if !readOnly && access(path, W_OK | X_OK) != 0 {
+                throw JournalError(
+                    .notWritable, lmdbCode: LMDBCode(errno), operation: "open", path: path,
+                    message: "journal directory '\(path)' is not writable: \(LMDBCode(errno))")
+            }
+            return
+        }
+        if readOnly {
+            throw JournalError(.notADirectory, lmdbCode: .noEntry, operation: "open", path: path, message: "no journal in '\(path)'")
+        }
+        do {
+            try FileManager.default.createDirectory(
+                atPath: path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        } catch {
+            // Name the component that is in the way, if any.
+            var parent = (path as NSString).deletingLastPathComponent
+            while !parent.isEmpty && parent != "/" && !FileManager.default.fileExists(atPath: parent) {
+                parent = (parent as NSString).deletingLastPathComponent
+            }
+            var parentIsDir: ObjCBool = false
+            if FileManager.default.fileExists(atPath: parent, isDirectory: &parentIsDir), !parentIsDir.boolValue {
+                throw JournalError(
+                    .notADirectory, lmdbCode: .notDirectory, operation: "mkdir", path: path,
+                    message: "cannot create journal directory '\(path)': '\(parent)' is not a directory")
+            }
+            throw JournalError(
+                .notWritable, operation: "mkdir", path: path,
+                message: "cannot create journal directory '\(path)': \((error as NSError).localizedDescription)")
+        }
+    }
+
+    private static func takeOwnerLock(_ path: String) throws -> Int32 {
+        let lockPath = path + "/owner.lock"
+        let fd = open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard fd >= 0 else {
+            throw JournalError(
+                .notWritable, lmdbCode: LMDBCode(errno), operation: "open", path: path,
+                message: "cannot create '\(lockPath)': \(LMDBCode(errno))")
+        }
+        if flock(fd, LOCK_EX | LOCK_NB) != 0 {
+            let code = LMDBCode(errno)
+            Glibc.close(fd)
+            throw JournalError(
+                .notWritable, lmdbCode: code, operation: "flock", path: path,
+                message: "another cloudtrailbeat process is using the journal in '\(path)'")
+        }
+        return fd
+    }
+
+    private static func readFormatVersion(_ env: LMDBEnvironment, path: String) throws -> UInt32? {
+        let txn = try lift(env.begin(readOnly: true), "mdb_txn_begin", path: path)
+        defer { env.abort(txn) }
+        let meta: MDB_dbi
+        switch env.openDatabase(txn, name: "meta", create: false) {
+        case .success(let dbi): meta = dbi
+        case .failure(.notFound): return nil
+        case .failure(let code): throw JournalError(.lmdb, lmdbCode: code, operation: "mdb_dbi_open", database: "meta", path: path)
+        }
+        guard let bytes = try lift(env.get(txn, meta, key: Array("format".utf8)), "mdb_get", path: path) else { return nil }
+        var r = ByteReader(bytes)
+        guard let v = try? r.bigEndian32() else {
+            throw JournalError(.corrupt, operation: "open", database: "meta", key: "format", path: path)
+        }
+        return v
+    }
+
+    private static func openDatabases(_ env: LMDBEnvironment, path: String, create: Bool) throws -> Databases {
+        let txn = try lift(env.begin(readOnly: !create), "mdb_txn_begin", path: path)
+        var committed = false
+        defer { if !committed { env.abort(txn) } }
+        var handles: [String: MDB_dbi] = [:]
+        for name in Databases.names {
+            handles[name] = try lift(env.openDatabase(txn, name: name, create: create), "mdb_dbi_open(\(name))", path: path)
+        }
+        committed = true
+        try lift(env.commit(txn), "mdb_txn_commit", path: path)
+        return Databases(handles)
+    }
+
+    private static func bootstrap(_ txn: WriteContext, clock: () -> Timestamp) throws {
+        if try txn.get(txn.dbs.meta, Array("format".utf8)) == nil {
+            var w = ByteWriter()
+            w.bigEndian(Journal.formatVersion)
+            try txn.put(txn.dbs.meta, Array("format".utf8), w.bytes)
+            var c = ByteWriter()
+            c.bigEndian(UInt64(bitPattern: clock()))
+            try txn.put(txn.dbs.meta, Array("created".utf8), c.bytes)
+        }
+        // Bodies whose download never reached `fetched` belong to no attempt now: free them.
+        var orphans: [[UInt8]] = []
+        try txn.scan(txn.dbs.fetching) { key, _ in
+            orphans.append(Array(key))
+            return true
+        }
+        for key in orphans {
+            try txn.delete(txn.dbs.fetching, key)
+            try txn.put(txn.dbs.collect, [Databases.collectBody] + key, [])
+        }
+    }
+}
+
+/// Processes may open a directory's environment only once (LMDB's rule): this enforces it.
+enum OpenRegistry {
+    private static let lock = NSLock()
+    nonisolated(unsafe) private static var open: Set<String> = []
+
+    static func claim(_ path: String) throws {
+        try lock.withLock {
+            guard !open.contains(path) else {
+                throw JournalError(
+                    .notWritable, operation: "open", path: path,
+                    message: "the journal in '\(path)' is already open in this process")
+            }
+            open.insert(path)
+        }
+    }
+
+    static func release(_ path: String) { _ = lock.withLock { open.remove(path) } }
+}
+
+/// A pthread read-write lock: readers hold it for their snapshot, the map is resized under the write lock.
+final class ReadWriteLock: @unchecked Sendable {
+    private var lock = pthread_rwlock_t()
+    init() { pthread_rwlock_init(&lock, nil) }
+    deinit { pthread_rwlock_destroy(&lock) }
+    func withReadLock<T>(_ body: () throws -> T) rethrows -> T {
+        pthread_rwlock_rdlock(&lock)
+        defer { pthread_rwlock_unlock(&lock) }
+        return try body()
+    }
+    func withWriteLock<T>(_ body: () throws -> T) rethrows -> T {
+        pthread_rwlock_wrlock(&lock)
+        defer { pthread_rwlock_unlock(&lock) }
+        return try body()
+    }
+}
+
+/// The one thread that runs write transactions, taking every queued request into one batch.
+final class WriterThread: @unchecked Sendable {
+    struct Request {
+        let body: (WriteContext) throws -> Any
+        let complete: (Result<Any, any Error>) -> Void
+    }
+
+    static let maxBatch = 512
+    private let condition = NSCondition()
+    private var queue: [Request] = []
+    private var stopping = false
+    private var running = false
+    private let finished = DispatchSemaphore(value: 0)
+
+    func start(_ run: @escaping @Sendable ([Request]) -> Void) {
+        running = true
+        let thread = Thread { [self] in
+            while true {
+                condition.lock()
+                while queue.isEmpty && !stopping { condition.wait() }
+                if queue.isEmpty && stopping {
+                    condition.unlock()
+                    break
+                }
+                let n = min(queue.count, WriterThread.maxBatch)
+                let batch = Array(queue[..<n])
+                queue.removeFirst(n)
+                condition.unlock()
+                run(batch)
+            }
+            finished.signal()
+        }
+        thread.name = "cloudtrailbeat.journal.writer"
+        thread.start()
+    }
+
+    /// Queues a request; false once the writer is stopping.
+    func submit(_ request: Request) -> Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        guard !stopping, running else { return false }
+        queue.append(request)
+        condition.signal()
+        return true
+    }
+
+    /// Runs what is queued, then stops the thread and waits for it.
+    func stop() {
+        condition.lock()
+        let wasRunning = running && !stopping
+        stopping = true
+        condition.signal()
+        condition.unlock()
+        if wasRunning { finished.wait() }
+    }
+}

@@ -1,0 +1,414 @@
+/// Milliseconds since the Unix epoch, UTC.
+public typealias Timestamp = Int64
+
+/// An S3 object as the journal identifies it: bucket, key and the object's
+/// version (its ETag, or its version id; empty when the notification gave neither).
+public struct ObjectRef: Hashable, Sendable, Comparable, CustomStringConvertible {
+    public var bucket: String
+    public var key: String
+    public var version: String
+
+    public init(bucket: String, key: String, version: String = "") {
+        self.bucket = bucket
+        self.key = key
+        self.version = version
+    }
+
+    public static func < (a: ObjectRef, b: ObjectRef) -> Bool {
+        (a.bucket, a.key, a.version) < (b.bucket, b.key, b.version)
+    }
+
+    public var description: String {
+        version.isEmpty ? "s3://\(bucket)/\(key)" : "s3://\(bucket)/\(key)@\(version)"
+    }
+
+    var storageKey: [UInt8] { KeyBuilder.key([bucket, key, version]) }
+
+    func encode(into w: inout ByteWriter) {
+        w.string(bucket)
+        w.string(key)
+        w.string(version)
+    }
+    static func decode(from r: inout ByteReader) throws -> ObjectRef {
+        ObjectRef(bucket: try r.string(), key: try r.string(), version: try r.string())
+    }
+}
+
+/// Where an object is in the pipeline.
+public enum ObjectStage: UInt8, Sendable, CaseIterable, CustomStringConvertible {
+    /// Named by a notification or a listing; not yet downloaded.
+    case received = 1
+    /// Downloaded, validated and stored; no output has acknowledged a record yet.
+    case fetched = 2
+    /// At least one output acknowledged records; not all outputs acknowledged all.
+    case emitting = 3
+    /// Every output acknowledged every record (or there was nothing to emit).
+    case done = 4
+    /// Could not be processed; the reason is in the quarantine.
+    case quarantined = 5
+
+    public var description: String {
+        switch self {
+        case .received: "received"
+        case .fetched: "fetched"
+        case .emitting: "emitting"
+        case .done: "done"
+        case .quarantined: "quarantined"
+        }
+    }
+
+    /// Whether nothing more will happen to the object.
+    public var isFinal: Bool { self == .done || self == .quarantined }
+}
+
+/// A stored object body: the bytes as downloaded, in chunks of the `bodies` database.
+public struct BodyRef: Hashable, Sendable {
+    public var id: UInt64
+    public var chunks: UInt32
+    public var bytes: UInt64
+}
+
+/// Everything the journal knows of one object.
+public struct ObjectState: Sendable, Equatable {
+    public var ref: ObjectRef
+    public var stage: ObjectStage
+    /// The size given by the notification or listing, then the stored body's size.
+    public var size: UInt64?
+    /// How many records the object holds; known once fetched.
+    public var recordCount: UInt64?
+    /// The stored body, once fetched.
+    public var body: BodyRef?
+    /// Per output: how many leading records it has acknowledged.
+    public var cursors: [String: UInt64]
+    /// Fetch attempts so far.
+    public var attempts: UInt32
+    /// The last failure, for operators.
+    public var lastError: String?
+    /// Ids of the SQS messages that name the object and are not deleted yet.
+    public var messages: [String]
+    /// Where the object came from: `sqs` or `backfill:<job>`.
+    public var source: String
+    /// A note on how the object finished (e.g. `digest: not emitted`).
+    public var note: String?
+    public var firstSeen: Timestamp
+    public var updated: Timestamp
+
+    /// The cursor of one output (0 when it has acknowledged nothing).
+    public func cursor(_ output: String) -> UInt64 { cursors[output] ?? 0 }
+
+    func encode() -> [UInt8] {
+        var w = ByteWriter(capacity: 128)
+        w.byte(1)  // record layout version
+        ref.encode(into: &w)
+        w.byte(stage.rawValue)
+        w.bool(size != nil); if let size { w.varint(size) }
+        w.bool(recordCount != nil); if let recordCount { w.varint(recordCount) }
+        w.bool(body != nil)
+        if let body { w.varint(body.id); w.varint(UInt64(body.chunks)); w.varint(body.bytes) }
+        w.varint(cursors.count)
+        for (name, value) in cursors.sorted(by: { $0.key < $1.key }) { w.string(name); w.varint(value) }
+        w.varint(UInt64(attempts))
+        w.optionalString(lastError)
+        w.varint(messages.count)
+        for m in messages { w.string(m) }
+        w.string(source)
+        w.optionalString(note)
+        w.varint(UInt64(bitPattern: firstSeen))
+        w.varint(UInt64(bitPattern: updated))
+        return w.bytes
+    }
+
+    static func decode(_ bytes: [UInt8]) throws -> ObjectState {
+        var r = ByteReader(bytes)
+        guard try r.byte() == 1 else { throw ByteReader.Truncated() }
+        let ref = try ObjectRef.decode(from: &r)
+        guard let stage = ObjectStage(rawValue: try r.byte()) else { throw ByteReader.Truncated() }
+        let size: UInt64? = try r.bool() ? try r.varint() : nil
+        let count: UInt64? = try r.bool() ? try r.varint() : nil
+        var body: BodyRef?
+        if try r.bool() {
+            body = BodyRef(id: try r.varint(), chunks: UInt32(truncatingIfNeeded: try r.varint()), bytes: try r.varint())
+        }
+        var cursors: [String: UInt64] = [:]
+        for _ in 0..<(try r.int()) { cursors[try r.string()] = try r.varint() }
+        let attempts = UInt32(truncatingIfNeeded: try r.varint())
+        let lastError = try r.optionalString()
+        var messages: [String] = []
+        for _ in 0..<(try r.int()) { messages.append(try r.string()) }
+        let source = try r.string()
+        let note = try r.optionalString()
+        let first = Int64(bitPattern: try r.varint())
+        let updated = Int64(bitPattern: try r.varint())
+        return ObjectState(
+            ref: ref, stage: stage, size: size, recordCount: count, body: body, cursors: cursors,
+            attempts: attempts, lastError: lastError, messages: messages, source: source, note: note,
+            firstSeen: first, updated: updated)
+    }
+}
+
+/// An object named by a notification or a listing, with its size when known.
+public struct DiscoveredObject: Hashable, Sendable {
+    public var ref: ObjectRef
+    public var size: UInt64?
+    public init(_ ref: ObjectRef, size: UInt64? = nil) {
+        self.ref = ref
+        self.size = size
+    }
+}
+
+/// What the journal knows of one SQS message that is not deleted yet.
+public struct MessageState: Sendable, Equatable {
+    public enum State: UInt8, Sendable, CaseIterable, CustomStringConvertible {
+        /// Some of its objects are still in progress.
+        case received = 1
+        /// All its objects are done or quarantined: delete it from the queue.
+        case complete = 2
+        /// The message itself could not be used (unrecognised, poison); see the quarantine.
+        case quarantined = 3
+
+        public var description: String {
+            switch self {
+            case .received: "received"
+            case .complete: "complete"
+            case .quarantined: "quarantined"
+            }
+        }
+    }
+
+    public var id: String
+    /// The latest receipt handle: only it can delete the message or change its visibility.
+    public var receiptHandle: String
+    public var firstReceived: Timestamp
+    public var lastReceived: Timestamp
+    /// SQS's `ApproximateReceiveCount` at the latest receipt.
+    public var receiveCount: UInt32
+    public var objects: [ObjectRef]
+    public var state: State
+
+    func encode() -> [UInt8] {
+        var w = ByteWriter(capacity: 128)
+        w.byte(1)
+        w.string(id)
+        w.string(receiptHandle)
+        w.varint(UInt64(bitPattern: firstReceived))
+        w.varint(UInt64(bitPattern: lastReceived))
+        w.varint(UInt64(receiveCount))
+        w.varint(objects.count)
+        for o in objects { o.encode(into: &w) }
+        w.byte(state.rawValue)
+        return w.bytes
+    }
+
+    static func decode(_ bytes: [UInt8]) throws -> MessageState {
+        var r = ByteReader(bytes)
+        guard try r.byte() == 1 else { throw ByteReader.Truncated() }
+        let id = try r.string()
+        let handle = try r.string()
+        let first = Int64(bitPattern: try r.varint())
+        let last = Int64(bitPattern: try r.varint())
+        let count = UInt32(truncatingIfNeeded: try r.varint())
+        var objects: [ObjectRef] = []
+        for _ in 0..<(try r.int()) { objects.append(try ObjectRef.decode(from: &r)) }
+        guard let state = State(rawValue: try r.byte()) else { throw ByteReader.Truncated() }
+        return MessageState(
+            id: id, receiptHandle: handle, firstReceived: first, lastReceived: last, receiveCount: count,
+            objects: objects, state: state)
+    }
+}
+
+/// An SQS message as received, with the objects its notification names.
+public struct ReceivedMessage: Sendable, Equatable {
+    public var id: String
+    public var receiptHandle: String
+    public var receiveCount: UInt32
+    public var objects: [DiscoveredObject]
+
+    public init(id: String, receiptHandle: String, receiveCount: UInt32, objects: [DiscoveredObject]) {
+        self.id = id
+        self.receiptHandle = receiptHandle
+        self.receiveCount = receiveCount
+        self.objects = objects
+    }
+}
+
+/// What a receipt found for one object it names.
+public enum ObjectDisposition: Sendable, Equatable {
+    /// First seen now: fetch it.
+    case new
+    /// Already journaled and in progress (another message named it, or a redelivery).
+    case inProgress(ObjectStage)
+    /// Finished earlier (a done marker exists): nothing to emit.
+    case alreadyDone(finishedAt: Timestamp)
+    /// Quarantined earlier.
+    case quarantined
+}
+
+/// The result of journaling a received message.
+public struct ReceiptResult: Sendable, Equatable {
+    public var message: MessageState
+    public var objects: [ObjectRef: ObjectDisposition]
+}
+
+/// Something that could not be processed, kept with its reason until an operator clears it.
+public struct QuarantineEntry: Sendable, Equatable {
+    public enum Kind: UInt8, Sendable, CustomStringConvertible {
+        case object = 1
+        case message = 2
+        public var description: String { self == .object ? "object" : "message" }
+    }
+
+    public var kind: Kind
+    /// Set for objects.
+    public var object: ObjectRef?
+    /// Set for messages (and for objects, the message that named it, if any).
+    public var messageID: String?
+    public var reason: String
+    /// A bounded excerpt of the offending input (a message body), if useful.
+    public var detail: String?
+    public var attempts: UInt32
+    public var firstSeen: Timestamp
+    public var lastSeen: Timestamp
+
+    var storageKey: [UInt8] {
+        switch kind {
+        case .object: [1] + (object?.storageKey ?? [])
+        case .message: [2] + Array((messageID ?? "").utf8)
+        }
+    }
+
+    func encode() -> [UInt8] {
+        var w = ByteWriter(capacity: 128)
+        w.byte(1)
+        w.byte(kind.rawValue)
+        w.bool(object != nil)
+        object?.encode(into: &w)
+        w.optionalString(messageID)
+        w.string(reason)
+        w.optionalString(detail)
+        w.varint(UInt64(attempts))
+        w.varint(UInt64(bitPattern: firstSeen))
+        w.varint(UInt64(bitPattern: lastSeen))
+        return w.bytes
+    }
+
+    static func decode(_ bytes: [UInt8]) throws -> QuarantineEntry {
+        var r = ByteReader(bytes)
+        guard try r.byte() == 1, let kind = Kind(rawValue: try r.byte()) else { throw ByteReader.Truncated() }
+        let object = try r.bool() ? try ObjectRef.decode(from: &r) : nil
+        return QuarantineEntry(
+            kind: kind, object: object, messageID: try r.optionalString(), reason: try r.string(),
+            detail: try r.optionalString(), attempts: UInt32(truncatingIfNeeded: try r.varint()),
+            firstSeen: Int64(bitPattern: try r.varint()), lastSeen: Int64(bitPattern: try r.varint()))
+    }
+}
+
+/// The listing position of one partition of a backfill job.
+public struct BackfillCursor: Sendable, Equatable {
+    /// The job's identity (e.g. bucket, prefix and window).
+    public var job: String
+    /// The partition's prefix within the job (one account/region/day, or the whole prefix).
+    public var partition: String
+    /// The last key listed and journaled; listing resumes after it.
+    public var lastKey: String?
+    /// S3's continuation token for the next page, if the listing was mid-way.
+    public var continuationToken: String?
+    /// Objects discovered so far.
+    public var listed: UInt64
+    /// Bytes discovered so far.
+    public var listedBytes: UInt64
+    /// Whether the listing of this partition reached its end.
+    public var complete: Bool
+    public var updated: Timestamp
+
+    public init(
+        job: String, partition: String, lastKey: String? = nil, continuationToken: String? = nil,
+        listed: UInt64 = 0, listedBytes: UInt64 = 0, complete: Bool = false, updated: Timestamp = 0
+    ) {
+        self.job = job
+        self.partition = partition
+        self.lastKey = lastKey
+        self.continuationToken = continuationToken
+        self.listed = listed
+        self.listedBytes = listedBytes
+        self.complete = complete
+        self.updated = updated
+    }
+
+    var storageKey: [UInt8] { KeyBuilder.key([job, partition]) }
+
+    func encode() -> [UInt8] {
+        var w = ByteWriter(capacity: 128)
+        w.byte(1)
+        w.string(job)
+        w.string(partition)
+        w.optionalString(lastKey)
+        w.optionalString(continuationToken)
+        w.varint(listed)
+        w.varint(listedBytes)
+        w.bool(complete)
+        w.varint(UInt64(bitPattern: updated))
+        return w.bytes
+    }
+
+    static func decode(_ bytes: [UInt8]) throws -> BackfillCursor {
+        var r = ByteReader(bytes)
+        guard try r.byte() == 1 else { throw ByteReader.Truncated() }
+        return BackfillCursor(
+            job: try r.string(), partition: try r.string(), lastKey: try r.optionalString(),
+            continuationToken: try r.optionalString(), listed: try r.varint(), listedBytes: try r.varint(),
+            complete: try r.bool(), updated: Int64(bitPattern: try r.varint()))
+    }
+}
+
+/// One output's acknowledgement: `output` now has the first `count` records of `object`.
+public struct Acknowledgement: Sendable, Equatable {
+    public var object: ObjectRef
+    public var output: String
+    public var count: UInt64
+    public init(object: ObjectRef, output: String, count: UInt64) {
+        self.object = object
+        self.output = output
+        self.count = count
+    }
+}
+
+/// What one garbage-collection pass did.
+public struct GCResult: Sendable, Equatable {
+    /// Body chunks deleted.
+    public var chunksFreed: Int = 0
+    /// Finished objects whose record was removed (their done marker stays).
+    public var objectsRemoved: Int = 0
+    /// Done markers dropped after their retention.
+    public var markersExpired: Int = 0
+    /// Whether work is left for another pass (the pass is bounded).
+    public var moreWork: Bool = false
+}
+
+/// A snapshot of the journal for `journal status`.
+public struct JournalStatus: Sendable {
+    public struct Disk: Sendable {
+        /// Bytes in use by live pages.
+        public var usedBytes: Int
+        /// The current size of the memory map.
+        public var mappedBytes: Int
+        /// The data file's size on disk.
+        public var fileBytes: Int
+        /// `journal.max_size`.
+        public var maxBytes: Int
+        public var pageSize: Int
+    }
+
+    public var path: String
+    public var formatVersion: UInt32
+    public var objectsByStage: [ObjectStage: Int]
+    public var messagesByState: [MessageState.State: Int]
+    public var quarantined: [QuarantineEntry]
+    public var backfill: [BackfillCursor]
+    /// The time the oldest item not yet acknowledged by every output was first seen.
+    public var oldestUnacknowledged: Timestamp?
+    public var doneMarkers: Int
+    /// Bodies waiting for GC (orphans of interrupted downloads and finished objects).
+    public var bodiesAwaitingGC: Int
+    public var storedBodyBytes: UInt64
+    public var disk: Disk
+}

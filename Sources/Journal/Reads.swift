@@ -1,0 +1,242 @@
+import Foundation
+
+extension Journal {
+    // MARK: Reads — short snapshot transactions on the calling thread.
+
+    /// The object's state, or nil when the journal holds none.
+    public func object(_ ref: ObjectRef) throws -> ObjectState? {
+        try read { try $0.object(ref) }
+    }
+
+    /// The message's state, or nil when the journal holds none (never seen, or deleted).
+    public func message(_ id: String) throws -> MessageState? {
+        try read { try $0.message(id) }
+    }
+
+    /// When the object finished, if a done marker for it is kept.
+    public func doneMarker(_ ref: ObjectRef) throws -> Timestamp? {
+        try read { try $0.doneMarker(ref) }
+    }
+
+    /// Every object record in the given stages (all when `stages` is nil).
+    public func objects(in stages: Set<ObjectStage>? = nil) throws -> [ObjectState] {
+        try read { txn in
+            var out: [ObjectState] = []
+            try txn.scan(txn.dbs.objects) { k, v in
+                let state = try txn.decode(txn.dbs.objects, Array(k), Array(v), ObjectState.decode)
+                if stages?.contains(state.stage) ?? true { out.append(state) }
+                return true
+            }
+            return out
+        }
+    }
+
+    /// Every message record in the given states (all when `states` is nil).
+    public func messages(in states: Set<MessageState.State>? = nil) throws -> [MessageState] {
+        try read { txn in
+            var out: [MessageState] = []
+            try txn.scan(txn.dbs.messages) { k, v in
+                let m = try txn.decode(txn.dbs.messages, Array(k), Array(v), MessageState.decode)
+                if states?.contains(m.state) ?? true { out.append(m) }
+                return true
+            }
+            return out
+        }
+    }
+
+    /// The quarantine, in key order.
+    public func quarantine() throws -> [QuarantineEntry] {
+        try read { txn in
+            var out: [QuarantineEntry] = []
+            try txn.scan(txn.dbs.quarantine) { k, v in
+                out.append(try txn.decode(txn.dbs.quarantine, Array(k), Array(v), QuarantineEntry.decode))
+                return true
+            }
+            return out
+        }
+    }
+
+    /// The backfill cursors of one job (all jobs when `job` is nil).
+    public func cursors(job: String? = nil) throws -> [BackfillCursor] {
+        try read { txn in
+            var out: [BackfillCursor] = []
+            try txn.scan(txn.dbs.cursors) { k, v in
+                let c = try txn.decode(txn.dbs.cursors, Array(k), Array(v), BackfillCursor.decode)
+                if job == nil || c.job == job { out.append(c) }
+                return true
+            }
+            return out
+        }
+    }
+
+    /// One chunk of a stored body, or nil when there is no such chunk.
+    public func bodyChunk(_ body: BodyRef, _ index: UInt32) throws -> [UInt8]? {
+        try read { try $0.get($0.dbs.bodies, Transitions.chunkKey(body.id, index)) }
+    }
+
+    /// The stored body of a fetched object, chunk by chunk; each chunk is read in its own snapshot,
+    /// so a large body never holds a transaction open nor needs its whole size in memory.
+    public func bodyChunks(_ body: BodyRef) -> StoredBody { StoredBody(journal: self, body: body) }
+
+    /// A writer that spools a download into the journal in chunks of `bodyChunkSize`.
+    public func bodyWriter(_ ticket: FetchTicket) -> BodyWriter { BodyWriter(journal: self, ticket: ticket) }
+
+    // MARK: Status
+
+    /// Counts per stage, the quarantine (up to `quarantineLimit` entries, newest first), backfill jobs,
+    /// the oldest unacknowledged item and disk use.
+    public func status(quarantineLimit: Int = 100) throws -> JournalStatus {
+        let (pageSize, lastPage) = try resizeLockedInfo()
+        return try read { txn in
+            var byStage: [ObjectStage: Int] = [:]
+            var oldest: Timestamp?
+            var storedBytes: UInt64 = 0
+            try txn.scan(txn.dbs.objects) { k, v in
+                let s = try txn.decode(txn.dbs.objects, Array(k), Array(v), ObjectState.decode)
+                byStage[s.stage, default: 0] += 1
+                if !s.stage.isFinal { oldest = min(oldest ?? s.firstSeen, s.firstSeen) }
+                storedBytes += s.body?.bytes ?? 0
+                return true
+            }
+            var byState: [MessageState.State: Int] = [:]
+            try txn.scan(txn.dbs.messages) { k, v in
+                let m = try txn.decode(txn.dbs.messages, Array(k), Array(v), MessageState.decode)
+                byState[m.state, default: 0] += 1
+                oldest = min(oldest ?? m.firstReceived, m.firstReceived)
+                return true
+            }
+            var quarantined: [QuarantineEntry] = []
+            try txn.scan(txn.dbs.quarantine) { k, v in
+                quarantined.append(try txn.decode(txn.dbs.quarantine, Array(k), Array(v), QuarantineEntry.decode))
+                return true
+            }
+            quarantined.sort { $0.lastSeen > $1.lastSeen }
+            var cursors: [BackfillCursor] = []
+            try txn.scan(txn.dbs.cursors) { k, v in
+                cursors.append(try txn.decode(txn.dbs.cursors, Array(k), Array(v), BackfillCursor.decode))
+                return true
+            }
+            var awaiting = 0
+            try txn.scan(txn.dbs.collect) { k, _ in
+                if k.first == Databases.collectBody { awaiting += 1 }
+                return true
+            }
+            let free = (try? env.freePages(txn.txn).get()) ?? 0
+            let fileBytes =
+                (try? FileManager.default.attributesOfItem(atPath: path + "/data.mdb")[.size] as? Int) ?? 0
+            var version = Journal.formatVersion
+            if let bytes = try txn.get(txn.dbs.meta, Array("format".utf8)) {
+                var r = ByteReader(bytes)
+                version = (try? r.bigEndian32()) ?? version
+            }
+            return JournalStatus(
+                path: path, formatVersion: version, objectsByStage: byStage, messagesByState: byState,
+                quarantined: Array(quarantined.prefix(quarantineLimit)), backfill: cursors,
+                oldestUnacknowledged: oldest, doneMarkers: try txn.count(txn.dbs.done),
+                bodiesAwaitingGC: awaiting, storedBodyBytes: storedBytes,
+                disk: .init(
+                    usedBytes: max(0, lastPage + 1 - free) * pageSize, mappedBytes: mappedSize, fileBytes: fileBytes,
+                    maxBytes: options.maxSize, pageSize: pageSize))
+        }
+    }
+
+    private func resizeLockedInfo() throws -> (pageSize: Int, lastPage: Int) {
+        let st = try Journal.lift(env.stat(), "mdb_env_stat", path: path)
+        let info = try Journal.lift(env.info(), "mdb_env_info", path: path)
+        return (Int(st.ms_psize), info.me_last_pgno)
+    }
+}
+
+/// Spools a download into the journal: bytes are buffered up to one chunk and stored chunk by chunk,
+/// so memory stays bounded by the chunk size whatever the object's size.
+public final class BodyWriter: @unchecked Sendable {
+    private let journal: Journal
+    public let ticket: FetchTicket
+    private var buffer: [UInt8] = []
+    private var pending: [[UInt8]] = []
+    private var firstPending: UInt32 = 0
+    private var chunkCount: UInt32 = 0
+    private var byteCount: UInt64 = 0
+    /// Chunks are committed in groups of this many bytes (one sync per group).
+    private let flushBytes: Int
+
+    init(journal: Journal, ticket: FetchTicket) {
+        self.journal = journal
+        self.ticket = ticket
+        self.flushBytes = max(journal.options.bodyChunkSize * 8, 1 << 20)
+        buffer.reserveCapacity(journal.options.bodyChunkSize)
+    }
+
+    /// Bytes accepted so far.
+    public var bytesWritten: UInt64 { byteCount }
+
+    /// Appends downloaded bytes; full chunks are stored as they fill.
+    public func append(_ bytes: some Collection<UInt8>) async throws {
+        let size = journal.options.bodyChunkSize
+        var rest = bytes[...]
+        while !rest.isEmpty {
+            let take = min(size - buffer.count, rest.count)
+            buffer.append(contentsOf: rest.prefix(take))
+            rest = rest.dropFirst(take)
+            byteCount += UInt64(take)
+            if buffer.count == size {
+                pending.append(buffer)
+                buffer.removeAll(keepingCapacity: true)
+                chunkCount += 1
+                if pending.count * size >= flushBytes { try await flush() }
+            }
+        }
+    }
+
+    private func flush() async throws {
+        guard !pending.isEmpty else { return }
+        try await journal.storeChunks(ticket, first: firstPending, pending)
+        firstPending += UInt32(pending.count)
+        pending.removeAll()
+    }
+
+    /// Stores what is left and commits the `fetched` transition with the record count.
+    public func finish(recordCount: UInt64) async throws -> ObjectState {
+        if !buffer.isEmpty {
+            pending.append(buffer)
+            buffer = []
+            chunkCount += 1
+        }
+        try await flush()
+        return try await journal.finishFetch(ticket, chunks: chunkCount, bytes: byteCount, recordCount: recordCount)
+    }
+}
+
+/// A stored body, read chunk by chunk.
+public struct StoredBody: Sequence, Sendable {
+    let journal: Journal
+    let body: BodyRef
+
+    public struct Iterator: IteratorProtocol {
+        let journal: Journal
+        let body: BodyRef
+        var index: UInt32 = 0
+
+        /// The next chunk; a missing chunk (which the journal's invariants rule out) ends the sequence
+        /// early, and ``StoredBody/chunks()`` reports it as an error.
+        public mutating func next() -> [UInt8]? {
+            guard index < body.chunks else { return nil }
+            defer { index += 1 }
+            return try? journal.bodyChunk(body, index)
+        }
+    }
+
+    public func makeIterator() -> Iterator { Iterator(journal: journal, body: body) }
+
+    /// Visits every chunk in order, throwing when one is missing or unreadable.
+    public func forEachChunk(_ body: ([UInt8]) throws -> Void) throws {
+        for i in 0..<self.body.chunks {
+            guard let chunk = try journal.bodyChunk(self.body, i) else {
+                throw JournalError(
+                    .corrupt, operation: "bodyChunk", database: "bodies", key: "\(self.body.id)/\(i)",
+                    path: journal.path, message: "chunk \(i) of body \(self.body.id) is missing")
+            }
+            try body(chunk)
+        }
+    }
+}

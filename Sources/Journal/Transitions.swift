@@ -1,0 +1,485 @@
+/// A fetch in progress: the body id its chunks are written under.
+public struct FetchTicket: Sendable, Hashable {
+    public let object: ObjectRef
+    public let bodyID: UInt64
+    /// 1 for the first attempt.
+    public let attempt: UInt32
+}
+
+/// What a listing page changed.
+public struct ListingResult: Sendable, Equatable {
+    /// Objects journaled as new work.
+    public var new = 0
+    /// Objects skipped because a done marker says they finished earlier.
+    public var alreadyDone = 0
+    /// Objects already in the journal.
+    public var inProgress = 0
+}
+
+extension Journal {
+    // MARK: Transitions — each is one write transaction and returns after its commit.
+
+    /// Journals a received SQS message and the objects it names, before anything else acts on it.
+    ///
+    /// A message seen before (a redelivery) gets its latest receipt handle and receive count. Each named
+    /// object is created as `received`, joined if already in progress, or reported `alreadyDone` when a
+    /// done marker exists. A message whose objects are all finished is `complete` at once.
+    public func receive(_ message: ReceivedMessage) async throws -> ReceiptResult {
+        try await write { try Transitions.receive($0, message) }
+    }
+
+    /// Journals a message that cannot be used (unrecognised, poison): it goes to the quarantine with
+    /// the reason and a bounded excerpt, and the message is ready to delete (or leave to the DLQ).
+    public func quarantineMessage(
+        id: String, receiptHandle: String, receiveCount: UInt32, reason: String, detail: String? = nil
+    ) async throws -> MessageState {
+        try await write { try Transitions.quarantineMessage($0, id, receiptHandle, receiveCount, reason, detail) }
+    }
+
+    /// Starts a download of a `received` object: counts the attempt and reserves a body id.
+    public func startFetch(_ ref: ObjectRef) async throws -> FetchTicket {
+        try await write { try Transitions.startFetch($0, ref) }
+    }
+
+    /// Stores body chunks of a fetch in progress (not a stage transition: the chunks belong to no
+    /// object until ``finishFetch(_:chunks:bytes:recordCount:)`` commits).
+    func storeChunks(_ ticket: FetchTicket, first index: UInt32, _ chunks: [[UInt8]]) async throws {
+        try await write { txn in
+            guard try txn.get(txn.dbs.fetching, Transitions.bodyKey(ticket.bodyID)) != nil else {
+                throw JournalError(
+                    .invalidTransition, operation: "storeChunks", database: "fetching", key: "\(ticket.bodyID)",
+                    path: txn.path, message: "the fetch of \(ticket.object) is no longer in progress")
+            }
+            for (i, chunk) in chunks.enumerated() {
+                try txn.put(txn.dbs.bodies, Transitions.chunkKey(ticket.bodyID, index + UInt32(i)), chunk)
+            }
+        }
+    }
+
+    /// Marks a download complete: the stored body, its size and record count become the object's,
+    /// and the object is `fetched` (or `done` when there is nothing to emit).
+    public func finishFetch(_ ticket: FetchTicket, chunks: UInt32, bytes: UInt64, recordCount: UInt64) async throws -> ObjectState {
+        try await write { try Transitions.finishFetch($0, ticket, chunks, bytes, recordCount) }
+    }
+
+    /// Records a failed download attempt (the object stays `received`; its partial body is freed).
+    public func fetchFailed(_ ticket: FetchTicket, error: String) async throws -> ObjectState {
+        try await write { try Transitions.fetchFailed($0, ticket, error) }
+    }
+
+    /// Records one output's acknowledgement; returns the object's new state.
+    public func acknowledge(_ ack: Acknowledgement) async throws -> ObjectState {
+        try await acknowledge([ack])[0]
+    }
+
+    /// Records several acknowledgements in one transaction; returns the objects' new states in order.
+    ///
+    /// Cursors only grow: an acknowledgement below the current cursor changes nothing. An object whose
+    /// every output reached its record count becomes `done` and gets a done marker.
+    public func acknowledge(_ acks: [Acknowledgement]) async throws -> [ObjectState] {
+        try await write { txn in try acks.map { try Transitions.acknowledge(txn, $0) } }
+    }
+
+    /// Finishes an object that has nothing to emit (e.g. a digest file), with a note saying why.
+    public func complete(_ ref: ObjectRef, note: String) async throws -> ObjectState {
+        try await write { try Transitions.complete($0, ref, note) }
+    }
+
+    /// Quarantines an object with the reason; its messages can then be deleted.
+    public func quarantineObject(_ ref: ObjectRef, reason: String, detail: String? = nil) async throws -> ObjectState {
+        try await write { try Transitions.quarantineObject($0, ref, reason, detail) }
+    }
+
+    /// Records that SQS deleted these messages: they are forgotten, and objects no message names any
+    /// more become collectable once finished. Unknown ids are ignored (deletes are idempotent).
+    public func messagesDeleted(_ ids: [String]) async throws {
+        try await write { txn in for id in ids { try Transitions.messageDeleted(txn, id) } }
+    }
+
+    /// Journals one listing page of a backfill: the objects it discovered and the partition's new
+    /// cursor, in the same transaction, so a crash never skips nor relists a key.
+    ///
+    /// - Parameter force: journal objects even when a done marker says they finished.
+    public func saveListing(_ cursor: BackfillCursor, discovered: [DiscoveredObject], force: Bool = false) async throws -> ListingResult {
+        try await write { try Transitions.saveListing($0, cursor, discovered, force) }
+    }
+
+    /// Frees, in a bounded batch, the bodies and records of finished objects no message names, orphaned
+    /// bodies of interrupted downloads, and done markers past their retention.
+    ///
+    /// - Parameter maxChunks: the most body chunks to delete in this pass.
+    public func collectGarbage(maxChunks: Int = 256) async throws -> GCResult {
+        try await write { try Transitions.collect($0, maxChunks) }
+    }
+
+    /// Removes quarantine entries (after an operator dealt with them); returns how many were removed.
+    public func clearQuarantine() async throws -> Int {
+        try await write { txn in
+            var keys: [[UInt8]] = []
+            try txn.scan(txn.dbs.quarantine) { k, _ in keys.append(Array(k)); return true }
+            for k in keys { try txn.delete(txn.dbs.quarantine, k) }
+            return keys.count
+        }
+    }
+}
+
+/// The transitions' bodies: pure functions of the transaction and their inputs, so the writer may run
+/// them again after growing the map.
+enum Transitions {
+    static func bodyKey(_ id: UInt64) -> [UInt8] {
+        var w = ByteWriter(capacity: 8)
+        w.bigEndian(id)
+        return w.bytes
+    }
+
+    static func chunkKey(_ id: UInt64, _ index: UInt32) -> [UInt8] {
+        var w = ByteWriter(capacity: 12)
+        w.bigEndian(id)
+        w.bigEndian(index)
+        return w.bytes
+    }
+
+    static func missing(_ txn: WriteContext, _ ref: ObjectRef, _ op: String) -> JournalError {
+        JournalError(
+            .unknownObject, operation: op, database: "objects", key: ref.description, path: txn.path,
+            message: "\(op): the journal holds no object \(ref)")
+    }
+
+    static func invalid(_ txn: WriteContext, _ state: ObjectState, _ op: String) -> JournalError {
+        JournalError(
+            .invalidTransition, operation: op, database: "objects", key: state.ref.description, path: txn.path,
+            message: "\(op) does not apply to \(state.ref) in stage \(state.stage)")
+    }
+
+    static func receive(_ txn: WriteContext, _ m: ReceivedMessage) throws -> ReceiptResult {
+        let now = txn.clock()
+        var message =
+            try txn.read.message(m.id)
+            ?? MessageState(
+                id: m.id, receiptHandle: m.receiptHandle, firstReceived: now, lastReceived: now,
+                receiveCount: m.receiveCount, objects: [], state: .received)
+        message.receiptHandle = m.receiptHandle
+        message.lastReceived = now
+        message.receiveCount = max(message.receiveCount, m.receiveCount)
+        var dispositions: [ObjectRef: ObjectDisposition] = [:]
+        if message.state != .quarantined {
+            for discovered in m.objects {
+                let ref = discovered.ref
+                if !message.objects.contains(ref) { message.objects.append(ref) }
+                if var state = try txn.read.object(ref) {
+                    if !state.messages.contains(m.id) {
+                        state.messages.append(m.id)
+                        state.updated = now
+                        try txn.store(state)
+                    }
+                    switch state.stage {
+                    case .done: dispositions[ref] = .alreadyDone(finishedAt: state.updated)
+                    case .quarantined: dispositions[ref] = .quarantined
+                    default: dispositions[ref] = .inProgress(state.stage)
+                    }
+                } else if let finished = try txn.read.doneMarker(ref) {
+                    dispositions[ref] = .alreadyDone(finishedAt: finished)
+                } else {
+                    try txn.store(
+                        ObjectState(
+                            ref: ref, stage: .received, size: discovered.size, recordCount: nil, body: nil,
+                            cursors: [:], attempts: 0, lastError: nil, messages: [m.id], source: "sqs", note: nil,
+                            firstSeen: now, updated: now))
+                    dispositions[ref] = .new
+                }
+            }
+        }
+        try txn.store(message)
+        message = try refreshMessage(txn, m.id) ?? message
+        return ReceiptResult(message: message, objects: dispositions)
+    }
+
+    /// Moves a `received` message to `complete` when every object it names is finished.
+    @discardableResult
+    static func refreshMessage(_ txn: WriteContext, _ id: String) throws -> MessageState? {
+        guard var message = try txn.read.message(id) else { return nil }
+        guard message.state == .received else { return message }
+        for ref in message.objects {
+            if let state = try txn.read.object(ref) {
+                if !state.stage.isFinal { return message }
+            }
+            // No record: finished and collected, or never ours (a done marker, or retention passed).
+        }
+        message.state = .complete
+        try txn.store(message)
+        return message
+    }
+
+    static func quarantineMessage(
+        _ txn: WriteContext, _ id: String, _ handle: String, _ count: UInt32, _ reason: String, _ detail: String?
+    ) throws -> MessageState {
+        let now = txn.clock()
+        var message =
+            try txn.read.message(id)
+            ?? MessageState(
+                id: id, receiptHandle: handle, firstReceived: now, lastReceived: now, receiveCount: count,
+                objects: [], state: .quarantined)
+        message.receiptHandle = handle
+        message.lastReceived = now
+        message.receiveCount = max(message.receiveCount, count)
+        message.state = .quarantined
+        try txn.store(message)
+        var entry = QuarantineEntry(
+            kind: .message, object: nil, messageID: id, reason: reason, detail: detail.map(excerpt),
+            attempts: count, firstSeen: now, lastSeen: now)
+        if let previous = try txn.read.quarantineEntry(entry.storageKey) { entry.firstSeen = previous.firstSeen }
+        try txn.put(txn.dbs.quarantine, entry.storageKey, entry.encode())
+        return message
+    }
+
+    static func excerpt(_ s: String) -> String {
+        s.utf8.count <= 1024 ? s : String(decoding: Array(s.utf8.prefix(1024)), as: UTF8.self) + "…"
+    }
+
+    static func startFetch(_ txn: WriteContext, _ ref: ObjectRef) throws -> FetchTicket {
+        guard var state = try txn.read.object(ref) else { throw missing(txn, ref, "startFetch") }
+        guard state.stage == .received else { throw invalid(txn, state, "startFetch") }
+        let seqKey = Array("body_seq".utf8)
+        var next: UInt64 = 1
+        if let bytes = try txn.get(txn.dbs.meta, seqKey) {
+            var r = ByteReader(bytes)
+            next = try r.bigEndian64() + 1
+        }
+        try txn.put(txn.dbs.meta, seqKey, bodyKey(next))
+        try txn.put(txn.dbs.fetching, bodyKey(next), ref.storageKey)
+        state.attempts += 1
+        state.updated = txn.clock()
+        try txn.store(state)
+        return FetchTicket(object: ref, bodyID: next, attempt: state.attempts)
+    }
+
+    static func finishFetch(
+        _ txn: WriteContext, _ ticket: FetchTicket, _ chunks: UInt32, _ bytes: UInt64, _ count: UInt64
+    ) throws -> ObjectState {
+        guard var state = try txn.read.object(ticket.object) else { throw missing(txn, ticket.object, "finishFetch") }
+        guard state.stage == .received, try txn.delete(txn.dbs.fetching, bodyKey(ticket.bodyID)) else {
+            throw invalid(txn, state, "finishFetch")
+        }
+        state.body = BodyRef(id: ticket.bodyID, chunks: chunks, bytes: bytes)
+        state.size = bytes
+        state.recordCount = count
+        state.stage = .fetched
+        state.lastError = nil
+        state.updated = txn.clock()
+        return try settle(txn, state)
+    }
+
+    static func fetchFailed(_ txn: WriteContext, _ ticket: FetchTicket, _ error: String) throws -> ObjectState {
+        guard var state = try txn.read.object(ticket.object) else { throw missing(txn, ticket.object, "fetchFailed") }
+        if try txn.delete(txn.dbs.fetching, bodyKey(ticket.bodyID)) {
+            try txn.put(txn.dbs.collect, [Databases.collectBody] + bodyKey(ticket.bodyID), [])
+        }
+        state.lastError = error
+        state.updated = txn.clock()
+        try txn.store(state)
+        return state
+    }
+
+    static func acknowledge(_ txn: WriteContext, _ ack: Acknowledgement) throws -> ObjectState {
+        guard var state = try txn.read.object(ack.object) else { throw missing(txn, ack.object, "acknowledge") }
+        if state.stage == .done { return state }
+        guard state.stage == .fetched || state.stage == .emitting, let total = state.recordCount else {
+            throw invalid(txn, state, "acknowledge")
+        }
+        guard ack.count <= total else {
+            throw JournalError(
+                .invalidTransition, operation: "acknowledge", database: "objects", key: ack.object.description,
+                path: txn.path,
+                message: "output '\(ack.output)' acknowledged \(ack.count) records of \(ack.object), which has \(total)")
+        }
+        guard ack.count > state.cursor(ack.output) else { return state }
+        state.cursors[ack.output] = ack.count
+        state.stage = .emitting
+        state.updated = txn.clock()
+        return try settle(txn, state)
+    }
+
+    /// Stores `state`, first finishing it when every configured output has acknowledged every record.
+    static func settle(_ txn: WriteContext, _ state: ObjectState) throws -> ObjectState {
+        var state = state
+        let total = state.recordCount ?? 0
+        if txn.options.outputs.allSatisfy({ state.cursor($0) >= total }) {
+            state.stage = .done
+            try finish(txn, &state)
+        } else {
+            try txn.store(state)
+        }
+        return state
+    }
+
+    /// Writes a finished object, its done marker and what follows for its messages and GC.
+    static func finish(_ txn: WriteContext, _ state: inout ObjectState) throws {
+        let now = txn.clock()
+        state.updated = now
+        try txn.store(state)
+        if state.stage == .done {
+            var w = ByteWriter(capacity: 8)
+            w.bigEndian(UInt64(bitPattern: now))
+            if let previous = try txn.read.doneMarker(state.ref) {
+                try txn.delete(txn.dbs.doneByTime, bodyKey(UInt64(bitPattern: previous)) + state.ref.storageKey)
+            }
+            try txn.put(txn.dbs.done, state.ref.storageKey, w.bytes)
+            try txn.put(txn.dbs.doneByTime, w.bytes + state.ref.storageKey, [])
+        }
+        for id in state.messages { try refreshMessage(txn, id) }
+        if state.messages.isEmpty {
+            try txn.put(txn.dbs.collect, [Databases.collectObject] + state.ref.storageKey, [])
+        }
+    }
+
+    static func complete(_ txn: WriteContext, _ ref: ObjectRef, _ note: String) throws -> ObjectState {
+        guard var state = try txn.read.object(ref) else { throw missing(txn, ref, "complete") }
+        if state.stage == .done { return state }
+        guard !state.stage.isFinal else { throw invalid(txn, state, "complete") }
+        state.stage = .done
+        state.note = note
+        if state.recordCount == nil { state.recordCount = 0 }
+        try finish(txn, &state)
+        return state
+    }
+
+    static func quarantineObject(_ txn: WriteContext, _ ref: ObjectRef, _ reason: String, _ detail: String?) throws -> ObjectState {
+        guard var state = try txn.read.object(ref) else { throw missing(txn, ref, "quarantineObject") }
+        guard !state.stage.isFinal else { throw invalid(txn, state, "quarantineObject") }
+        let now = txn.clock()
+        state.stage = .quarantined
+        state.lastError = reason
+        var entry = QuarantineEntry(
+            kind: .object, object: ref, messageID: state.messages.first, reason: reason, detail: detail.map(excerpt),
+            attempts: state.attempts, firstSeen: now, lastSeen: now)
+        if let previous = try txn.read.quarantineEntry(entry.storageKey) { entry.firstSeen = previous.firstSeen }
+        try txn.put(txn.dbs.quarantine, entry.storageKey, entry.encode())
+        try finish(txn, &state)
+        return state
+    }
+
+    static func messageDeleted(_ txn: WriteContext, _ id: String) throws {
+        guard let message = try txn.read.message(id) else { return }
+        for ref in message.objects {
+            guard var state = try txn.read.object(ref) else { continue }
+            guard let i = state.messages.firstIndex(of: id) else { continue }
+            state.messages.remove(at: i)
+            try txn.store(state)
+            if state.messages.isEmpty && state.stage.isFinal {
+                try txn.put(txn.dbs.collect, [Databases.collectObject] + ref.storageKey, [])
+            }
+        }
+        try txn.delete(txn.dbs.messages, Array(id.utf8))
+    }
+
+    static func saveListing(
+        _ txn: WriteContext, _ cursor: BackfillCursor, _ discovered: [DiscoveredObject], _ force: Bool
+    ) throws -> ListingResult {
+        let now = txn.clock()
+        var result = ListingResult()
+        for d in discovered {
+            if try txn.read.object(d.ref) != nil {
+                result.inProgress += 1
+            } else if !force, try txn.read.doneMarker(d.ref) != nil {
+                result.alreadyDone += 1
+            } else {
+                try txn.store(
+                    ObjectState(
+                        ref: d.ref, stage: .received, size: d.size, recordCount: nil, body: nil, cursors: [:],
+                        attempts: 0, lastError: nil, messages: [], source: "backfill:\(cursor.job)", note: nil,
+                        firstSeen: now, updated: now))
+                result.new += 1
+            }
+        }
+        var c = cursor
+        c.updated = now
+        try txn.put(txn.dbs.cursors, c.storageKey, c.encode())
+        return result
+    }
+
+    /// Deletes up to `budget` chunks of a body; returns how many were deleted and whether any remain.
+    static func deleteChunks(_ txn: WriteContext, _ body: UInt64, _ budget: Int) throws -> (Int, Bool) {
+        let prefix = bodyKey(body)
+        var keys: [[UInt8]] = []
+        var more = false
+        try txn.scan(txn.dbs.bodies, from: prefix) { k, _ in
+            guard k.count == 12, k.starts(with: prefix) else { return false }
+            if keys.count == budget {
+                more = true
+                return false
+            }
+            keys.append(Array(k))
+            return true
+        }
+        for k in keys { try txn.delete(txn.dbs.bodies, k) }
+        return (keys.count, more)
+    }
+
+    static func collect(_ txn: WriteContext, _ maxChunks: Int) throws -> GCResult {
+        var result = GCResult()
+        var budget = max(1, maxChunks)
+        var entries: [[UInt8]] = []
+        try txn.scan(txn.dbs.collect) { k, _ in
+            entries.append(Array(k))
+            return entries.count < 256
+        }
+        for entry in entries {
+            guard budget > 0 else {
+                result.moreWork = true
+                break
+            }
+            let rest = Array(entry.dropFirst())
+            if entry.first == Databases.collectBody {
+                var r = ByteReader(rest)
+                let (n, more) = try deleteChunks(txn, try r.bigEndian64(), budget)
+                budget -= n
+                result.chunksFreed += n
+                if more { result.moreWork = true } else { try txn.delete(txn.dbs.collect, entry) }
+                continue
+            }
+            guard let bytes = try txn.get(txn.dbs.objects, rest) else {
+                try txn.delete(txn.dbs.collect, entry)
+                continue
+            }
+            var state = try txn.read.decode(txn.dbs.objects, rest, bytes, ObjectState.decode)
+            guard state.stage.isFinal, state.messages.isEmpty else {
+                try txn.delete(txn.dbs.collect, entry)  // named again since; re-queued when it is not
+                continue
+            }
+            if let body = state.body {
+                let (n, more) = try deleteChunks(txn, body.id, budget)
+                budget -= n
+                result.chunksFreed += n
+                if more {
+                    result.moreWork = true
+                    continue
+                }
+                state.body = nil
+            }
+            try txn.delete(txn.dbs.objects, rest)
+            try txn.delete(txn.dbs.collect, entry)
+            result.objectsRemoved += 1
+        }
+        if entries.count == 256 { result.moreWork = true }
+        // Done markers past their retention, oldest first.
+        let horizon = txn.clock() - txn.options.doneRetention
+        var expired: [[UInt8]] = []
+        try txn.scan(txn.dbs.doneByTime) { k, _ in
+            guard k.count > 8 else { return true }
+            let at = Int64(bitPattern: k.prefix(8).reduce(UInt64(0)) { $0 << 8 | UInt64($1) })
+            guard at < horizon else { return false }
+            expired.append(Array(k))
+            if expired.count == 1024 {
+                result.moreWork = true
+                return false
+            }
+            return true
+        }
+        for k in expired {
+            try txn.delete(txn.dbs.doneByTime, k)
+            try txn.delete(txn.dbs.done, Array(k.dropFirst(8)))
+        }
+        result.markersExpired = expired.count
+        return result
+    }
+}
