@@ -50,6 +50,7 @@ public struct StatusReport: Sendable {
         var doneMarkers: Int
         var bodiesAwaitingGC: Int
         var storedBodyBytes: UInt64
+        var bodyChunks: Int
         var disk: Disk
     }
 
@@ -76,6 +77,7 @@ public struct StatusReport: Sendable {
             oldestUnacknowledged: s.oldestUnacknowledged.map(Self.iso),
             oldestUnacknowledgedAgeSeconds: s.oldestUnacknowledged.map { Double(max(0, now - $0)) / 1000 },
             doneMarkers: s.doneMarkers, bodiesAwaitingGC: s.bodiesAwaitingGC, storedBodyBytes: s.storedBodyBytes,
+            bodyChunks: s.bodyChunks,
             disk: .init(
                 usedBytes: s.disk.usedBytes, mappedBytes: s.disk.mappedBytes, fileBytes: s.disk.fileBytes,
                 maxBytes: s.disk.maxBytes))
@@ -160,5 +162,25 @@ public enum JournalInspector {
         let journal = try Journal(path: path, options: options)
         defer { journal.close() }
         return StatusReport(try journal.status())
+    }
+}
+
+/// Offline maintenance of a journal no engine is running on.
+public enum JournalMaintenance {
+    /// Runs garbage collection until nothing is left to free; takes the owner lock, so it refuses to
+    /// run while a cloudtrailbeat process uses the journal.
+    public static func collect(path: String) async throws -> GCResult {
+        var options = Journal.Options()
+        options.exclusive = true
+        let journal = try Journal(path: path, options: options)
+        defer { journal.close() }
+        var total = GCResult()
+        while true {
+            let pass = try await journal.collectGarbage(maxChunks: 4096)
+            total.chunksFreed += pass.chunksFreed
+            total.objectsRemoved += pass.objectsRemoved
+            total.markersExpired += pass.markersExpired
+            if !pass.moreWork { return total }
+        }
     }
 }

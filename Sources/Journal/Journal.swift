@@ -188,6 +188,15 @@ public final class Journal: @unchecked Sendable {
 
     /// Debug builds only: remove all armed faults.
     public func clearFaults() { env.faults.disarm() }
+
+    /// Debug builds only: stamp another format version (to test how newer journals are refused).
+    func overwriteFormatVersion(_ version: UInt32) async throws {
+        try await write { txn in
+            var w = ByteWriter()
+            w.bigEndian(version)
+            try txn.put(txn.dbs.meta, Array("format".utf8), w.bytes)
+        }
+    }
     #endif
 
     /// The current size of the memory map.

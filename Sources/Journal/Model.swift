@@ -382,6 +382,8 @@ public struct GCResult: Sendable, Equatable {
     public var markersExpired: Int = 0
     /// Whether work is left for another pass (the pass is bounded).
     public var moreWork: Bool = false
+
+    public init() {}
 }
 
 /// A snapshot of the journal for `journal status`.
@@ -410,5 +412,7 @@ public struct JournalStatus: Sendable {
     /// Bodies waiting for GC (orphans of interrupted downloads and finished objects).
     public var bodiesAwaitingGC: Int
     public var storedBodyBytes: UInt64
+    /// Body chunks on disk (stored bodies and those awaiting GC).
+    public var bodyChunks: Int
     public var disk: Disk
 }

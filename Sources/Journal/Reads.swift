@@ -133,7 +133,7 @@ extension Journal {
                 path: path, formatVersion: version, objectsByStage: byStage, messagesByState: byState,
                 quarantined: Array(quarantined.prefix(quarantineLimit)), backfill: cursors,
                 oldestUnacknowledged: oldest, doneMarkers: try txn.count(txn.dbs.done),
-                bodiesAwaitingGC: awaiting, storedBodyBytes: storedBytes,
+                bodiesAwaitingGC: awaiting, storedBodyBytes: storedBytes, bodyChunks: try txn.count(txn.dbs.bodies),
                 disk: .init(
                     usedBytes: max(0, lastPage + 1 - free) * pageSize, mappedBytes: mappedSize, fileBytes: fileBytes,
                     maxBytes: options.maxSize, pageSize: pageSize))

@@ -19,6 +19,7 @@ options.bodyChunkSize = 4096
 let journal = try Journal(path: args[1], options: options)
 
 /// Step n works on object n/4; its four transitions are: receive, fetch (body + fetched), ack a, ack b.
+/// Each step is idempotent: the first step after a restart may have committed before the kill.
 func run(step: Int) async throws {
     let n = step / 4
     let ref = ObjectRef(bucket: "b", key: "k\(n)", version: "e\(n)")
@@ -27,13 +28,16 @@ func run(step: Int) async throws {
         _ = try await journal.receive(
             ReceivedMessage(id: "m\(n)", receiptHandle: "h\(n)", receiveCount: 1, objects: [DiscoveredObject(ref)]))
     case 1:
+        guard try journal.object(ref)?.stage == .received else { return }
         let ticket = try await journal.startFetch(ref)
         let writer = journal.bodyWriter(ticket)
         try await writer.append([UInt8](repeating: UInt8(n % 251), count: 10_000 + n % 7))
         _ = try await writer.finish(recordCount: 3)
     case 2:
+        guard try journal.object(ref) != nil else { return }
         _ = try await journal.acknowledge(Acknowledgement(object: ref, output: "a", count: 3))
     default:
+        guard try journal.object(ref) != nil else { return }
         _ = try await journal.acknowledge([
             Acknowledgement(object: ref, output: "b", count: 3)
         ])

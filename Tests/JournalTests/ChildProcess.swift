@@ -1,0 +1,59 @@
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A child process started with posix_spawn, its stdout on a pipe; waited for with waitpid.
+/// (Foundation's Process can hang in waitUntilExit after the child is SIGKILLed on Linux.)
+final class ChildProcess {
+    let pid: pid_t
+    private let stdoutFD: Int32
+
+    init(_ executable: String, _ arguments: [String], environment: [String: String]? = nil) throws {
+        var fds: [Int32] = [0, 0]
+        guard pipe(&fds) == 0 else { throw POSIXError(.EIO) }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_adddup2(&actions, fds[1], 1)
+        posix_spawn_file_actions_addclose(&actions, fds[0])
+        posix_spawn_file_actions_addclose(&actions, fds[1])
+        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        let env = (environment ?? ProcessInfo.processInfo.environment).map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer { env.forEach { free($0) } }
+        var child: pid_t = 0
+        let rc = posix_spawn(&child, executable, &actions, nil, argv, env)
+        close(fds[1])
+        guard rc == 0 else {
+            close(fds[0])
+            throw POSIXError(POSIXErrorCode(rawValue: rc) ?? .EIO)
+        }
+        pid = child
+        stdoutFD = fds[0]
+    }
+
+    func kill(_ signal: Int32 = SIGKILL) { _ = Glibc.kill(pid, signal) }
+
+    /// Waits for the child; returns (exited normally, exit code or signal number).
+    func wait() -> (exited: Bool, code: Int32) {
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        let termsig = status & 0x7f
+        return termsig == 0 ? (true, (status >> 8) & 0xff) : (false, termsig)
+    }
+
+    /// Everything the child wrote to stdout until it closed (call after it exited).
+    func readAll() -> String {
+        var out: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = read(stdoutFD, &buffer, buffer.count)
+            if n <= 0 { break }
+            out += buffer[..<n]
+        }
+        close(stdoutFD)
+        return String(decoding: out, as: UTF8.self)
+    }
+}

@@ -1,0 +1,162 @@
+import Foundation
+import Testing
+
+@testable import Journal
+
+@Suite("Journal limits and faults")
+struct LimitsTests {
+    func options(max: Int) -> Journal.Options {
+        var o = Journal.Options()
+        o.outputs = ["out"]
+        o.initialMapSize = 1 << 20
+        o.maxSize = max
+        o.bodyChunkSize = 16 << 10
+        return o
+    }
+
+    /// Fetches an object with `size` random bytes and `records` records.
+    func ingest(_ j: Journal, _ i: Int, size: Int, records: UInt64 = 1) async throws -> ObjectRef {
+        let ref = ObjectRef(bucket: "b", key: "k\(i)", version: "v")
+        _ = try await j.receive(ReceivedMessage(id: "m\(i)", receiptHandle: "h", receiveCount: 1, objects: [DiscoveredObject(ref)]))
+        let t = try await j.startFetch(ref)
+        let w = j.bodyWriter(t)
+        var g = SplitMix64(seed: UInt64(i))
+        try await w.append((0..<size).map { _ in UInt8(truncatingIfNeeded: g.next()) })
+        _ = try await w.finish(recordCount: records)
+        return ref
+    }
+
+    @Test func mapGrowsThenFullThenResumesAfterGC() async throws {
+        let dir = TempDir("grow")
+        let j = try Journal(path: dir.path, options: options(max: 8 << 20))
+        let initial = j.mappedSize
+        #expect(initial == 1 << 20)
+        var refs: [ObjectRef] = []
+        var fullError: JournalError?
+        for i in 0..<100 {
+            do {
+                refs.append(try await ingest(j, i, size: 300 << 10))
+            } catch let e as JournalError {
+                fullError = e
+                break
+            }
+        }
+        let e = try #require(fullError, "the journal never reported full")
+        #expect(e.code == .full)
+        #expect(e.description.contains(dir.path) && e.description.contains("max_size"))
+        #expect(j.mappedSize == 8 << 20, "grew transparently up to max_size")
+        #expect(refs.count >= 15, "only \(refs.count) objects fit before full")
+        // Consistent after the failure: everything stored so far is readable.
+        for ref in refs { #expect(try j.object(ref)?.stage == .fetched) }
+        // Finish and collect everything: writing resumes.
+        for (i, ref) in refs.enumerated() {
+            _ = try await j.acknowledge(Acknowledgement(object: ref, output: "out", count: 1))
+            try await j.messagesDeleted(["m\(i)"])
+        }
+        while try await j.collectGarbage(maxChunks: 64).moreWork {}
+        #expect(try j.status().bodyChunks == 0)
+        for i in 1000..<1010 { _ = try await ingest(j, i, size: 300 << 10) }
+        j.close()
+        let reopened = try Journal(path: dir.path, options: options(max: 8 << 20))
+        #expect(try reopened.objects(in: [.fetched]).count == 10)
+        reopened.close()
+    }
+
+    @Test(arguments: [LMDBCode.io, LMDBCode.noSpace])
+    func failedCommitLeavesJournalConsistent(code: LMDBCode) async throws {
+        let dir = TempDir("fault")
+        var j = try Journal(path: dir.path, options: options(max: 64 << 20))
+        let ref = try await ingest(j, 1, size: 50_000, records: 10)
+        _ = try await j.acknowledge(Acknowledgement(object: ref, output: "out", count: 4))
+        let before = try j.object(ref)
+        j.injectFault(code, at: .commit)
+        await #expect {
+            _ = try await j.acknowledge(Acknowledgement(object: ref, output: "out", count: 10))
+        } throws: { error in
+            (error as? JournalError)?.lmdbCode == code
+        }
+        #expect(try j.object(ref) == before, "a failed commit changed nothing")
+        // Same on a put inside the transaction, and on a multi-object transition.
+        j.injectFault(code, at: .put, onCall: 2)
+        await #expect(throws: JournalError.self) {
+            _ = try await j.receive(ReceivedMessage(id: "m2", receiptHandle: "h", receiveCount: 1, objects: [
+                DiscoveredObject(ObjectRef(bucket: "b", key: "x")), DiscoveredObject(ObjectRef(bucket: "b", key: "y")),
+            ]))
+        }
+        #expect(try j.message("m2") == nil && j.object(ObjectRef(bucket: "b", key: "x")) == nil, "nothing half-applied")
+        // It keeps working, and reopens with the same state.
+        let after = try await j.acknowledge(Acknowledgement(object: ref, output: "out", count: 10))
+        #expect(after.stage == .done)
+        j.close()
+        j = try Journal(path: dir.path, options: options(max: 64 << 20))
+        #expect(try j.object(ref)?.stage == .done)
+        #expect(try j.doneMarker(ref) != nil)
+        j.close()
+    }
+
+    @Test func injectedMapFullGrowsOrReportsFull() async throws {
+        let dir = TempDir("mapfull")
+        let j = try Journal(path: dir.path, options: options(max: 2 << 20))
+        let ref = try await ingest(j, 1, size: 1000, records: 2)
+        // Below max_size: the writer grows the map and the transition lands.
+        j.injectFault(.mapFull, at: .commit)
+        _ = try await j.acknowledge(Acknowledgement(object: ref, output: "out", count: 1))
+        #expect(try j.object(ref)?.cursor("out") == 1)
+        #expect(j.mappedSize == 2 << 20)
+        // At max_size: a typed full error, nothing applied, and the next write works.
+        j.injectFault(.mapFull, at: .put)
+        await #expect {
+            _ = try await j.acknowledge(Acknowledgement(object: ref, output: "out", count: 2))
+        } throws: { ($0 as? JournalError)?.code == .full }
+        #expect(try j.object(ref)?.cursor("out") == 1)
+        j.injectFault(.io, at: .beginWrite)
+        await #expect(throws: JournalError.self) {
+            _ = try await j.acknowledge(Acknowledgement(object: ref, output: "out", count: 2))
+        }
+        #expect(try await j.acknowledge(Acknowledgement(object: ref, output: "out", count: 2)).stage == .done)
+        j.close()
+    }
+
+    @Test func concurrentTransitionsShareCommitsAndAllLand() async throws {
+        let dir = TempDir("group")
+        let j = try Journal(path: dir.path, options: options(max: 64 << 20))
+        let refs = (0..<200).map { ObjectRef(bucket: "b", key: "k\($0)") }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for (i, ref) in refs.enumerated() {
+                group.addTask {
+                    _ = try await j.receive(ReceivedMessage(id: "m\(i)", receiptHandle: "h", receiveCount: 1, objects: [DiscoveredObject(ref)]))
+                }
+            }
+            // One invalid transition in the middle fails alone.
+            group.addTask {
+                await #expect(throws: JournalError.self) {
+                    _ = try await j.acknowledge(Acknowledgement(object: ObjectRef(bucket: "none", key: "none"), output: "out", count: 1))
+                }
+            }
+            try await group.waitForAll()
+        }
+        #expect(try j.objects().count == 200)
+        #expect(try j.messages().count == 200)
+        j.close()
+    }
+
+    @Test func longKeysAreDistinctAndRoundTrip() async throws {
+        let dir = TempDir("long")
+        let j = try Journal(path: dir.path, options: options(max: 64 << 20))
+        let base = String(repeating: "a/", count: 450)
+        let refs = [ObjectRef(bucket: "b", key: base + "x"), ObjectRef(bucket: "b", key: base + "y"), ObjectRef(bucket: "b", key: base + "x", version: "2")]
+        _ = try await j.receive(ReceivedMessage(id: "m", receiptHandle: "h", receiveCount: 1, objects: refs.map { DiscoveredObject($0) }))
+        for ref in refs { #expect(try j.object(ref)?.ref == ref) }
+        #expect(try j.objects().count == 3)
+        j.close()
+    }
+
+    @Test func oneEnvironmentPerPathPerProcess() throws {
+        let dir = TempDir("twice")
+        let j = try Journal(path: dir.path)
+        #expect(throws: JournalError.self) { _ = try Journal(path: dir.path) }
+        j.close()
+        let again = try Journal(path: dir.path)
+        again.close()
+    }
+}
