@@ -40,7 +40,7 @@ let package = Package(
 
         // MARK: Swift modules
         .target(name: "Journal", dependencies: ["CLMDB", crypto]),
-        .target(name: "Stages", dependencies: ["CZlib", "CCurl"]),
+        .target(name: "Stages", dependencies: ["CZlib", "CCurl", crypto]),
         .target(name: "Engine", dependencies: ["Journal", "Stages"]),
         .executableTarget(name: "cloudtrailbeat", dependencies: ["Engine", argumentParser]),
 
@@ -52,6 +52,7 @@ let package = Package(
             path: "Tests/JournalCrashChild"),
         .testTarget(name: "JournalTests", dependencies: ["Journal", "journal-crash-child"]),
         .testTarget(name: "CLITests", dependencies: ["cloudtrailbeat", "Journal"]),
+        .testTarget(name: "StagesTests", dependencies: ["Stages"]),
     ]
 )
 
