@@ -1,7 +1,7 @@
 // swift-tools-version: 6.1
 // cloudtrailbeat — a crash-safe shipper of AWS CloudTrail logs.
 //
-// Dependencies point one way: C shims → Journal → Stages → Engine → CLI.
+// Dependencies point one way: C shims → Journal → Stages / AWS → Engine → CLI.
 // Only Journal imports CLMDB; only Engine brings stages and journal together;
 // the CLI only parses and wires.
 import PackageDescription
@@ -20,6 +20,7 @@ let package = Package(
         .executable(name: "cloudtrailbeat", targets: ["cloudtrailbeat"]),
         .library(name: "Journal", targets: ["Journal"]),
         .library(name: "Stages", targets: ["Stages"]),
+        .library(name: "AWS", targets: ["AWS"]),
         .library(name: "Engine", targets: ["Engine"]),
     ],
     dependencies: [
@@ -41,7 +42,8 @@ let package = Package(
         // MARK: Swift modules
         .target(name: "Journal", dependencies: ["CLMDB", crypto]),
         .target(name: "Stages", dependencies: ["CZlib", "CCurl", crypto]),
-        .target(name: "Engine", dependencies: ["Journal", "Stages"]),
+        .target(name: "AWS", dependencies: ["CCurl", crypto]),
+        .target(name: "Engine", dependencies: ["Journal", "Stages", "AWS"]),
         .executableTarget(name: "cloudtrailbeat", dependencies: ["Engine", argumentParser]),
 
         // MARK: Tests
@@ -53,6 +55,7 @@ let package = Package(
         .testTarget(name: "JournalTests", dependencies: ["Journal", "journal-crash-child"]),
         .testTarget(name: "CLITests", dependencies: ["cloudtrailbeat", "Journal"]),
         .testTarget(name: "StagesTests", dependencies: ["Stages"]),
+        .testTarget(name: "AWSTests", dependencies: ["AWS"]),
     ]
 )
 
