@@ -55,7 +55,7 @@ let package = Package(
         .testTarget(name: "JournalTests", dependencies: ["Journal", "journal-crash-child"]),
         .testTarget(name: "CLITests", dependencies: ["cloudtrailbeat", "Journal"]),
         .testTarget(name: "StagesTests", dependencies: ["Stages"]),
-        .testTarget(name: "AWSTests", dependencies: ["AWS"]),
+        .testTarget(name: "AWSTests", dependencies: ["AWS", crypto], exclude: ["Fixtures"]),
     ]
 )
 

@@ -1,0 +1,272 @@
+import Foundation
+
+/// Why no credentials (or no region) could be had.
+public struct CredentialsError: Error, Sendable, CustomStringConvertible {
+    public var message: String
+    public var description: String { message }
+}
+
+/// Something that yields credentials, refreshing temporary ones.
+public protocol CredentialProvider: Sendable {
+    /// Credentials valid for at least a few more minutes.
+    func credentials() async throws -> Credentials
+    /// Fetches new credentials now (after an `ExpiredToken` answer).
+    func refresh() async throws -> Credentials
+}
+
+/// Fixed credentials.
+public struct StaticCredentialProvider: CredentialProvider {
+    let value: Credentials
+    public init(_ value: Credentials) { self.value = value }
+    public func credentials() async throws -> Credentials { value }
+    public func refresh() async throws -> Credentials { value }
+}
+
+/// The shared `credentials` and `config` files (INI), as the AWS CLI reads them.
+public struct SharedConfigFiles: Sendable {
+    /// Profile name → key → value, credentials file over config file.
+    public var profiles: [String: [String: String]] = [:]
+
+    public init(environment: [String: String] = ProcessInfo.processInfo.environment) {
+        let home = environment["HOME"] ?? NSHomeDirectory()
+        let credentialsPath = environment["AWS_SHARED_CREDENTIALS_FILE"] ?? home + "/.aws/credentials"
+        let configPath = environment["AWS_CONFIG_FILE"] ?? home + "/.aws/config"
+        for (name, values) in SharedConfigFiles.parse(configPath, isConfig: true) { profiles[name, default: [:]].merge(values) { a, _ in a } }
+        for (name, values) in SharedConfigFiles.parse(credentialsPath, isConfig: false) { profiles[name, default: [:]].merge(values) { _, b in b } }
+    }
+
+    static func parse(_ path: String, isConfig: Bool) -> [String: [String: String]] {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return [:] }
+        var out: [String: [String: String]] = [:]
+        var current: String?
+        for raw in text.split(whereSeparator: \.isNewline) {
+            let line = raw.trimmingCharacters(in: .whitespaces)
+            if line.isEmpty || line.hasPrefix("#") || line.hasPrefix(";") { continue }
+            if line.hasPrefix("[") && line.hasSuffix("]") {
+                var name = line.dropFirst().dropLast().trimmingCharacters(in: .whitespaces)
+                if isConfig {
+                    if name.hasPrefix("profile ") { name = String(name.dropFirst(8)).trimmingCharacters(in: .whitespaces) }
+                    else if name != "default" { current = nil; continue }  // sso-session, services, …
+                }
+                current = name
+                continue
+            }
+            guard let profile = current, let eq = line.firstIndex(of: "=") else { continue }
+            let key = line[..<eq].trimmingCharacters(in: .whitespaces).lowercased()
+            let value = line[line.index(after: eq)...].trimmingCharacters(in: .whitespaces)
+            out[profile, default: [:]][key] = value
+        }
+        return out
+    }
+}
+
+/// Resolves credentials in the order every AWS SDK uses, caching and refreshing temporary ones
+/// before they expire:
+/// 1. `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` / `AWS_SESSION_TOKEN`;
+/// 2. `AWS_WEB_IDENTITY_TOKEN_FILE` + `AWS_ROLE_ARN` → STS AssumeRoleWithWebIdentity;
+/// 3. the shared files' profile (`AWS_PROFILE`, default `default`): static keys, or `role_arn` with
+///    `source_profile` (+ `external_id`) → STS AssumeRole, or `web_identity_token_file`;
+/// 4. the ECS container endpoint;
+/// 5. EC2 IMDSv2.
+public actor CredentialChain: CredentialProvider {
+    public struct Settings: Sendable {
+        public var environment: [String: String] = ProcessInfo.processInfo.environment
+        public var profile: String?
+        /// Region and endpoint for STS calls.
+        public var region: String = "us-east-1"
+        public var stsEndpoint: String?
+        /// IMDS endpoint (default `http://169.254.169.254`, or `AWS_EC2_METADATA_SERVICE_ENDPOINT`).
+        public var imdsEndpoint: String?
+        /// Refresh temporary credentials this long before they expire.
+        public var refreshMargin: TimeInterval = 300
+        public init() {}
+    }
+
+    let settings: Settings
+    let http: HTTPClient
+    private var cached: Credentials?
+    private var inFlight: Task<Credentials, any Error>?
+
+    public init(settings: Settings = Settings(), http: HTTPClient) {
+        self.settings = settings
+        self.http = http
+    }
+
+    public func credentials() async throws -> Credentials {
+        if let c = cached, c.expiration.map({ $0.timeIntervalSinceNow > settings.refreshMargin }) ?? true { return c }
+        return try await refresh()
+    }
+
+    public func refresh() async throws -> Credentials {
+        if let t = inFlight { return try await t.value }
+        let task = Task { try await self.resolve() }
+        inFlight = task
+        defer { inFlight = nil }
+        let c = try await task.value
+        cached = c
+        return c
+    }
+
+    private func resolve() async throws -> Credentials {
+        let env = settings.environment
+        if let id = env["AWS_ACCESS_KEY_ID"], let secret = env["AWS_SECRET_ACCESS_KEY"], !id.isEmpty, !secret.isEmpty {
+            return Credentials(accessKeyID: id, secretAccessKey: secret, sessionToken: env["AWS_SESSION_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }, source: "environment")
+        }
+        if let file = env["AWS_WEB_IDENTITY_TOKEN_FILE"], let role = env["AWS_ROLE_ARN"] {
+            return try await webIdentity(tokenFile: file, roleArn: role, sessionName: env["AWS_ROLE_SESSION_NAME"])
+        }
+        let files = SharedConfigFiles(environment: env)
+        let profileName = settings.profile ?? env["AWS_PROFILE"] ?? env["AWS_DEFAULT_PROFILE"] ?? "default"
+        if files.profiles[profileName] != nil {
+            return try await fromProfile(profileName, files, depth: 0)
+        } else if settings.profile != nil || env["AWS_PROFILE"] != nil {
+            throw CredentialsError(message: "profile '\(profileName)' is not in the shared credentials or config file")
+        }
+        if env["AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"] != nil || env["AWS_CONTAINER_CREDENTIALS_FULL_URI"] != nil {
+            return try await container(env)
+        }
+        do {
+            return try await imds()
+        } catch {
+            throw CredentialsError(
+                message: "no AWS credentials: none in the environment, no web identity, no profile '\(profileName)', "
+                    + "no container endpoint, and the instance metadata service answered: \(error)")
+        }
+    }
+
+    private func sts(_ credentials: Credentials?) -> STSClient {
+        STSClient(
+            service: AWSService(
+                http: http, service: "sts", region: settings.region,
+                endpoint: settings.stsEndpoint ?? settings.environment["AWS_ENDPOINT_URL_STS"] ?? settings.environment["AWS_ENDPOINT_URL"]
+                    ?? "https://sts.\(settings.region).amazonaws.com",
+                credentials: credentials.map { StaticCredentialProvider($0) }))
+    }
+
+    private func fromProfile(_ name: String, _ files: SharedConfigFiles, depth: Int) async throws -> Credentials {
+        guard depth < 5, let p = files.profiles[name] else {
+            throw CredentialsError(message: "profile '\(name)' is missing or its source_profile chain is too deep")
+        }
+        if let role = p["role_arn"] {
+            let source: Credentials
+            if let sourceProfile = p["source_profile"] {
+                if sourceProfile == name, let id = p["aws_access_key_id"], let secret = p["aws_secret_access_key"] {
+                    source = Credentials(accessKeyID: id, secretAccessKey: secret, sessionToken: p["aws_session_token"], source: "profile \(name)")
+                } else {
+                    source = try await fromProfile(sourceProfile, files, depth: depth + 1)
+                }
+            } else if let tokenFile = p["web_identity_token_file"] {
+                return try await webIdentity(tokenFile: tokenFile, roleArn: role, sessionName: p["role_session_name"])
+            } else {
+                throw CredentialsError(message: "profile '\(name)' has role_arn but neither source_profile nor web_identity_token_file")
+            }
+            var c = try await sts(source).assumeRole(
+                roleArn: role, sessionName: p["role_session_name"] ?? "cloudtrailbeat-\(Int(Date().timeIntervalSince1970))",
+                externalID: p["external_id"], durationSeconds: p["duration_seconds"].flatMap(Int.init))
+            c.source = "profile \(name) (assumed \(role))"
+            return c
+        }
+        guard let id = p["aws_access_key_id"], let secret = p["aws_secret_access_key"] else {
+            throw CredentialsError(message: "profile '\(name)' has no aws_access_key_id/aws_secret_access_key and no role_arn")
+        }
+        return Credentials(accessKeyID: id, secretAccessKey: secret, sessionToken: p["aws_session_token"], source: "profile \(name)")
+    }
+
+    private func webIdentity(tokenFile: String, roleArn: String, sessionName: String?) async throws -> Credentials {
+        guard let token = try? String(contentsOfFile: tokenFile, encoding: .utf8) else {
+            throw CredentialsError(message: "cannot read the web identity token file '\(tokenFile)'")
+        }
+        var c = try await sts(nil).assumeRoleWithWebIdentity(
+            roleArn: roleArn, sessionName: sessionName ?? "cloudtrailbeat-\(Int(Date().timeIntervalSince1970))",
+            token: token.trimmingCharacters(in: .whitespacesAndNewlines))
+        c.source = "web identity (\(roleArn))"
+        return c
+    }
+
+    private func container(_ env: [String: String]) async throws -> Credentials {
+        let url = env["AWS_CONTAINER_CREDENTIALS_FULL_URI"] ?? "http://169.254.170.2" + (env["AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"] ?? "")
+        var headers: [(String, String)] = []
+        if let token = env["AWS_CONTAINER_AUTHORIZATION_TOKEN"] { headers.append(("Authorization", token)) }
+        if let file = env["AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"], let token = try? String(contentsOfFile: file, encoding: .utf8) {
+            headers.append(("Authorization", token.trimmingCharacters(in: .whitespacesAndNewlines)))
+        }
+        let r = try await http.send(HTTPRequest(method: "GET", url: url, headers: headers), timeout: 5)
+        guard r.status == 200 else { throw CredentialsError(message: "the container credentials endpoint answered HTTP \(r.status)") }
+        return try CredentialChain.decodeJSONCredentials(r.body, source: "container")
+    }
+
+    private func imds() async throws -> Credentials {
+        let base = (settings.imdsEndpoint ?? settings.environment["AWS_EC2_METADATA_SERVICE_ENDPOINT"] ?? "http://169.254.169.254")
+            .trimmingCharacters(in: CharacterSet(charactersIn: "/"))
+        let token = try await IMDS.token(http, base)
+        let roles = try await IMDS.get(http, base, "/latest/meta-data/iam/security-credentials/", token: token)
+        guard let role = roles.split(whereSeparator: \.isNewline).first.map(String.init), !role.isEmpty else {
+            throw CredentialsError(message: "the instance has no IAM role")
+        }
+        let body = try await IMDS.get(http, base, "/latest/meta-data/iam/security-credentials/\(role)", token: token)
+        return try CredentialChain.decodeJSONCredentials(Array(body.utf8), source: "instance metadata (\(role))")
+    }
+
+    static func decodeJSONCredentials(_ body: [UInt8], source: String) throws -> Credentials {
+        guard let json = try? JSONSerialization.jsonObject(with: Data(body)) as? [String: Any],
+            let id = json["AccessKeyId"] as? String, let secret = json["SecretAccessKey"] as? String
+        else { throw CredentialsError(message: "\(source) returned no credentials") }
+        let expiration = (json["Expiration"] as? String).flatMap { ISO8601DateFormatter().date(from: $0) }
+        return Credentials(accessKeyID: id, secretAccessKey: secret, sessionToken: json["Token"] as? String, expiration: expiration, source: source)
+    }
+}
+
+/// EC2 instance metadata, IMDSv2 (a session token first).
+public enum IMDS {
+    static func token(_ http: HTTPClient, _ base: String) async throws -> String? {
+        let r = try await http.send(HTTPRequest(method: "PUT", url: base + "/latest/api/token", headers: [("X-aws-ec2-metadata-token-ttl-seconds", "21600")]), timeout: 2)
+        return r.status == 200 ? String(decoding: r.body, as: UTF8.self) : nil
+    }
+
+    static func get(_ http: HTTPClient, _ base: String, _ path: String, token: String?) async throws -> String {
+        var headers: [(String, String)] = []
+        if let token { headers.append(("X-aws-ec2-metadata-token", token)) }
+        let r = try await http.send(HTTPRequest(method: "GET", url: base + path, headers: headers), timeout: 2)
+        guard r.status == 200 else { throw CredentialsError(message: "instance metadata \(path) answered HTTP \(r.status)") }
+        return String(decoding: r.body, as: UTF8.self)
+    }
+
+    /// The instance's region (`placement/region`).
+    public static func region(_ http: HTTPClient, endpoint: String? = nil) async throws -> String {
+        let base = (endpoint ?? ProcessInfo.processInfo.environment["AWS_EC2_METADATA_SERVICE_ENDPOINT"] ?? "http://169.254.169.254")
+            .trimmingCharacters(in: CharacterSet(charactersIn: "/"))
+        let token = try await token(http, base)
+        return try await get(http, base, "/latest/meta-data/placement/region", token: token)
+    }
+
+    /// The spot interruption notice, if one was issued (404 until then).
+    public static func spotInterruption(_ http: HTTPClient, endpoint: String? = nil) async throws -> String? {
+        let base = (endpoint ?? ProcessInfo.processInfo.environment["AWS_EC2_METADATA_SERVICE_ENDPOINT"] ?? "http://169.254.169.254")
+            .trimmingCharacters(in: CharacterSet(charactersIn: "/"))
+        let token = try await token(http, base)
+        var headers: [(String, String)] = []
+        if let token { headers.append(("X-aws-ec2-metadata-token", token)) }
+        let r = try await http.send(HTTPRequest(method: "GET", url: base + "/latest/meta-data/spot/instance-action", headers: headers), timeout: 2)
+        return r.status == 200 ? String(decoding: r.body, as: UTF8.self) : nil
+    }
+}
+
+/// Region and endpoints, resolved as the AWS CLI does.
+public enum AWSSettings {
+    /// config → `AWS_REGION` → `AWS_DEFAULT_REGION` → the profile's `region` → nil (then IMDS).
+    public static func region(configured: String?, environment: [String: String] = ProcessInfo.processInfo.environment) -> String? {
+        if let r = configured, !r.isEmpty { return r }
+        if let r = environment["AWS_REGION"], !r.isEmpty { return r }
+        if let r = environment["AWS_DEFAULT_REGION"], !r.isEmpty { return r }
+        let profile = environment["AWS_PROFILE"] ?? "default"
+        return SharedConfigFiles(environment: environment).profiles[profile]?["region"]
+    }
+
+    /// config → `AWS_ENDPOINT_URL_<SERVICE>` → `AWS_ENDPOINT_URL` → nil (AWS's own).
+    public static func endpoint(service: String, configured: String?, environment: [String: String] = ProcessInfo.processInfo.environment) -> String? {
+        if let e = configured, !e.isEmpty { return e }
+        if let e = environment["AWS_ENDPOINT_URL_\(service.uppercased())"], !e.isEmpty { return e }
+        if let e = environment["AWS_ENDPOINT_URL"], !e.isEmpty { return e }
+        return nil
+    }
+}

@@ -1,0 +1,372 @@
+import CCurl
+import Foundation
+
+/// An HTTP request as sent (the URL is already percent-encoded).
+public struct HTTPRequest: Sendable {
+    public var method: String
+    public var url: String
+    public var headers: [(String, String)]
+    public var body: [UInt8]
+
+    public init(method: String, url: String, headers: [(String, String)] = [], body: [UInt8] = []) {
+        self.method = method
+        self.url = url
+        self.headers = headers
+        self.body = body
+    }
+}
+
+/// Status and headers of a response (header names lowercased).
+public struct HTTPHead: Sendable {
+    public var status: Int
+    public var headers: [(String, String)]
+    public func header(_ name: String) -> String? {
+        let key = name.lowercased()
+        return headers.last { $0.0 == key }?.1
+    }
+}
+
+public struct HTTPResponse: Sendable {
+    public var head: HTTPHead
+    public var body: [UInt8]
+    public var status: Int { head.status }
+    public func header(_ name: String) -> String? { head.header(name) }
+}
+
+/// A transport failure (no HTTP answer): the curl code and its text.
+public struct HTTPTransportError: Error, Sendable, CustomStringConvertible {
+    public var code: Int32
+    public var message: String
+    /// The URL without its query string (which may carry signatures).
+    public var url: String
+    public var isTimeout: Bool { code == Int32(CURLE_OPERATION_TIMEDOUT.rawValue) }
+    public var description: String { "\(message) (curl \(code)) for \(url)" }
+}
+
+/// HTTP over libcurl: a pool of worker threads, each owning a persistent easy handle (so connections
+/// are kept alive and reused), runs requests; Swift tasks await results without blocking the
+/// cooperative pool. Streamed bodies reach the consumer through a bounded channel: a slow consumer
+/// blocks only the worker's transfer, never buffering more than ``Configuration/streamBuffer``.
+public final class HTTPClient: @unchecked Sendable {
+    public struct Configuration: Sendable {
+        /// Seconds to establish a connection.
+        public var connectTimeout: Double = 10
+        /// Abort a transfer slower than 1 byte/s for this many seconds (idle timeout).
+        public var idleTimeout: Int = 60
+        /// Total seconds for a buffered request (0: none). Streams have no total limit.
+        public var requestTimeout: Double = 120
+        /// Verify TLS peers and host names (default on).
+        public var verifyTLS: Bool = true
+        /// A CA bundle instead of the system's.
+        public var caFile: String?
+        public var userAgent: String = "cloudtrailbeat/0.1 (+libcurl)"
+        /// Requests in flight at once (worker threads).
+        public var maxConcurrent: Int = 16
+        /// Bytes a stream may buffer before the transfer waits for its consumer.
+        public var streamBuffer: Int = 2 << 20
+        /// The largest buffered (non-streamed) body accepted.
+        public var maxBufferedBody: Int = 64 << 20
+        public init() {}
+    }
+
+    public let configuration: Configuration
+    private let condition = NSCondition()
+    private var queue: [Transfer] = []
+    private var workers = 0
+    private var idle = 0
+    private var stopped = false
+
+    private static let globalInit: Void = { curl_global_init(Int(CURL_GLOBAL_ALL)) }()
+
+    public init(configuration: Configuration = Configuration()) {
+        _ = HTTPClient.globalInit
+        self.configuration = configuration
+    }
+
+    deinit { shutdown() }
+
+    /// Stops the workers once their transfers end.
+    public func shutdown() {
+        condition.lock()
+        stopped = true
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    /// Sends a request and buffers the whole response body.
+    public func send(_ request: HTTPRequest, timeout: Double? = nil) async throws -> HTTPResponse {
+        let stream = try await self.stream(request, timeout: timeout ?? configuration.requestTimeout)
+        var body: [UInt8] = []
+        for try await chunk in stream.body {
+            body += chunk
+            if body.count > configuration.maxBufferedBody {
+                stream.body.cancel()
+                throw HTTPTransportError(code: Int32(CURLE_FILESIZE_EXCEEDED.rawValue), message: "response body larger than \(configuration.maxBufferedBody) bytes", url: HTTPClient.redact(request.url))
+            }
+        }
+        return HTTPResponse(head: stream.head, body: body)
+    }
+
+    /// Sends a request; returns once the response head arrived, with the body to read as a stream.
+    public func stream(_ request: HTTPRequest, timeout: Double = 0) async throws -> (head: HTTPHead, body: HTTPBody) {
+        let transfer = Transfer(request: request, timeout: timeout, client: configuration)
+        let head: HTTPHead = try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (cont: CheckedContinuation<HTTPHead, any Error>) in
+                transfer.setHeadContinuation(cont)
+                enqueue(transfer)
+            }
+        } onCancel: {
+            transfer.channel.cancel()
+        }
+        return (head, HTTPBody(channel: transfer.channel))
+    }
+
+    private func enqueue(_ transfer: Transfer) {
+        condition.lock()
+        queue.append(transfer)
+        if idle == 0 && workers < configuration.maxConcurrent {
+            workers += 1
+            let thread = Thread { [weak self] in self?.work() }
+            thread.name = "cloudtrailbeat.http"
+            thread.stackSize = 512 << 10
+            thread.start()
+        }
+        condition.signal()
+        condition.unlock()
+    }
+
+    private func work() {
+        guard let easy = curl_easy_init() else { return }
+        defer { curl_easy_cleanup(easy) }
+        while true {
+            condition.lock()
+            idle += 1
+            while queue.isEmpty && !stopped {
+                // An idle worker keeps its connections for a minute, then leaves.
+                if !condition.wait(until: Date().addingTimeInterval(60)) && queue.isEmpty { break }
+            }
+            idle -= 1
+            if queue.isEmpty {
+                workers -= 1
+                condition.unlock()
+                return
+            }
+            let transfer = queue.removeFirst()
+            condition.unlock()
+            transfer.perform(easy)
+            curl_easy_reset(easy)
+        }
+    }
+
+    static func redact(_ url: String) -> String {
+        String(url.prefix { $0 != "?" })
+    }
+}
+
+/// A response body, chunk by chunk. Dropping it (or ``cancel()``) aborts the transfer.
+public final class HTTPBody: AsyncSequence, @unchecked Sendable {
+    public typealias Element = [UInt8]
+    let channel: BodyChannel
+    init(channel: BodyChannel) { self.channel = channel }
+    deinit { channel.cancel() }
+
+    public func cancel() { channel.cancel() }
+
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        let channel: BodyChannel
+        public mutating func next() async throws -> [UInt8]? { try await channel.next() }
+    }
+    public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(channel: channel) }
+}
+
+/// A bounded single-producer single-consumer channel: the worker thread blocks when it is full.
+final class BodyChannel: @unchecked Sendable {
+    private let condition = NSCondition()
+    private var chunks: [[UInt8]] = []
+    private var buffered = 0
+    private var end: Result<Void, any Error>?
+    private var waiter: CheckedContinuation<[UInt8]?, any Error>?
+    private(set) var cancelled = false
+    let limit: Int
+
+    init(limit: Int) { self.limit = limit }
+
+    /// Producer: false when the consumer went away (abort the transfer).
+    func put(_ chunk: [UInt8]) -> Bool {
+        condition.lock()
+        while buffered >= limit && !cancelled { condition.wait() }
+        if cancelled {
+            condition.unlock()
+            return false
+        }
+        if let w = waiter {
+            waiter = nil
+            condition.unlock()
+            w.resume(returning: chunk)
+            return true
+        }
+        chunks.append(chunk)
+        buffered += chunk.count
+        condition.unlock()
+        return true
+    }
+
+    func finish(_ result: Result<Void, any Error>) {
+        condition.lock()
+        end = result
+        let w = waiter
+        waiter = nil
+        condition.unlock()
+        if let w {
+            switch result {
+            case .success: w.resume(returning: nil)
+            case .failure(let e): w.resume(throwing: e)
+            }
+        }
+    }
+
+    func next() async throws -> [UInt8]? {
+        try await withCheckedThrowingContinuation { (cont: CheckedContinuation<[UInt8]?, any Error>) in
+            condition.lock()
+            if !chunks.isEmpty {
+                let c = chunks.removeFirst()
+                buffered -= c.count
+                condition.signal()
+                condition.unlock()
+                cont.resume(returning: c)
+            } else if let end {
+                condition.unlock()
+                switch end {
+                case .success: cont.resume(returning: nil)
+                case .failure(let e): cont.resume(throwing: e)
+                }
+            } else if cancelled {
+                condition.unlock()
+                cont.resume(returning: nil)
+            } else {
+                waiter = cont
+                condition.unlock()
+            }
+        }
+    }
+
+    func cancel() {
+        condition.lock()
+        cancelled = true
+        chunks.removeAll()
+        buffered = 0
+        let w = waiter
+        waiter = nil
+        condition.broadcast()
+        condition.unlock()
+        w?.resume(returning: nil)
+    }
+}
+
+/// One request's state while a worker performs it.
+final class Transfer: @unchecked Sendable {
+    let request: HTTPRequest
+    let timeout: Double
+    let config: HTTPClient.Configuration
+    let channel: BodyChannel
+    private var headCont: CheckedContinuation<HTTPHead, any Error>?
+    private var status = 0
+    private var headers: [(String, String)] = []
+    private var headSent = false
+
+    init(request: HTTPRequest, timeout: Double, client: HTTPClient.Configuration) {
+        self.request = request
+        self.timeout = timeout
+        self.config = client
+        self.channel = BodyChannel(limit: client.streamBuffer)
+    }
+
+    func setHeadContinuation(_ c: CheckedContinuation<HTTPHead, any Error>) { headCont = c }
+
+    private func deliverHead() {
+        guard !headSent else { return }
+        headSent = true
+        headCont?.resume(returning: HTTPHead(status: status, headers: headers))
+        headCont = nil
+    }
+
+    fileprivate func onHeader(_ line: UnsafeRawBufferPointer) {
+        let text = String(decoding: line, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        if text.hasPrefix("HTTP/") {
+            // A new response (after 100 Continue or a proxy's CONNECT answer): start over.
+            let parts = text.split(separator: " ")
+            status = parts.count > 1 ? Int(parts[1]) ?? 0 : 0
+            headers = []
+        } else if let colon = text.firstIndex(of: ":") {
+            headers.append((text[..<colon].lowercased(), text[text.index(after: colon)...].trimmingCharacters(in: .whitespaces)))
+        }
+    }
+
+    fileprivate func onData(_ data: UnsafeRawBufferPointer) -> Bool {
+        deliverHead()
+        return channel.put(Array(data))
+    }
+
+    func perform(_ easy: UnsafeMutableRawPointer) {
+        if channel.cancelled {
+            fail(HTTPTransportError(code: Int32(CURLE_ABORTED_BY_CALLBACK.rawValue), message: "cancelled", url: HTTPClient.redact(request.url)))
+            return
+        }
+        var list: UnsafeMutablePointer<curl_slist>?
+        for (name, value) in request.headers { list = curl_slist_append(list, "\(name): \(value)") }
+        list = curl_slist_append(list, "Expect:")
+        defer { curl_slist_free_all(list) }
+        let me = Unmanaged.passUnretained(self).toOpaque()
+        let rc: CURLcode = request.body.withUnsafeBytes { body in
+            _ = cloudtrailbeat_easy_setopt_string(easy, CURLOPT_URL, request.url)
+            _ = cloudtrailbeat_easy_setopt_slist(easy, CURLOPT_HTTPHEADER, list)
+            _ = cloudtrailbeat_easy_setopt_long(easy, CURLOPT_NOSIGNAL, 1)
+            _ = cloudtrailbeat_easy_setopt_long(easy, CURLOPT_TCP_KEEPALIVE, 1)
+            _ = cloudtrailbeat_easy_setopt_long(easy, CURLOPT_CONNECTTIMEOUT_MS, Int(config.connectTimeout * 1000))
+            _ = cloudtrailbeat_easy_setopt_long(easy, CURLOPT_LOW_SPEED_LIMIT, 1)
+            _ = cloudtrailbeat_easy_setopt_long(easy, CURLOPT_LOW_SPEED_TIME, config.idleTimeout)
+            if timeout > 0 { _ = cloudtrailbeat_easy_setopt_long(easy, CURLOPT_TIMEOUT_MS, Int(timeout * 1000)) }
+            _ = cloudtrailbeat_easy_setopt_long(easy, CURLOPT_SSL_VERIFYPEER, config.verifyTLS ? 1 : 0)
+            _ = cloudtrailbeat_easy_setopt_long(easy, CURLOPT_SSL_VERIFYHOST, config.verifyTLS ? 2 : 0)
+            if let ca = config.caFile { _ = cloudtrailbeat_easy_setopt_string(easy, CURLOPT_CAINFO, ca) }
+            _ = cloudtrailbeat_easy_setopt_string(easy, CURLOPT_USERAGENT, config.userAgent)
+            switch request.method {
+            case "GET": _ = cloudtrailbeat_easy_setopt_long(easy, CURLOPT_HTTPGET, 1)
+            case "HEAD": _ = cloudtrailbeat_easy_setopt_long(easy, CURLOPT_NOBODY, 1)
+            default: _ = cloudtrailbeat_easy_setopt_string(easy, CURLOPT_CUSTOMREQUEST, request.method)
+            }
+            if request.method != "GET" && request.method != "HEAD" {
+                _ = cloudtrailbeat_easy_setopt_off(easy, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(body.count))
+                _ = cloudtrailbeat_easy_setopt_pointer(easy, CURLOPT_POSTFIELDS, UnsafeMutableRawPointer(mutating: body.baseAddress ?? UnsafeRawPointer(bitPattern: 1)!))
+            }
+            _ = cloudtrailbeat_easy_setopt_data_callback(easy, CURLOPT_HEADERFUNCTION) { ptr, size, n, ud in
+                let t = Unmanaged<Transfer>.fromOpaque(ud!).takeUnretainedValue()
+                t.onHeader(UnsafeRawBufferPointer(start: ptr, count: size * n))
+                return size * n
+            }
+            _ = cloudtrailbeat_easy_setopt_pointer(easy, CURLOPT_HEADERDATA, me)
+            _ = cloudtrailbeat_easy_setopt_data_callback(easy, CURLOPT_WRITEFUNCTION) { ptr, size, n, ud in
+                let t = Unmanaged<Transfer>.fromOpaque(ud!).takeUnretainedValue()
+                return t.onData(UnsafeRawBufferPointer(start: ptr, count: size * n)) ? size * n : 0
+            }
+            _ = cloudtrailbeat_easy_setopt_pointer(easy, CURLOPT_WRITEDATA, me)
+            return curl_easy_perform(easy)
+        }
+        if rc == CURLE_OK {
+            deliverHead()
+            channel.finish(.success(()))
+        } else {
+            let message = String(cString: curl_easy_strerror(rc))
+            fail(HTTPTransportError(code: Int32(rc.rawValue), message: message, url: HTTPClient.redact(request.url)))
+        }
+    }
+
+    private func fail(_ error: HTTPTransportError) {
+        if !headSent {
+            headSent = true
+            headCont?.resume(throwing: error)
+            headCont = nil
+        }
+        channel.finish(.failure(error))
+    }
+}

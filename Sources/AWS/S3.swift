@@ -1,0 +1,148 @@
+import Foundation
+
+/// What S3 says of an object.
+public struct S3ObjectInfo: Sendable, Equatable {
+    public var etag: String?
+    public var size: UInt64?
+    public var contentEncoding: String?
+    public var versionID: String?
+    public var lastModified: String?
+}
+
+/// One page of a listing.
+public struct S3ListPage: Sendable {
+    public struct Entry: Sendable, Equatable {
+        public var key: String
+        public var size: UInt64
+        public var etag: String
+        public var lastModified: String
+    }
+    public var objects: [Entry]
+    public var commonPrefixes: [String]
+    public var isTruncated: Bool
+    public var nextContinuationToken: String?
+}
+
+/// S3 over REST-XML, path-style for non-AWS endpoints.
+public struct S3Client: Sendable {
+    public let service: AWSService
+    /// Path-style addressing (`/bucket/key`), required by local stand-ins; virtual-host otherwise.
+    public let pathStyle: Bool
+    /// How often a broken download is resumed with `Range` before giving up.
+    public var maxResumes = 5
+
+    public init(service: AWSService, pathStyle: Bool) {
+        self.service = service
+        self.pathStyle = pathStyle
+    }
+
+    /// The service to use for a bucket (virtual-host style prefixes the host).
+    func target(_ bucket: String) -> (AWSService, prefix: String) {
+        if pathStyle { return (service, "/\(bucket)") }
+        let s = AWSService(
+            http: service.http, service: "s3", region: service.region,
+            endpoint: "\(service.scheme)://\(bucket).\(service.hostHeader)\(service.basePath)", credentials: service.credentials, retry: service.retry)
+        return (s, "")
+    }
+
+    static func info(_ head: HTTPHead) -> S3ObjectInfo {
+        S3ObjectInfo(
+            etag: head.header("etag")?.trimmingCharacters(in: CharacterSet(charactersIn: "\"")),
+            size: head.header("content-length").flatMap(UInt64.init), contentEncoding: head.header("content-encoding"),
+            versionID: head.header("x-amz-version-id"), lastModified: head.header("last-modified"))
+    }
+
+    public func head(bucket: String, key: String) async throws -> S3ObjectInfo {
+        let (svc, prefix) = target(bucket)
+        var call = AWSService.Call(operation: "HeadObject", method: "HEAD", path: prefix + "/" + key)
+        call.unsignedPayload = true
+        call.timeout = 30
+        return S3Client.info(try await svc.send(call).head)
+    }
+
+    /// Streams an object to `consume`, chunk by chunk. A transfer broken mid-body resumes with
+    /// `Range: bytes=<received>-` (and `If-Match` on the first answer's ETag, so a replaced object is
+    /// never stitched together); the consumer sees every byte exactly once, in order.
+    @discardableResult
+    public func get(bucket: String, key: String, version: String? = nil, from offset: UInt64 = 0, consume: ([UInt8]) async throws -> Void) async throws -> S3ObjectInfo {
+        let (svc, prefix) = target(bucket)
+        var received: UInt64 = offset
+        var info: S3ObjectInfo?
+        var resumes = 0
+        while true {
+            var call = AWSService.Call(operation: "GetObject", method: "GET", path: prefix + "/" + key)
+            if let version { call.query = [("versionId", version)] }
+            call.unsignedPayload = true
+            if received > 0 {
+                call.headers.append(("Range", "bytes=\(received)-"))
+                if let etag = info?.etag { call.headers.append(("If-Match", "\"\(etag)\"")) }
+            }
+            let (head, body) = try await svc.stream(call)
+            if info == nil {
+                info = S3Client.info(head)
+                if offset > 0, let size = info?.size { info?.size = size + offset }  // a ranged answer's length is the rest
+            }
+            if received > 0 && head.status != 206 {
+                throw AWSError(kind: .server, code: "RangeNotHonoured", message: "resuming at byte \(received) answered HTTP \(head.status)", requestID: head.header("x-amz-request-id"), status: head.status, service: "s3", operation: "GetObject")
+            }
+            do {
+                for try await chunk in body {
+                    received += UInt64(chunk.count)
+                    try await consume(chunk)
+                }
+                if let size = info?.size, received < size {
+                    throw HTTPTransportError(code: 18, message: "transfer closed with \(size - received) bytes remaining", url: key)
+                }
+                return info!
+            } catch let e as HTTPTransportError {
+                resumes += 1
+                guard resumes <= maxResumes else {
+                    throw AWSError(kind: .network, code: "NetworkError", message: "\(e.description); gave up after \(maxResumes) resumes", requestID: nil, status: nil, service: "s3", operation: "GetObject")
+                }
+                try await Task.sleep(nanoseconds: UInt64(service.retry.delay(attempt: resumes) * 1e9))
+            }
+        }
+    }
+
+    public func put(bucket: String, key: String, body: [UInt8], contentType: String = "application/octet-stream", contentEncoding: String? = nil) async throws {
+        let (svc, prefix) = target(bucket)
+        var call = AWSService.Call(operation: "PutObject", method: "PUT", path: prefix + "/" + key, headers: [("Content-Type", contentType)], body: body)
+        if let contentEncoding { call.headers.append(("Content-Encoding", contentEncoding)) }
+        _ = try await svc.send(call)
+    }
+
+    public func createBucket(_ bucket: String) async throws {
+        let (svc, prefix) = target(bucket)
+        var body: [UInt8] = []
+        if service.region != "us-east-1" {
+            body = Array("<CreateBucketConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><LocationConstraint>\(service.region)</LocationConstraint></CreateBucketConfiguration>".utf8)
+        }
+        _ = try await svc.send(AWSService.Call(operation: "CreateBucket", method: "PUT", path: prefix.isEmpty ? "/" : prefix, body: body))
+    }
+
+    /// One ListObjectsV2 page.
+    public func list(bucket: String, prefix: String? = nil, delimiter: String? = nil, startAfter: String? = nil, continuationToken: String? = nil, maxKeys: Int = 1000) async throws -> S3ListPage {
+        let (svc, path) = target(bucket)
+        var query = [("list-type", "2"), ("max-keys", String(maxKeys))]
+        if let prefix { query.append(("prefix", prefix)) }
+        if let delimiter { query.append(("delimiter", delimiter)) }
+        if let startAfter { query.append(("start-after", startAfter)) }
+        if let continuationToken { query.append(("continuation-token", continuationToken)) }
+        var call = AWSService.Call(operation: "ListObjectsV2", method: "GET", path: path.isEmpty ? "/" : path, query: query)
+        call.timeout = 60
+        let r = try await svc.send(call)
+        guard let tree = XMLTree.parse(r.body) else {
+            throw AWSError(kind: .server, code: "MalformedResponse", message: "the ListObjectsV2 answer is not XML", requestID: r.header("x-amz-request-id"), status: r.status, service: "s3", operation: "ListObjectsV2")
+        }
+        return S3ListPage(
+            objects: tree.all("Contents").map {
+                .init(
+                    key: $0.child("Key") ?? "", size: UInt64($0.child("Size") ?? "0") ?? 0,
+                    etag: ($0.child("ETag") ?? "").trimmingCharacters(in: CharacterSet(charactersIn: "\"")),
+                    lastModified: $0.child("LastModified") ?? "")
+            },
+            commonPrefixes: tree.all("CommonPrefixes").compactMap { $0.child("Prefix") },
+            isTruncated: tree.child("IsTruncated") == "true",
+            nextContinuationToken: tree.child("NextContinuationToken"))
+    }
+}
