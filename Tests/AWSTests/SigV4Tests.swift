@@ -10,8 +10,10 @@ struct SigV4Case: CustomStringConvertible, Sendable {
     var description: String { name }
 
     static func all() throws -> [SigV4Case] {
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent().appendingPathComponent("shared/testdata/sigv4/aws-sig-v4-test-suite")
+        let shared = ProcessInfo.processInfo.environment["CTB_SHARED_DIR"].map { URL(fileURLWithPath: $0) }
+            ?? URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("shared")
+        let root = shared.appendingPathComponent("testdata/sigv4/aws-sig-v4-test-suite")
         guard let walker = FileManager.default.enumerator(at: root, includingPropertiesForKeys: nil) else { return [] }
         var cases: [SigV4Case] = []
         for case let url as URL in walker where url.pathExtension == "req" {

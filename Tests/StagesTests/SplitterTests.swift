@@ -120,7 +120,8 @@ func decode(_ compressed: [UInt8], rng: inout SplitMix64, maxChunk: Int = 70_000
 /// The directory of the shared test data, beside the repository.
 func sharedTestData() throws -> URL {
     let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-    let shared = root.deletingLastPathComponent().appendingPathComponent("shared/testdata")
+    let shared = ProcessInfo.processInfo.environment["CTB_SHARED_DIR"].map { URL(fileURLWithPath: $0).appendingPathComponent("testdata") }
+        ?? root.deletingLastPathComponent().appendingPathComponent("shared/testdata")
     try #require(FileManager.default.fileExists(atPath: shared.path), "shared test data missing at \(shared.path) (it lies beside the repository)")
     return shared
 }
