@@ -1,7 +1,7 @@
 // swift-tools-version: 6.1
 // cloudtrailbeat — a crash-safe shipper of AWS CloudTrail logs.
 //
-// Dependencies point one way: C shims → Journal → Stages / AWS → Engine → CLI.
+// Dependencies point one way: C shims → Journal, Stages, HTTP → AWS, Outputs → Engine → CLI.
 // Only Journal imports CLMDB; only Engine brings stages and journal together;
 // the CLI only parses and wires.
 import PackageDescription
@@ -20,7 +20,9 @@ let package = Package(
         .executable(name: "cloudtrailbeat", targets: ["cloudtrailbeat"]),
         .library(name: "Journal", targets: ["Journal"]),
         .library(name: "Stages", targets: ["Stages"]),
+        .library(name: "HTTP", targets: ["HTTP"]),
         .library(name: "AWS", targets: ["AWS"]),
+        .library(name: "Outputs", targets: ["Outputs"]),
         .library(name: "Engine", targets: ["Engine"]),
     ],
     dependencies: [
@@ -41,9 +43,11 @@ let package = Package(
 
         // MARK: Swift modules
         .target(name: "Journal", dependencies: ["CLMDB", crypto]),
-        .target(name: "Stages", dependencies: ["CZlib", "CCurl", crypto]),
-        .target(name: "AWS", dependencies: ["CCurl", crypto]),
-        .target(name: "Engine", dependencies: ["Journal", "Stages", "AWS"]),
+        .target(name: "Stages", dependencies: ["CZlib", crypto]),
+        .target(name: "HTTP", dependencies: ["CCurl"]),
+        .target(name: "AWS", dependencies: ["HTTP", crypto]),
+        .target(name: "Outputs", dependencies: ["HTTP", "CZlib"], resources: [.copy("Resources/cloudtrail-index-template.json")]),
+        .target(name: "Engine", dependencies: ["Journal", "Stages", "AWS", "Outputs"]),
         .executableTarget(name: "cloudtrailbeat", dependencies: ["Engine", argumentParser]),
 
         // MARK: Tests
@@ -53,9 +57,14 @@ let package = Package(
             name: "journal-crash-child", dependencies: ["Journal"],
             path: "Tests/JournalCrashChild"),
         .testTarget(name: "JournalTests", dependencies: ["Journal", "journal-crash-child"]),
+        // A child for the file output's kill -9 test: writes events, reports each acknowledged count.
+        .executableTarget(
+            name: "output-crash-child", dependencies: ["Outputs"],
+            path: "Tests/OutputCrashChild"),
         .testTarget(name: "CLITests", dependencies: ["cloudtrailbeat", "Journal"]),
         .testTarget(name: "StagesTests", dependencies: ["Stages"]),
-        .testTarget(name: "AWSTests", dependencies: ["AWS", crypto], exclude: ["Fixtures"]),
+        .testTarget(name: "AWSTests", dependencies: ["AWS", "HTTP", crypto], exclude: ["Fixtures"]),
+        .testTarget(name: "OutputsTests", dependencies: ["Outputs", "HTTP", "output-crash-child"], exclude: ["Fixtures"]),
     ]
 )
 

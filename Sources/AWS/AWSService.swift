@@ -1,4 +1,5 @@
 import Foundation
+import HTTP
 
 /// One AWS service at one endpoint: signs every attempt, retries what may be retried (full-jitter
 /// backoff, `Retry-After`), refreshes credentials once on `ExpiredToken`, and types errors.

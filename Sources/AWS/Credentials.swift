@@ -1,4 +1,5 @@
 import Foundation
+import HTTP
 
 /// Why no credentials (or no region) could be had.
 public struct CredentialsError: Error, Sendable, CustomStringConvertible {

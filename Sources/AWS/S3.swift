@@ -1,4 +1,5 @@
 import Foundation
+import HTTP
 
 /// What S3 says of an object.
 public struct S3ObjectInfo: Sendable, Equatable {

@@ -1,4 +1,5 @@
 import Foundation
+import HTTP
 
 /// An SQS message as received.
 public struct SQSMessage: Sendable, Equatable {

@@ -1,4 +1,5 @@
 import Foundation
+import HTTP
 
 /// A client of an AWS query-protocol service (STS, and IAM for test set-up): form-encoded POST, XML answers.
 public struct QueryClient: Sendable {

@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import HTTP
 
 /// AWS credentials. Their description never shows the secret or the session token.
 public struct Credentials: Sendable, Equatable, CustomStringConvertible, CustomDebugStringConvertible {

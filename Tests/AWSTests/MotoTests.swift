@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import AWS
+import HTTP
 
 func service(_ name: String, _ server: LocalServer, _ credentials: Credentials, http: HTTPClient, retry: RetryPolicy = RetryPolicy(maxAttempts: 3, base: 0.05, cap: 0.5)) -> AWSService {
     AWSService(http: http, service: name, region: "us-east-1", endpoint: server.url, credentials: StaticCredentialProvider(credentials), retry: retry)

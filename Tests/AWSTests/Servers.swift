@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import AWS
+import HTTP
 
 #if canImport(Glibc)
 import Glibc

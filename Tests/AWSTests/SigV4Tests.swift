@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import AWS
+import HTTP
 
 /// One case of the official suite: the request parsed from its `.req` file.
 struct SigV4Case: CustomStringConvertible, Sendable {

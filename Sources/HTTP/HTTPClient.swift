@@ -20,6 +20,10 @@ public struct HTTPRequest: Sendable {
 public struct HTTPHead: Sendable {
     public var status: Int
     public var headers: [(String, String)]
+    public init(status: Int, headers: [(String, String)]) {
+        self.status = status
+        self.headers = headers
+    }
     public func header(_ name: String) -> String? {
         let key = name.lowercased()
         return headers.last { $0.0 == key }?.1
@@ -29,6 +33,10 @@ public struct HTTPHead: Sendable {
 public struct HTTPResponse: Sendable {
     public var head: HTTPHead
     public var body: [UInt8]
+    public init(head: HTTPHead, body: [UInt8]) {
+        self.head = head
+        self.body = body
+    }
     public var status: Int { head.status }
     public func header(_ name: String) -> String? { head.header(name) }
 }
@@ -40,6 +48,11 @@ public struct HTTPTransportError: Error, Sendable, CustomStringConvertible {
     /// The URL without its query string (which may carry signatures).
     public var url: String
     public var isTimeout: Bool { code == Int32(CURLE_OPERATION_TIMEDOUT.rawValue) }
+    public init(code: Int32, message: String, url: String) {
+        self.code = code
+        self.message = message
+        self.url = url
+    }
     public var description: String { "\(message) (curl \(code)) for \(url)" }
 }
 

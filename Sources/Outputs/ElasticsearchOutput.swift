@@ -1,0 +1,177 @@
+import Foundation
+import HTTP
+
+/// Elasticsearch `_bulk` with `create` and `_id` = event id, so replays are idempotent.
+///
+/// Per item: 2xx and 409 (already there) are delivered; 429 and 5xx are retried; other 4xx go to the
+/// dead-letter file with the server's reason. A whole-request 429/5xx or network error is retried (on
+/// the next host); 413 splits the batch. Basic auth or an API key; TLS through libcurl with
+/// verification on (and an optional CA file).
+public final class ElasticsearchOutput: Output, @unchecked Sendable {
+    public struct Configuration: Sendable {
+        public var hosts: [String] = ["http://127.0.0.1:9200"]
+        /// `%{+yyyy.MM.dd}` (and `yyyy`, `MM`, `dd` alone) are replaced from the event's `@timestamp`.
+        public var index: String = "cloudtrail-%{+yyyy.MM.dd}"
+        public var bulkMaxSize: Int = 1600
+        public var bulkMaxBytes: Int = 10 << 20
+        public var username: String?
+        public var password: String?
+        public var apiKey: String?
+        public var caFile: String?
+        public var verifyTLS = true
+        public var timeout: Double = 90
+        /// Install the index template (``ElasticsearchOutput/template``) at start-up.
+        public var installTemplate = false
+        public var templateName = "cloudtrailbeat"
+        public init() {}
+    }
+
+    public let name = "elasticsearch"
+    public let configuration: Configuration
+    public var maxBatch: Int { configuration.bulkMaxSize }
+    let http: HTTPClient
+    private let lock = NSLock()
+    private var hostIndex = 0
+    private var templateInstalled = false
+
+    public init(_ configuration: Configuration) throws {
+        guard !configuration.hosts.isEmpty else { throw OutputError(output: "elasticsearch", message: "no hosts", retryable: false) }
+        self.configuration = configuration
+        var http = HTTPClient.Configuration()
+        http.verifyTLS = configuration.verifyTLS
+        http.caFile = configuration.caFile
+        http.maxConcurrent = 4
+        self.http = HTTPClient(configuration: http)
+    }
+
+    /// The index template that maps CloudTrail safely: the free-form objects are `flattened` (no mapping
+    /// explosion, no 32 766-byte keyword limit), with a non-indexed text copy of `requestParameters`.
+    public static var template: String {
+        guard let url = Bundle.module.url(forResource: "cloudtrail-index-template", withExtension: "json"),
+            let text = try? String(contentsOf: url, encoding: .utf8)
+        else { return "{}" }
+        return text
+    }
+
+    var headers: [(String, String)] {
+        var h = [("Content-Type", "application/x-ndjson")]
+        if let apiKey = configuration.apiKey {
+            h.append(("Authorization", "ApiKey \(apiKey)"))
+        } else if let user = configuration.username {
+            let token = Data("\(user):\(configuration.password ?? "")".utf8).base64EncodedString()
+            h.append(("Authorization", "Basic \(token)"))
+        }
+        return h
+    }
+
+    func indexName(_ event: OutputEvent) -> String {
+        var index = configuration.index
+        guard index.contains("%{") else { return index }
+        let date = event.datePattern ?? ("1970", "01", "01")
+        index = index.replacingOccurrences(of: "%{+yyyy.MM.dd}", with: "\(date.year).\(date.month).\(date.day)")
+        index = index.replacingOccurrences(of: "%{+yyyy.MM}", with: "\(date.year).\(date.month)")
+        index = index.replacingOccurrences(of: "%{+yyyy}", with: "\(date.year)")
+        return index
+    }
+
+    static func escape(_ s: String) -> String {
+        var out = ""
+        for ch in s.unicodeScalars {
+            switch ch {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            default:
+                if ch.value < 0x20 { out += String(format: "\\u%04x", ch.value) } else { out.unicodeScalars.append(ch) }
+            }
+        }
+        return out
+    }
+
+    private func host() -> String {
+        lock.withLock { configuration.hosts[hostIndex % configuration.hosts.count] }
+    }
+
+    private func failover() { lock.withLock { hostIndex += 1 } }
+
+    private func installTemplateIfNeeded() async throws {
+        guard configuration.installTemplate, !lock.withLock({ templateInstalled }) else { return }
+        let base = host().trimmingCharacters(in: CharacterSet(charactersIn: "/"))
+        var h = headers
+        h[0] = ("Content-Type", "application/json")
+        let r = try await http.send(HTTPRequest(method: "PUT", url: "\(base)/_index_template/\(configuration.templateName)", headers: h, body: Array(ElasticsearchOutput.template.utf8)), timeout: configuration.timeout)
+        guard (200..<300).contains(r.status) else {
+            throw OutputError(output: name, message: "installing the index template answered HTTP \(r.status): \(String(decoding: r.body.prefix(500), as: UTF8.self))")
+        }
+        lock.withLock { templateInstalled = true }
+    }
+
+    public func deliver(_ batch: [OutputEvent]) async throws -> DeliveryReport {
+        guard !batch.isEmpty else { return DeliveryReport(handled: 0) }
+        try await installTemplateIfNeeded()
+        // Respect the byte limit: send the longest prefix that fits.
+        var bytes = 0
+        var count = 0
+        for e in batch {
+            let size = e.json.count + e.id.count + 64
+            if count > 0 && bytes + size > configuration.bulkMaxBytes { break }
+            bytes += size
+            count += 1
+        }
+        return try await bulk(Array(batch[..<count]))
+    }
+
+    private func bulk(_ batch: [OutputEvent]) async throws -> DeliveryReport {
+        var body: [UInt8] = []
+        body.reserveCapacity(batch.reduce(0) { $0 + $1.json.count + 100 })
+        for e in batch {
+            body += Array("{\"create\":{\"_index\":\"\(ElasticsearchOutput.escape(indexName(e)))\",\"_id\":\"\(ElasticsearchOutput.escape(e.id))\"}}\n".utf8)
+            body += e.json
+            body.append(0x0a)
+        }
+        let base = host().trimmingCharacters(in: CharacterSet(charactersIn: "/"))
+        let response: HTTPResponse
+        do {
+            response = try await http.send(HTTPRequest(method: "POST", url: base + "/_bulk", headers: headers, body: body), timeout: configuration.timeout)
+        } catch let e as HTTPTransportError {
+            failover()
+            throw OutputError(output: name, message: "\(base): \(e.message)")
+        }
+        if response.status == 413 {
+            guard batch.count > 1 else {
+                return DeliveryReport(handled: 1, deadLetters: [DeadLetter(index: 0, reason: "HTTP 413: the event alone is larger than the server accepts")])
+            }
+            // Split: deliver the first half; the caller sends the rest next.
+            return try await bulk(Array(batch[..<(batch.count / 2)]))
+        }
+        guard (200..<300).contains(response.status) else {
+            let text = String(decoding: response.body.prefix(500), as: UTF8.self)
+            if response.status == 429 || response.status >= 500 {
+                if response.status >= 500 { failover() }
+                throw OutputError(output: name, message: "\(base)/_bulk answered HTTP \(response.status): \(text)")
+            }
+            throw OutputError(output: name, message: "\(base)/_bulk answered HTTP \(response.status): \(text)", retryable: true)
+        }
+        guard let json = try? JSONSerialization.jsonObject(with: Data(response.body)) as? [String: Any],
+            let items = json["items"] as? [[String: Any]], items.count == batch.count
+        else {
+            throw OutputError(output: name, message: "\(base)/_bulk answered an unreadable body")
+        }
+        var dead: [DeadLetter] = []
+        for (i, item) in items.enumerated() {
+            let result = (item["create"] ?? item["index"] ?? item.values.first) as? [String: Any] ?? [:]
+            let status = result["status"] as? Int ?? 0
+            if (200..<300).contains(status) || status == 409 { continue }
+            if status == 429 || status >= 500 || status == 0 {
+                // Retry from the first item that must be retried; what came before is handled.
+                return DeliveryReport(handled: i, deadLetters: dead)
+            }
+            let error = result["error"] as? [String: Any]
+            let reason = "HTTP \(status): \(error?["type"] as? String ?? "error"): \(error?["reason"] as? String ?? "no reason given")"
+            dead.append(DeadLetter(index: i, reason: reason))
+        }
+        return DeliveryReport(handled: batch.count, deadLetters: dead)
+    }
+
+    public func close() async { http.shutdown() }
+}

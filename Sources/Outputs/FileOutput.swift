@@ -1,0 +1,150 @@
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// NDJSON files under `path` with base `filename`, rotated by size (`rotate_every_kb`) keeping at most
+/// `number_of_files` (the current one and `filename.1` … `filename.N-1`). Data is fsynced before a batch
+/// is acknowledged; files are created 0600.
+public final class FileOutput: Output, @unchecked Sendable {
+    public struct Configuration: Sendable {
+        public var path: String
+        public var filename: String = "cloudtrailbeat.ndjson"
+        public var rotateEveryKB: Int = 10 * 1024
+        public var numberOfFiles: Int = 7
+        public var maxBatch: Int = 2048
+        public init(path: String) { self.path = path }
+    }
+
+    public let name = "file"
+    public let configuration: Configuration
+    public var maxBatch: Int { configuration.maxBatch }
+    private let lane = BlockingLane("cloudtrailbeat.output.file")
+    private var fd: Int32 = -1
+    private var size = 0
+
+    public init(_ configuration: Configuration) throws {
+        self.configuration = configuration
+        guard configuration.numberOfFiles >= 1, configuration.rotateEveryKB >= 1 else {
+            throw OutputError(output: "file", message: "number_of_files and rotate_every_kb must be at least 1", retryable: false)
+        }
+        do {
+            try FileManager.default.createDirectory(atPath: configuration.path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        } catch {
+            throw OutputError(output: "file", message: "cannot create directory '\(configuration.path)': \(error.localizedDescription)", retryable: false)
+        }
+    }
+
+    var current: String { configuration.path + "/" + configuration.filename }
+
+    private func openCurrent() throws {
+        guard fd < 0 else { return }
+        fd = open(current, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw OutputError(output: name, message: "cannot open '\(current)': \(String(cString: strerror(errno)))") }
+        var st = stat()
+        fstat(fd, &st)
+        size = Int(st.st_size)
+        // A file left by a crash may end mid-line: start on a fresh line so the next event is whole.
+        if size > 0 {
+            var last: UInt8 = 0
+            if pread(fd, &last, 1, off_t(size - 1)) == 1, last != 0x0a {
+                try writeAll(fd, [0x0a], output: name, path: current)
+                size += 1
+            }
+        }
+    }
+
+    private func rotate() throws {
+        if fd >= 0 {
+            Glibc.close(fd)
+            fd = -1
+        }
+        let n = configuration.numberOfFiles
+        let fm = FileManager.default
+        if n == 1 {
+            try? fm.removeItem(atPath: current)
+        } else {
+            try? fm.removeItem(atPath: "\(current).\(n - 1)")
+            if n > 2 {
+                for i in stride(from: n - 2, through: 1, by: -1) where fm.fileExists(atPath: "\(current).\(i)") {
+                    rename("\(current).\(i)", "\(current).\(i + 1)")
+                }
+            }
+            rename(current, "\(current).1")
+        }
+        // Make the renames durable before writing on.
+        let dir = open(configuration.path, O_RDONLY | O_DIRECTORY)
+        if dir >= 0 {
+            fsync(dir)
+            Glibc.close(dir)
+        }
+        try openCurrent()
+    }
+
+    public func deliver(_ batch: [OutputEvent]) async throws -> DeliveryReport {
+        try await lane.run { [self] in
+            try openCurrent()
+            let limit = configuration.rotateEveryKB * 1024
+            var buffer: [UInt8] = []
+            for event in batch {
+                let line = event.json.count + 1
+                if size + buffer.count > 0 && size + buffer.count + line > limit {
+                    try writeAll(fd, buffer, output: name, path: current)
+                    guard fsync(fd) == 0 else { throw OutputError(output: name, message: "fsync of '\(current)' failed: \(String(cString: strerror(errno)))") }
+                    size += buffer.count
+                    buffer.removeAll(keepingCapacity: true)
+                    try rotate()
+                }
+                buffer += event.json
+                buffer.append(0x0a)
+            }
+            try writeAll(fd, buffer, output: name, path: current)
+            size += buffer.count
+            guard fsync(fd) == 0 else { throw OutputError(output: name, message: "fsync of '\(current)' failed: \(String(cString: strerror(errno)))") }
+            return DeliveryReport(handled: batch.count)
+        }
+    }
+
+    public func close() async {
+        _ = try? await lane.run { [self] in
+            if fd >= 0 { Glibc.close(fd) }
+            fd = -1
+        }
+    }
+}
+
+/// NDJSON on standard output (`pretty`: indented JSON); acknowledged once written.
+public final class ConsoleOutput: Output, @unchecked Sendable {
+    public let name = "console"
+    public let pretty: Bool
+    public let maxBatch: Int
+    private let lane = BlockingLane("cloudtrailbeat.output.console")
+    private let fd: Int32
+
+    public init(pretty: Bool = false, maxBatch: Int = 512, fileDescriptor: Int32 = 1) {
+        self.pretty = pretty
+        self.maxBatch = maxBatch
+        self.fd = fileDescriptor
+    }
+
+    public func deliver(_ batch: [OutputEvent]) async throws -> DeliveryReport {
+        try await lane.run { [self] in
+            var buffer: [UInt8] = []
+            for event in batch {
+                if pretty, let object = try? JSONSerialization.jsonObject(with: Data(event.json)),
+                    let data = try? JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
+                {
+                    buffer += Array(data)
+                } else {
+                    buffer += event.json
+                }
+                buffer.append(0x0a)
+            }
+            try writeAll(fd, buffer, output: name, path: "standard output")
+            return DeliveryReport(handled: batch.count)
+        }
+    }
+
+    public func close() async {}
+}

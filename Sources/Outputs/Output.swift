@@ -1,0 +1,129 @@
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One event for the outputs: its id (for idempotent receivers) and its JSON bytes (no newline).
+public struct OutputEvent: Sendable, Equatable {
+    public var id: String
+    public var json: [UInt8]
+    public init(id: String, json: [UInt8]) {
+        self.id = id
+        self.json = json
+    }
+
+    /// `YYYY.MM.dd` of the event's `@timestamp` (the event starts `{"@timestamp":"YYYY-MM-DD…`).
+    var datePattern: (year: Substring, month: Substring, day: Substring)? {
+        let prefix = Array("{\"@timestamp\":\"".utf8)
+        guard json.count >= prefix.count + 10, Array(json[..<prefix.count]) == prefix else { return nil }
+        let s = String(decoding: json[prefix.count..<prefix.count + 10], as: UTF8.self)
+        let parts = s.split(separator: "-")
+        guard parts.count == 3 else { return nil }
+        return (parts[0], parts[1], parts[2])
+    }
+}
+
+/// What an output did with a batch.
+public struct DeliveryReport: Sendable, Equatable {
+    /// How many leading events of the batch the receiver has (or were dead-lettered).
+    public var handled: Int
+    /// Events (indices into the batch, below `handled`) that failed permanently, with the reason.
+    public var deadLetters: [DeadLetter]
+
+    public init(handled: Int, deadLetters: [DeadLetter] = []) {
+        self.handled = handled
+        self.deadLetters = deadLetters
+    }
+}
+
+public struct DeadLetter: Sendable, Equatable {
+    public var index: Int
+    public var reason: String
+    public init(index: Int, reason: String) {
+        self.index = index
+        self.reason = reason
+    }
+}
+
+/// A failure with nothing delivered this time; the caller backs off and sends again from the first
+/// unacknowledged event.
+public struct OutputError: Error, Sendable, CustomStringConvertible {
+    public var output: String
+    public var message: String
+    public var retryable: Bool
+    public init(output: String, message: String, retryable: Bool = true) {
+        self.output = output
+        self.message = message
+        self.retryable = retryable
+    }
+    public var description: String { "output \(output): \(message)" }
+}
+
+/// The contract every output keeps: take an ordered batch, and say how many leading events the
+/// receiver durably has (`handled`, counting permanent failures reported in `deadLetters`).
+/// Acknowledged means the receiver has it: an fsync for the file, a server's reply for redis and
+/// Elasticsearch, a Lumberjack ACK for Logstash. A report with `handled < batch.count` is partial
+/// progress: the caller sends the rest again. No progress at all is a thrown ``OutputError``.
+public protocol Output: AnyObject, Sendable {
+    /// The name its cursor is kept under in the journal (e.g. `file`, `elasticsearch`).
+    var name: String { get }
+    /// The largest batch it takes (`bulk_max_size`).
+    var maxBatch: Int { get }
+    func deliver(_ batch: [OutputEvent]) async throws -> DeliveryReport
+    /// Releases connections and files.
+    func close() async
+}
+
+/// Runs blocking work (sockets, fsync) on a dedicated thread, never on Swift's cooperative pool.
+final class BlockingLane: @unchecked Sendable {
+    private let queue: DispatchQueue
+    init(_ label: String) { queue = DispatchQueue(label: label) }
+
+    func run<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { cont in
+            queue.async { cont.resume(with: Result { try body() }) }
+        }
+    }
+}
+
+/// The dead-letter file: events an output refused permanently, one JSON line each with the reason;
+/// fsynced before the events count as handled. Files are 0600.
+public final class DeadLetterFile: @unchecked Sendable {
+    public let path: String
+    private let lock = NSLock()
+
+    public init(path: String) { self.path = path }
+
+    public func write(output: String, events: [(OutputEvent, String)]) throws {
+        guard !events.isEmpty else { return }
+        try lock.withLock {
+            let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
+            guard fd >= 0 else { throw OutputError(output: output, message: "cannot open dead-letter file '\(path)': \(String(cString: strerror(errno)))", retryable: true) }
+            defer { close(fd) }
+            var buffer: [UInt8] = []
+            let stamp = ISO8601DateFormatter().string(from: Date())
+            for (event, reason) in events {
+                let head = try JSONSerialization.data(withJSONObject: ["output": output, "id": event.id, "reason": reason, "at": stamp], options: [.sortedKeys])
+                buffer += Array(head.dropLast())  // reopen the object to append the event verbatim
+                buffer += Array(",\"event\":".utf8) + event.json + [UInt8(ascii: "}"), 0x0a]
+            }
+            try writeAll(fd, buffer, output: output, path: path)
+            guard fsync(fd) == 0 else { throw OutputError(output: output, message: "fsync of '\(path)' failed: \(String(cString: strerror(errno)))") }
+        }
+    }
+}
+
+func writeAll(_ fd: Int32, _ bytes: [UInt8], output: String, path: String) throws {
+    var offset = 0
+    try bytes.withUnsafeBytes { b in
+        while offset < b.count {
+            let n = Glibc.write(fd, b.baseAddress! + offset, b.count - offset)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw OutputError(output: output, message: "write to '\(path)' failed: \(String(cString: strerror(errno)))")
+            }
+            offset += n
+        }
+    }
+}

@@ -1,0 +1,153 @@
+import Foundation
+
+/// Redis over RESP: `RPUSH key event…` (datatype `list`, pipelined) or `PUBLISH channel event`
+/// (`channel`), with `AUTH` and `SELECT` on connect, failover over `hosts`, reconnect after errors.
+/// A reply from the server is the acknowledgement.
+public final class RedisOutput: Output, @unchecked Sendable {
+    public struct Configuration: Sendable {
+        public var hosts: [String] = ["127.0.0.1:6379"]
+        public var key: String = "cloudtrailbeat"
+        public var datatype: String = "list"
+        public var password: String?
+        public var db: Int = 0
+        public var timeout: Double = 5
+        public var maxBatch: Int = 2048
+        public init() {}
+    }
+
+    public let name = "redis"
+    public let configuration: Configuration
+    public var maxBatch: Int { configuration.maxBatch }
+    private let lane = BlockingLane("cloudtrailbeat.output.redis")
+    private var connection: TCPConnection?
+    private var hostIndex = 0
+
+    public init(_ configuration: Configuration) throws {
+        guard ["list", "channel"].contains(configuration.datatype) else {
+            throw OutputError(output: "redis", message: "datatype must be 'list' or 'channel', not '\(configuration.datatype)'", retryable: false)
+        }
+        guard !configuration.hosts.isEmpty else { throw OutputError(output: "redis", message: "no hosts", retryable: false) }
+        self.configuration = configuration
+    }
+
+    static func command(_ args: [[UInt8]]) -> [UInt8] {
+        var out = Array("*\(args.count)\r\n".utf8)
+        for a in args {
+            out += Array("$\(a.count)\r\n".utf8)
+            out += a
+            out += [0x0d, 0x0a]
+        }
+        return out
+    }
+
+    /// Reads one reply; returns an error reply's text, or nil for success.
+    static func reply(_ c: TCPConnection) throws -> String? {
+        let line = try c.readLine()
+        guard let type = line.first else { throw TCPError("empty reply") }
+        let rest = String(decoding: line.dropFirst(), as: UTF8.self)
+        switch type {
+        case UInt8(ascii: "+"), UInt8(ascii: ":"): return nil
+        case UInt8(ascii: "-"): return rest
+        case UInt8(ascii: "$"):
+            if let n = Int(rest), n >= 0 { _ = try c.read(n + 2) }
+            return nil
+        case UInt8(ascii: "*"):
+            for _ in 0..<max(0, Int(rest) ?? 0) { if let e = try reply(c) { return e } }
+            return nil
+        default: throw TCPError("unexpected reply type \(type)")
+        }
+    }
+
+    private func connect() throws -> TCPConnection {
+        if let c = connection { return c }
+        var errors: [String] = []
+        for attempt in 0..<configuration.hosts.count {
+            let index = (hostIndex + attempt) % configuration.hosts.count
+            let (host, port) = splitHost(configuration.hosts[index], defaultPort: 6379)
+            do {
+                let c = try TCPConnection(host: host, port: port, timeout: configuration.timeout, ioTimeout: configuration.timeout)
+                var setup: [[[UInt8]]] = []
+                if let password = configuration.password { setup.append([Array("AUTH".utf8), Array(password.utf8)]) }
+                if configuration.db != 0 { setup.append([Array("SELECT".utf8), Array(String(configuration.db).utf8)]) }
+                for cmd in setup {
+                    try c.write(RedisOutput.command(cmd))
+                    if let e = try RedisOutput.reply(c) {
+                        throw OutputError(output: name, message: "\(String(decoding: cmd[0], as: UTF8.self)) refused by \(host):\(port): \(e)", retryable: false)
+                    }
+                }
+                hostIndex = index
+                connection = c
+                return c
+            } catch let e as OutputError {
+                throw e
+            } catch {
+                errors.append("\(error)")
+            }
+        }
+        throw OutputError(output: name, message: errors.joined(separator: "; "))
+    }
+
+    public func deliver(_ batch: [OutputEvent]) async throws -> DeliveryReport {
+        guard !batch.isEmpty else { return DeliveryReport(handled: 0) }
+        return try await lane.run { [self] in
+            let c = try connect()
+            let key = Array(configuration.key.utf8)
+            do {
+                if configuration.datatype == "list" {
+                    // One RPUSH per slice of the batch, all pipelined; each reply acknowledges its slice.
+                    let slice = 256
+                    var commands: [Range<Int>] = []
+                    var bytes: [UInt8] = []
+                    for start in stride(from: 0, to: batch.count, by: slice) {
+                        let r = start..<min(batch.count, start + slice)
+                        commands.append(r)
+                        bytes += RedisOutput.command([Array("RPUSH".utf8), key] + batch[r].map(\.json))
+                    }
+                    try c.write(bytes)
+                    var handled = 0
+                    for r in commands {
+                        do {
+                            if let e = try RedisOutput.reply(c) {
+                                connection = nil
+                                if handled > 0 { return DeliveryReport(handled: handled) }
+                                throw OutputError(output: name, message: "RPUSH refused: \(e)")
+                            }
+                        } catch let e as TCPError {
+                            connection = nil
+                            if handled > 0 { return DeliveryReport(handled: handled) }
+                            throw OutputError(output: name, message: e.message)
+                        }
+                        handled = r.upperBound
+                    }
+                    return DeliveryReport(handled: handled)
+                } else {
+                    var bytes: [UInt8] = []
+                    for e in batch { bytes += RedisOutput.command([Array("PUBLISH".utf8), key, e.json]) }
+                    try c.write(bytes)
+                    for i in 0..<batch.count {
+                        do {
+                            if let e = try RedisOutput.reply(c) {
+                                connection = nil
+                                if i > 0 { return DeliveryReport(handled: i) }
+                                throw OutputError(output: name, message: "PUBLISH refused: \(e)")
+                            }
+                        } catch let e as TCPError {
+                            connection = nil
+                            if i > 0 { return DeliveryReport(handled: i) }
+                            throw OutputError(output: name, message: e.message)
+                        }
+                    }
+                    return DeliveryReport(handled: batch.count)
+                }
+            } catch let e as TCPError {
+                connection = nil
+                hostIndex += 1
+                throw OutputError(output: name, message: e.message)
+            }
+        }
+    }
+
+    public func close() async {
+        _ = try? await lane.run { [self] in connection = nil }
+    }
+}

@@ -1,0 +1,127 @@
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A blocking TCP connection with timeouts, used on an output's own lane (never on the cooperative pool).
+final class TCPConnection {
+    let fd: Int32
+    let peer: String
+    private var inbox: [UInt8] = []
+    private var inboxStart = 0
+
+    /// Connects to `host:port` within `timeout` seconds; reads and writes time out after `ioTimeout`.
+    init(host: String, port: Int, timeout: Double, ioTimeout: Double) throws {
+        peer = "\(host):\(port)"
+        var hints = addrinfo()
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        var result: UnsafeMutablePointer<addrinfo>?
+        guard getaddrinfo(host, String(port), &hints, &result) == 0, let first = result else {
+            throw TCPError("cannot resolve \(host)")
+        }
+        defer { freeaddrinfo(result) }
+        var lastError = "no address"
+        var cursor: UnsafeMutablePointer<addrinfo>? = first
+        var connected: Int32 = -1
+        while let ai = cursor {
+            let s = socket(ai.pointee.ai_family, ai.pointee.ai_socktype | Int32(SOCK_CLOEXEC.rawValue), ai.pointee.ai_protocol)
+            if s >= 0 {
+                TCPConnection.setTimeout(s, SO_SNDTIMEO, timeout)
+                if connect(s, ai.pointee.ai_addr, ai.pointee.ai_addrlen) == 0 {
+                    connected = s
+                    break
+                }
+                lastError = String(cString: strerror(errno))
+                Glibc.close(s)
+            }
+            cursor = ai.pointee.ai_next
+        }
+        guard connected >= 0 else { throw TCPError("cannot connect to \(host):\(port): \(lastError)") }
+        fd = connected
+        var one: Int32 = 1
+        setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+        setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, socklen_t(MemoryLayout<Int32>.size))
+        TCPConnection.setTimeout(fd, SO_SNDTIMEO, ioTimeout)
+        TCPConnection.setTimeout(fd, SO_RCVTIMEO, ioTimeout)
+    }
+
+    deinit { Glibc.close(fd) }
+
+    static func setTimeout(_ fd: Int32, _ option: Int32, _ seconds: Double) {
+        var tv = timeval(tv_sec: Int(seconds), tv_usec: Int((seconds - Double(Int(seconds))) * 1e6))
+        setsockopt(fd, SOL_SOCKET, option, &tv, socklen_t(MemoryLayout<timeval>.size))
+    }
+
+    func write(_ bytes: [UInt8]) throws {
+        var offset = 0
+        try bytes.withUnsafeBytes { b in
+            while offset < b.count {
+                let n = send(fd, b.baseAddress! + offset, b.count - offset, Int32(MSG_NOSIGNAL))
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    throw TCPError("write to \(peer) failed: \(String(cString: strerror(errno)))")
+                }
+                offset += n
+            }
+        }
+    }
+
+    private func fill() throws {
+        if inboxStart > 0 && inboxStart == inbox.count {
+            inbox.removeAll(keepingCapacity: true)
+            inboxStart = 0
+        }
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = recv(fd, &buffer, buffer.count, 0)
+            if n > 0 {
+                inbox += buffer[..<n]
+                return
+            }
+            if n == 0 { throw TCPError("\(peer) closed the connection") }
+            if errno == EINTR { continue }
+            if errno == EAGAIN || errno == EWOULDBLOCK { throw TCPError("timed out reading from \(peer)", timeout: true) }
+            throw TCPError("read from \(peer) failed: \(String(cString: strerror(errno)))")
+        }
+    }
+
+    /// Reads exactly `n` bytes.
+    func read(_ n: Int) throws -> [UInt8] {
+        while inbox.count - inboxStart < n { try fill() }
+        defer { inboxStart += n }
+        return Array(inbox[inboxStart..<inboxStart + n])
+    }
+
+    /// Reads up to and excluding CRLF.
+    func readLine() throws -> [UInt8] {
+        while true {
+            if let i = inbox[inboxStart...].firstIndex(of: 0x0a), i > inboxStart, inbox[i - 1] == 0x0d {
+                defer { inboxStart = i + 1 }
+                return Array(inbox[inboxStart..<(i - 1)])
+            }
+            try fill()
+        }
+    }
+}
+
+struct TCPError: Error, CustomStringConvertible {
+    var message: String
+    var timeout = false
+    init(_ message: String, timeout: Bool = false) {
+        self.message = message
+        self.timeout = timeout
+    }
+    var description: String { message }
+}
+
+/// `host[:port]` with a default port.
+func splitHost(_ s: String, defaultPort: Int) -> (String, Int) {
+    var text = s
+    if let r = text.range(of: "://") { text = String(text[r.upperBound...]) }
+    if let slash = text.firstIndex(of: "/") { text = String(text[..<slash]) }
+    if let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]) {
+        return (String(text[..<colon]), port)
+    }
+    return (text, defaultPort)
+}
