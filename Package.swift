@@ -56,15 +56,16 @@ let package = Package(
         .executableTarget(
             name: "journal-crash-child", dependencies: ["Journal"],
             path: "Tests/JournalCrashChild"),
-        .testTarget(name: "JournalTests", dependencies: ["Journal", "journal-crash-child"]),
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
+        .testTarget(name: "JournalTests", dependencies: ["Journal", "TestSupport", "journal-crash-child"]),
         // A child for the file output's kill -9 test: writes events, reports each acknowledged count.
         .executableTarget(
             name: "output-crash-child", dependencies: ["Outputs"],
             path: "Tests/OutputCrashChild"),
         .testTarget(name: "CLITests", dependencies: ["cloudtrailbeat", "Journal"]),
-        .testTarget(name: "StagesTests", dependencies: ["Stages"]),
-        .testTarget(name: "AWSTests", dependencies: ["AWS", "HTTP", crypto], exclude: ["Fixtures"]),
-        .testTarget(name: "OutputsTests", dependencies: ["Outputs", "HTTP", "output-crash-child"], exclude: ["Fixtures"]),
+        .testTarget(name: "StagesTests", dependencies: ["Stages", "TestSupport"]),
+        .testTarget(name: "AWSTests", dependencies: ["AWS", "HTTP", "TestSupport", crypto], exclude: ["Fixtures"]),
+        .testTarget(name: "OutputsTests", dependencies: ["Outputs", "HTTP", "TestSupport", "output-crash-child"], exclude: ["Fixtures"]),
     ]
 )
 

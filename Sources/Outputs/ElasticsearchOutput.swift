@@ -99,7 +99,13 @@ public final class ElasticsearchOutput: Output, @unchecked Sendable {
         let base = host().trimmingCharacters(in: CharacterSet(charactersIn: "/"))
         var h = headers
         h[0] = ("Content-Type", "application/json")
-        let r = try await http.send(HTTPRequest(method: "PUT", url: "\(base)/_index_template/\(configuration.templateName)", headers: h, body: Array(ElasticsearchOutput.template.utf8)), timeout: configuration.timeout)
+        let r: HTTPResponse
+        do {
+            r = try await http.send(HTTPRequest(method: "PUT", url: "\(base)/_index_template/\(configuration.templateName)", headers: h, body: Array(ElasticsearchOutput.template.utf8)), timeout: configuration.timeout)
+        } catch let e as HTTPTransportError {
+            failover()
+            throw OutputError(output: name, message: "installing the index template on \(base): \(e.message)")
+        }
         guard (200..<300).contains(r.status) else {
             throw OutputError(output: name, message: "installing the index template answered HTTP \(r.status): \(String(decoding: r.body.prefix(500), as: UTF8.self))")
         }

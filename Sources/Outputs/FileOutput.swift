@@ -45,12 +45,25 @@ public final class FileOutput: Output, @unchecked Sendable {
         var st = stat()
         fstat(fd, &st)
         size = Int(st.st_size)
-        // A file left by a crash may end mid-line: start on a fresh line so the next event is whole.
+        // A crash may have left part of an unacknowledged batch: cut the file back to its last whole line.
         if size > 0 {
-            var last: UInt8 = 0
-            if pread(fd, &last, 1, off_t(size - 1)) == 1, last != 0x0a {
-                try writeAll(fd, [0x0a], output: name, path: current)
-                size += 1
+            var end = size
+            var chunk = [UInt8](repeating: 0, count: 4096)
+            search: while end > 0 {
+                let start = max(0, end - chunk.count)
+                let n = pread(fd, &chunk, end - start, off_t(start))
+                guard n > 0 else { break }
+                for i in stride(from: n - 1, through: 0, by: -1) where chunk[i] == 0x0a {
+                    end = start + i + 1
+                    break search
+                }
+                end = start
+            }
+            if end != size {
+                guard ftruncate(fd, off_t(end)) == 0, fsync(fd) == 0 else {
+                    throw OutputError(output: name, message: "cannot cut the torn tail of '\(current)': \(String(cString: strerror(errno)))")
+                }
+                size = end
             }
         }
     }

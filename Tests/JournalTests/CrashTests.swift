@@ -3,11 +3,6 @@ import Testing
 
 @testable import Journal
 
-/// The directory holding the built products (the test bundle sits beside the executables).
-func productsDirectory() -> URL {
-    URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
-}
-
 @Suite("Journal survives SIGKILL", .serialized)
 struct CrashTests {
     /// The child (Tests/JournalCrashChild) works on object n in steps 4n…4n+3: receive, fetch, ack a,

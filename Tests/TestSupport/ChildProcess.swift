@@ -6,11 +6,11 @@ import Glibc
 
 /// A child process started with posix_spawn, its stdout on a pipe; waited for with waitpid.
 /// (Foundation's Process can hang in waitUntilExit after the child is SIGKILLed on Linux.)
-final class ChildProcess {
-    let pid: pid_t
+public final class ChildProcess {
+    public let pid: pid_t
     private let stdoutFD: Int32
 
-    init(_ executable: String, _ arguments: [String], environment: [String: String]? = nil) throws {
+    public init(_ executable: String, _ arguments: [String], environment: [String: String]? = nil) throws {
         var fds: [Int32] = [0, 0]
         guard pipe(&fds) == 0 else { throw POSIXError(.EIO) }
         var actions = posix_spawn_file_actions_t()
@@ -34,10 +34,10 @@ final class ChildProcess {
         stdoutFD = fds[0]
     }
 
-    func kill(_ signal: Int32 = SIGKILL) { _ = Glibc.kill(pid, signal) }
+    public func kill(_ signal: Int32 = SIGKILL) { _ = Glibc.kill(pid, signal) }
 
     /// Waits for the child; returns (exited normally, exit code or signal number).
-    func wait() -> (exited: Bool, code: Int32) {
+    public func wait() -> (exited: Bool, code: Int32) {
         var status: Int32 = 0
         while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
         let termsig = status & 0x7f
@@ -45,7 +45,7 @@ final class ChildProcess {
     }
 
     /// Everything the child wrote to stdout until it closed (call after it exited).
-    func readAll() -> String {
+    public func readAll() -> String {
         var out: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 65536)
         while true {

@@ -1,0 +1,59 @@
+import Foundation
+
+/// Drives one output: sends batches of at most `maxBatch` events in order, retries with full-jitter
+/// backoff after errors, writes permanent failures to the dead-letter file (fsynced) before counting
+/// them as handled, and reports progress after every acknowledgement. One pump per output, each in
+/// its own task, so a receiver that is down never holds back another output.
+public final class OutputPump: @unchecked Sendable {
+    public let output: any Output
+    let deadLetters: DeadLetterFile?
+    let minBackoff: Double
+    let maxBackoff: Double
+    /// Retries so far (for metrics and tests).
+    public private(set) var retries = 0
+    public private(set) var deadLettered = 0
+    public private(set) var lastError: String?
+
+    public init(output: any Output, deadLetters: DeadLetterFile?, minBackoff: Double = 0.1, maxBackoff: Double = 30) {
+        self.output = output
+        self.deadLetters = deadLetters
+        self.minBackoff = minBackoff
+        self.maxBackoff = maxBackoff
+    }
+
+    /// Delivers `events` from `start`; calls `progress(n)` each time the first `n` are handled.
+    /// Returns when all are handled; throws only for cancellation or a non-retryable error.
+    public func deliver(_ events: [OutputEvent], from start: Int = 0, progress: (Int) async throws -> Void) async throws {
+        var done = start
+        var failures = 0
+        while done < events.count {
+            try Task.checkCancellation()
+            let batch = Array(events[done..<min(events.count, done + output.maxBatch)])
+            do {
+                let report = try await output.deliver(batch)
+                if !report.deadLetters.isEmpty {
+                    try deadLetters?.write(output: output.name, events: report.deadLetters.map { (batch[$0.index], $0.reason) })
+                    deadLettered += report.deadLetters.count
+                }
+                if report.handled > 0 {
+                    done += report.handled
+                    failures = 0
+                    try await progress(done)
+                } else {
+                    failures += 1
+                    retries += 1
+                    try await Task.sleep(nanoseconds: UInt64(backoff(failures) * 1e9))
+                }
+            } catch let e as OutputError where e.retryable {
+                failures += 1
+                retries += 1
+                lastError = e.description
+                try await Task.sleep(nanoseconds: UInt64(backoff(failures) * 1e9))
+            }
+        }
+    }
+
+    func backoff(_ failures: Int) -> Double {
+        Double.random(in: minBackoff...max(minBackoff, min(maxBackoff, minBackoff * pow(2, Double(failures)))))
+    }
+}

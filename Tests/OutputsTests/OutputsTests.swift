@@ -1,0 +1,334 @@
+import Foundation
+import HTTP
+import Testing
+import TestSupport
+
+@testable import Outputs
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+func fixture(_ name: String) -> String {
+    URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/\(name)").path
+}
+
+func events(_ range: Range<Int>, day: String = "2026-11-28") -> [OutputEvent] {
+    range.map { OutputEvent(id: "e\($0)", json: Array("{\"@timestamp\":\"\(day)T10:00:00.000Z\",\"type\":\"CloudTrail\",\"cloudtrail\":{\"i\":\($0)},\"s3\":{\"bucket\":\"b\",\"key\":\"k\"}}".utf8)) }
+}
+
+/// The `i` of each event line.
+func indices(_ lines: [String]) -> [Int] {
+    lines.compactMap { line in
+        guard let o = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else { return nil }
+        return ((o["cloudtrail"] as? [String: Any])?["i"] as? Int) ?? (o["i"] as? Int)
+    }
+}
+
+func redis(dir: String, port: Int? = nil) throws -> LocalServer {
+    let p = port ?? freePort()
+    return try LocalServer(
+        ["redis-server", "--port", String(p), "--bind", "127.0.0.1", "--dir", dir, "--appendonly", "yes", "--appendfsync", "always", "--save", ""],
+        port: p, name: "redis", installHint: "apt-get install redis-server (scripts/setup does it)")
+}
+
+func redisList(_ port: Int, _ key: String) throws -> [String] {
+    let tmp = TempDir("redis-cli")
+    let out = tmp.sub("out")
+    let cli = try #require(LocalServer.which("redis-cli"), "redis-cli missing: apt-get install redis-tools")
+    #expect(system("\(cli) -p \(port) --raw LRANGE \(key) 0 -1 > \(out)") == 0)
+    return try String(contentsOfFile: out, encoding: .utf8).split(separator: "\n").map(String.init)
+}
+
+@Suite("redis output against a real redis-server")
+struct RedisOutputTests {
+    @Test func tenThousandEventsInOrderAcrossARestart() async throws {
+        let dir = TempDir("redis")
+        var server: LocalServer? = try redis(dir: dir.path)
+        let port = server!.port
+        var config = RedisOutput.Configuration()
+        config.hosts = ["127.0.0.1:\(port)"]
+        config.key = "cloudtrail"
+        config.maxBatch = 100
+        let output = try RedisOutput(config)
+        let pump = OutputPump(output: output, deadLetters: nil, minBackoff: 0.05, maxBackoff: 0.3)
+        let all = events(0..<10_000)
+        var restarted = false
+        var ackedBeforeStop = 0
+        let restart = Task<LocalServer?, any Error> { nil }
+        _ = restart
+        var pending: Task<LocalServer, any Error>?
+        try await pump.deliver(all) { done in
+            if done >= 3000 && !restarted {
+                restarted = true
+                ackedBeforeStop = done
+                server?.stop()
+                server = nil
+                pending = Task {
+                    try await Task.sleep(nanoseconds: 700_000_000)
+                    return try redis(dir: dir.path, port: port)
+                }
+            }
+        }
+        let second = try await pending!.value
+        defer { second.stop() }
+        #expect(restarted && pump.retries > 0, "the output saw the server go away")
+        let got = indices(try redisList(port, "cloudtrail"))
+        // Every event, in order of first appearance; duplicates only from the slice in flight at the stop.
+        #expect(Set(got) == Set(0..<10_000))
+        var seen = Set<Int>()
+        let firsts = got.filter { seen.insert($0).inserted }
+        #expect(firsts == Array(0..<10_000))
+        #expect(got.count - 10_000 <= 100, "\(got.count - 10_000) duplicates")
+        #expect(Set(got.prefix(ackedBeforeStop)) == Set(0..<ackedBeforeStop), "the acknowledged ones survived the restart")
+        await output.close()
+    }
+
+    @Test func channelPublishIsAcknowledgedAndAuthIsSent() async throws {
+        let dir = TempDir("redis-auth")
+        let port = freePort()
+        let server = try LocalServer(
+            ["redis-server", "--port", String(port), "--bind", "127.0.0.1", "--dir", dir.path, "--requirepass", "s3cret", "--save", ""],
+            port: port, name: "redis", installHint: "apt-get install redis-server")
+        defer { server.stop() }
+        var config = RedisOutput.Configuration()
+        config.hosts = ["127.0.0.1:\(port)"]
+        config.datatype = "channel"
+        config.password = "s3cret"
+        config.db = 2
+        let report = try await RedisOutput(config).deliver(events(0..<50))
+        #expect(report.handled == 50)
+        config.password = "wrong"
+        await #expect { _ = try await RedisOutput(config).deliver(events(0..<1)) } throws: { ($0 as? OutputError)?.retryable == false }
+    }
+}
+
+@Suite("elasticsearch output against a protocol-faithful test server")
+struct ElasticsearchOutputTests {
+    func server() throws -> LocalServer {
+        let port = freePort()
+        return try LocalServer(["python3", fixture("es_server.py"), String(port)], port: port, name: "es", installHint: "python3 is needed")
+    }
+
+    func script(_ server: LocalServer, _ json: String) async throws {
+        _ = try await HTTPClient().send(HTTPRequest(method: "POST", url: server.url + "/_script", headers: [("Content-Type", "application/json")], body: Array(json.utf8)))
+    }
+
+    func stats(_ server: LocalServer) async throws -> [String: Any] {
+        let r = try await HTTPClient().send(HTTPRequest(method: "GET", url: server.url + "/_test/stats"))
+        return try JSONSerialization.jsonObject(with: Data(r.body)) as! [String: Any]
+    }
+
+    @Test func itemStatusesRetriesDeadLettersSplitsAndIdempotence() async throws {
+        let es = try server()
+        let dir = TempDir("es")
+        var config = ElasticsearchOutput.Configuration()
+        config.hosts = ["http://127.0.0.1:1", es.url]  // the first host is down: failover
+        config.username = "elastic"
+        config.password = "changeme"
+        config.bulkMaxSize = 10
+        config.installTemplate = true
+        let output = try ElasticsearchOutput(config)
+        let dead = DeadLetterFile(path: dir.sub("dead-letter.ndjson"))
+        let pump = OutputPump(output: output, deadLetters: dead, minBackoff: 0.02, maxBackoff: 0.2)
+        try await script(es, #"{"ids": {"e3": [429, 429], "e5": [503]}, "reject": {"e7": "failed to parse field [cloudtrail.requestParameters] of type [flattened]"}, "whole": [500, 500]}"#)
+        var progress: [Int] = []
+        try await pump.deliver(events(0..<30)) { progress.append($0) }
+        #expect(progress.last == 30)
+        var s = try await stats(es)
+        let docs = s["docs"] as! [String: Any]
+        #expect(docs.count == 29, "all but the rejected one")
+        #expect(docs["cloudtrail-2026.11.28/e3"] != nil && docs["cloudtrail-2026.11.28/e5"] != nil, "429 and 503 retried until accepted")
+        #expect(docs["cloudtrail-2026.11.28/e7"] == nil)
+        let items = s["items"] as! [String]
+        #expect(items.filter { $0 == "e3" }.count == 3 && items.filter { $0 == "e5" }.count >= 2, "each retried until accepted")
+        let letters = try String(contentsOfFile: dir.sub("dead-letter.ndjson"), encoding: .utf8).split(separator: "\n")
+        #expect(letters.count == 1 && letters[0].contains("\"id\":\"e7\"") && letters[0].contains("mapper_parsing_exception: failed to parse field"))
+        #expect((try JSONSerialization.jsonObject(with: Data(letters[0].utf8)) as? [String: Any])?["event"] != nil)
+        let auth = (s["auth"] as! [Any]).compactMap { $0 as? String }
+        #expect(!auth.isEmpty && auth.allSatisfy { $0 == "Basic " + Data("elastic:changeme".utf8).base64EncodedString() })
+        #expect((s["bad"] as! [Any]).isEmpty, "every body ended with a newline")
+        let template = (s["templates"] as! [String: Any])["cloudtrailbeat"] as? [String: Any]
+        let mappings = ((template?["template"] as? [String: Any])?["mappings"] as? [String: Any])?["properties"] as? [String: Any]
+        let ct = (mappings?["cloudtrail"] as? [String: Any])?["properties"] as? [String: Any]
+        #expect((ct?["requestParameters"] as? [String: Any])?["type"] as? String == "flattened")
+
+        // The same events again: every one is a 409, counted as delivered, nothing duplicated.
+        let before = (s["items"] as! [Any]).count
+        try await pump.deliver(events(0..<30).filter { $0.id != "e7" }) { _ in }
+        s = try await stats(es)
+        #expect((s["docs"] as! [String: Any]).count == 29)
+        #expect((s["items"] as! [Any]).count == before + 29)
+
+        // 413: the batch is split until it fits.
+        try await script(es, #"{"max_items": 3}"#)
+        var steps: [Int] = []
+        try await pump.deliver(events(100..<110, day: "2026-11-29")) { steps.append($0) }
+        #expect(steps.last == 10 && steps.count >= 4)
+        s = try await stats(es)
+        #expect((s["docs"] as! [String: Any]).keys.filter { $0.hasPrefix("cloudtrail-2026.11.29/") }.count == 10)
+        await output.close()
+    }
+
+    @Test func apiKeyHeader() async throws {
+        let es = try server()
+        var config = ElasticsearchOutput.Configuration()
+        config.hosts = [es.url]
+        config.apiKey = "VnVhQ2ZHY0JDZGJrUW0tZTVhT3g6dWkybHAyYXhUTm1zeWFrdzl0dk5udw=="
+        config.index = "ct-%{+yyyy}"
+        #expect(try await ElasticsearchOutput(config).deliver(events(0..<3)).handled == 3)
+        let s = try await stats(es)
+        #expect((s["auth"] as! [Any]).compactMap { $0 as? String } == ["ApiKey " + config.apiKey!])
+        #expect((s["docs"] as! [String: Any]).keys.allSatisfy { $0.hasPrefix("ct-2026/") })
+    }
+
+    @Test func theShippedTemplateIsValidJSON() throws {
+        let data = try Data(contentsOf: URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("Sources/Outputs/Resources/cloudtrail-index-template.json"))
+        let json = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+        #expect((json["index_patterns"] as? [String]) == ["cloudtrail-*"])
+        #expect(ElasticsearchOutput.template.contains("flattened"))
+    }
+}
+
+@Suite("logstash output against a Lumberjack v2 test server")
+struct LogstashOutputTests {
+    func server(_ mode: String, _ log: String) throws -> LocalServer {
+        let port = freePort()
+        return try LocalServer(["python3", fixture("lumberjack_server.py"), String(port), mode, log], port: port, name: "lumberjack", installHint: "python3 is needed")
+    }
+
+    func lines(_ path: String) throws -> [[String: Any]] {
+        try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n").map { try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] }
+    }
+
+    @Test(arguments: [Int32(0), 3])
+    func windowsOfPlainAndCompressedFramesDecode(level: Int32) async throws {
+        let dir = TempDir("lj")
+        let server = try server("full", dir.sub("log"))
+        var config = LogstashOutput.Configuration()
+        config.hosts = ["127.0.0.1:\(server.port)"]
+        config.compressionLevel = level
+        config.bulkMaxSize = 50
+        let output = try LogstashOutput(config)
+        #expect(try await output.deliver(events(0..<50)).handled == 50)
+        #expect(try await output.deliver(events(50..<60)).handled == 10, "a second window on the same connection")
+        let log = try lines(dir.sub("log"))
+        let received = log.filter { $0["event"] != nil }
+        #expect(indices(received.map { String(data: try! JSONSerialization.data(withJSONObject: $0["event"]!), encoding: .utf8)! }) == Array(0..<60))
+        #expect(received.allSatisfy { ($0["compressed"] as? Bool) == (level > 0) })
+        #expect(Set(received.map { $0["conn"] as! Int }) == [1])
+    }
+
+    @Test func partialAcksAndKeepalivesAreFollowed() async throws {
+        for mode in ["partial", "keepalive"] {
+            let dir = TempDir("lj-\(mode)")
+            let server = try server(mode, dir.sub("log"))
+            var config = LogstashOutput.Configuration()
+            config.hosts = ["127.0.0.1:\(server.port)"]
+            // Keepalives 0.3 s apart keep a 0.5 s timeout from firing over ~0.9 s of silence.
+            config.timeout = 0.5
+            #expect(try await LogstashOutput(config).deliver(events(0..<20)).handled == 20, "\(mode)")
+            let acks = try lines(dir.sub("log")).compactMap { $0["ack"] as? Int }
+            #expect(acks == (mode == "partial" ? [3, 6, 9, 12, 15, 18, 20] : [20]), "\(mode)")
+        }
+    }
+
+    @Test func aDroppedConnectionAcknowledgesOnlyWhatTheServerAckedAndResends() async throws {
+        let dir = TempDir("lj-drop")
+        let server = try server("drop", dir.sub("log"))
+        var config = LogstashOutput.Configuration()
+        config.hosts = ["127.0.0.1:\(server.port)"]
+        config.timeout = 2
+        let output = try LogstashOutput(config)
+        let first = try await output.deliver(events(0..<20))
+        #expect(first.handled == 10, "only the server's ACK 10 counts")
+        let pump = OutputPump(output: output, deadLetters: nil, minBackoff: 0.01, maxBackoff: 0.1)
+        try await pump.deliver(events(0..<20), from: first.handled) { _ in }
+        let log = try lines(dir.sub("log"))
+        let second = log.filter { ($0["conn"] as? Int) == 2 && $0["event"] != nil }
+        #expect(indices(second.map { String(data: try! JSONSerialization.data(withJSONObject: $0["event"]!), encoding: .utf8)! }) == Array(10..<20), "every unacked event resent after reconnect")
+    }
+}
+
+@Suite("file output", .serialized)
+struct FileOutputTests {
+    @Test func killedAtRandomMomentsKeepsEveryAcknowledgedEvent() throws {
+        let child = productsDirectory().appendingPathComponent("output-crash-child").path
+        try #require(FileManager.default.isExecutableFile(atPath: child), "build the output-crash-child product first")
+        let dir = TempDir("file-kill")
+        var rng = SplitMix64(seed: UInt64(Date().timeIntervalSince1970))
+        var acked = 0
+        for round in 0..<15 {
+            var env = ProcessInfo.processInfo.environment
+            env["SWIFT_BACKTRACE"] = "enable=no"
+            let p = try ChildProcess(child, [dir.path, String(acked)], environment: env)
+            usleep(UInt32.random(in: 20_000...150_000, using: &rng))
+            p.kill()
+            _ = p.wait()
+            let reported = p.readAll().split(separator: "\n").compactMap { Int($0) }
+            acked = reported.last ?? acked
+            // Read every file back: each line whole JSON, every acknowledged event present.
+            var ids = Set<Int>()
+            for name in try FileManager.default.contentsOfDirectory(atPath: dir.path) {
+                let text = try String(contentsOfFile: dir.sub(name), encoding: .utf8)
+                for line in text.split(separator: "\n", omittingEmptySubsequences: false).dropLast() {
+                    let o = try #require(try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], "round \(round): a torn line in \(name)")
+                    ids.insert(Int((o["id"] as! String).dropFirst())!)
+                }
+                #expect(text.isEmpty || text.hasSuffix("\n"))
+            }
+            #expect(Set(0..<acked).isSubset(of: ids), "round \(round): an acknowledged event is missing")
+        }
+        #expect(acked > 500, "the child made progress (\(acked))")
+    }
+
+    @Test func rotationKeepsNumberOfFilesAndFilesAre0600() async throws {
+        let dir = TempDir("rotate")
+        var config = FileOutput.Configuration(path: dir.sub("out"))
+        config.filename = "ct.ndjson"
+        config.rotateEveryKB = 2
+        config.numberOfFiles = 3
+        let output = try FileOutput(config)
+        for start in stride(from: 0, to: 300, by: 10) {
+            #expect(try await output.deliver(events(start..<start + 10)).handled == 10)
+            #expect(try FileManager.default.contentsOfDirectory(atPath: dir.sub("out")).count <= 3)
+        }
+        let names = try FileManager.default.contentsOfDirectory(atPath: dir.sub("out")).sorted()
+        #expect(names == ["ct.ndjson", "ct.ndjson.1", "ct.ndjson.2"])
+        for name in names {
+            let attributes = try FileManager.default.attributesOfItem(atPath: dir.sub("out/\(name)"))
+            #expect((attributes[.posixPermissions] as? Int) == 0o600)
+            #expect((attributes[.size] as? Int ?? 0) <= 2048)
+        }
+        let newest = indices(try String(contentsOfFile: dir.sub("out/ct.ndjson"), encoding: .utf8).split(separator: "\n").map(String.init))
+        #expect(newest.last == 299)
+        let older = indices(try String(contentsOfFile: dir.sub("out/ct.ndjson.2"), encoding: .utf8).split(separator: "\n").map(String.init))
+        #expect(older.first! < newest.first!)
+        await output.close()
+    }
+
+    @Test func fileAndRedisAreIndependent() async throws {
+        let dir = TempDir("two")
+        let port = freePort()
+        var fileConfig = FileOutput.Configuration(path: dir.sub("file"))
+        fileConfig.maxBatch = 100
+        var redisConfig = RedisOutput.Configuration()
+        redisConfig.hosts = ["127.0.0.1:\(port)"]
+        redisConfig.maxBatch = 100
+        let file = OutputPump(output: try FileOutput(fileConfig), deadLetters: nil, minBackoff: 0.05, maxBackoff: 0.2)
+        let red = OutputPump(output: try RedisOutput(redisConfig), deadLetters: nil, minBackoff: 0.05, maxBackoff: 0.2)
+        let all = events(0..<2000)
+        // Redis is down: the file output finishes regardless.
+        let redisTask = Task { try await red.deliver(all) { _ in } }
+        try await file.deliver(all) { _ in }
+        #expect(indices(try String(contentsOfFile: dir.sub("file/cloudtrailbeat.ndjson"), encoding: .utf8).split(separator: "\n").map(String.init)) == Array(0..<2000))
+        try await Task.sleep(nanoseconds: 300_000_000)
+        #expect(red.retries > 0, "redis was retried while down")
+        // Redis comes up: it catches up.
+        let server = try redis(dir: dir.path, port: port)
+        defer { server.stop() }
+        try await redisTask.value
+        #expect(indices(try redisList(port, "cloudtrailbeat")) == Array(0..<2000))
+    }
+}
