@@ -10,6 +10,8 @@ import PackageDescription
 
 let argumentParser: Target.Dependency = .product(name: "ArgumentParser", package: "swift-argument-parser")
 let crypto: Target.Dependency = .product(name: "Crypto", package: "swift-crypto")
+let yams: Target.Dependency = .product(name: "Yams", package: "Yams")
+let logging: Target.Dependency = .product(name: "Logging", package: "swift-log")
 
 // MARK: - Package
 
@@ -28,6 +30,8 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "5.0.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.5.0"),
     ],
     targets: [
         // MARK: C shims (system libraries, one concern each)
@@ -47,8 +51,8 @@ let package = Package(
         .target(name: "HTTP", dependencies: ["CCurl"]),
         .target(name: "AWS", dependencies: ["HTTP", crypto]),
         .target(name: "Outputs", dependencies: ["HTTP", "CZlib"], resources: [.copy("Resources/cloudtrail-index-template.json")]),
-        .target(name: "Engine", dependencies: ["Journal", "Stages", "AWS", "Outputs"]),
-        .executableTarget(name: "cloudtrailbeat", dependencies: ["Engine", argumentParser]),
+        .target(name: "Engine", dependencies: ["Journal", "Stages", "AWS", "Outputs", yams, logging]),
+        .executableTarget(name: "cloudtrailbeat", dependencies: ["Engine", argumentParser, logging]),
 
         // MARK: Tests
         // A child process for the journal crash test: commits transitions in a loop

@@ -271,3 +271,36 @@ public enum AWSSettings {
         return nil
     }
 }
+
+/// Credentials of a role assumed with another provider's credentials (`input.role_arn`), refreshed
+/// before they expire.
+public actor AssumedRoleProvider: CredentialProvider {
+    let base: any CredentialProvider
+    let roleArn: String
+    let externalID: String?
+    let http: HTTPClient
+    let region: String
+    let endpoint: String
+    private var cached: Credentials?
+
+    public init(base: any CredentialProvider, roleArn: String, externalID: String?, http: HTTPClient, region: String, endpoint: String?) {
+        self.base = base
+        self.roleArn = roleArn
+        self.externalID = externalID
+        self.http = http
+        self.region = region
+        self.endpoint = endpoint ?? "https://sts.\(region).amazonaws.com"
+    }
+
+    public func credentials() async throws -> Credentials {
+        if let c = cached, c.expiration.map({ $0.timeIntervalSinceNow > 300 }) ?? true { return c }
+        return try await refresh()
+    }
+
+    public func refresh() async throws -> Credentials {
+        let sts = STSClient(service: AWSService(http: http, service: "sts", region: region, endpoint: endpoint, credentials: base))
+        let c = try await sts.assumeRole(roleArn: roleArn, sessionName: "cloudtrailbeat-\(Int(Date().timeIntervalSince1970))", externalID: externalID)
+        cached = c
+        return c
+    }
+}

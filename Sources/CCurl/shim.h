@@ -8,6 +8,7 @@
 typedef size_t (*cloudtrailbeat_curl_data_callback)(char *ptr, size_t size, size_t nmemb, void *userdata);
 typedef int (*cloudtrailbeat_curl_socket_callback)(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp);
 typedef int (*cloudtrailbeat_curl_timer_callback)(CURLM *multi, long timeout_ms, void *userp);
+typedef int (*cloudtrailbeat_curl_xferinfo_callback)(void *userp, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow);
 
 static inline CURLcode cloudtrailbeat_easy_setopt_long(CURL *handle, CURLoption option, long value) {
     return curl_easy_setopt(handle, option, value);
@@ -25,6 +26,9 @@ static inline CURLcode cloudtrailbeat_easy_setopt_slist(CURL *handle, CURLoption
     return curl_easy_setopt(handle, option, value);
 }
 static inline CURLcode cloudtrailbeat_easy_setopt_data_callback(CURL *handle, CURLoption option, cloudtrailbeat_curl_data_callback value) {
+    return curl_easy_setopt(handle, option, value);
+}
+static inline CURLcode cloudtrailbeat_easy_setopt_xferinfo_callback(CURL *handle, CURLoption option, cloudtrailbeat_curl_xferinfo_callback value) {
     return curl_easy_setopt(handle, option, value);
 }
 static inline CURLcode cloudtrailbeat_easy_getinfo_long(CURL *handle, CURLINFO info, long *value) {

@@ -363,6 +363,12 @@ final class Transfer: @unchecked Sendable {
                 return t.onData(UnsafeRawBufferPointer(start: ptr, count: size * n)) ? size * n : 0
             }
             _ = cloudtrailbeat_easy_setopt_pointer(easy, CURLOPT_WRITEDATA, me)
+            // Cancellation (a task cancelled, a body dropped) aborts even a transfer waiting for data.
+            _ = cloudtrailbeat_easy_setopt_long(easy, CURLOPT_NOPROGRESS, 0)
+            _ = cloudtrailbeat_easy_setopt_xferinfo_callback(easy, CURLOPT_XFERINFOFUNCTION) { ud, _, _, _, _ in
+                Unmanaged<Transfer>.fromOpaque(ud!).takeUnretainedValue().channel.cancelled ? 1 : 0
+            }
+            _ = cloudtrailbeat_easy_setopt_pointer(easy, CURLOPT_XFERINFODATA, me)
             return curl_easy_perform(easy)
         }
         if rc == CURLE_OK {

@@ -2,38 +2,103 @@ import ArgumentParser
 import Engine
 import Foundation
 import Journal
+import Logging
 
 @main
 struct CloudTrailBeat: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "cloudtrailbeat",
         abstract: "A crash-safe shipper of AWS CloudTrail logs.",
-        subcommands: [JournalCommand.self])
+        subcommands: [Run.self, JournalCommand.self],
+        defaultSubcommand: Run.self)
+}
+
+/// Queue mode (the default): `cloudtrailbeat -c <config.yml> [-d "<selectors>"] [-e] [--drain]`.
+struct Run: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the queue mode (the default).",
+        discussion: "Polls input.sqs_url for CloudTrail notifications, ships every record to the configured outputs "
+            + "and deletes a message once every output acknowledged all of its records.")
+
+    @Option(name: .customShort("c"), help: "The configuration file.")
+    var config: String = "cloudtrailbeat.yml"
+
+    @Option(name: .customShort("d"), help: "Debug selectors (\"*\" for all).")
+    var selectors: String?
+
+    @Flag(name: .customShort("e"), help: "Log to stderr (the default; accepted for compatibility).")
+    var stderr = false
+
+    @Flag(help: "Exit 0 once a long poll returns no message and no journaled work is left.")
+    var drain = false
+
+    func run() async throws {
+        let c = try loadConfig(config)
+        let level: Logger.Level = selectors != nil ? .debug : Logger.Level(rawValue: c.logging.level) ?? .info
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "cloudtrailbeat")
+        do {
+            let code = try await Bootstrap.run(config: c, drain: drain, logger: logger)
+            if code != 0 { throw ExitCode(code) }
+        } catch let e as ConfigError {
+            fail("configuration error: \(e)")
+        } catch let e as JournalError {
+            fail("journal unusable: \(e)")
+        }
+    }
+}
+
+func fail(_ message: String) -> Never {
+    FileHandle.standardError.write(Data("cloudtrailbeat: \(message)\n".utf8))
+    exit(1)
+}
+
+func loadConfig(_ path: String) throws -> Config {
+    do {
+        return try Config.load(path: path)
+    } catch let e as ConfigError {
+        fail("configuration error: \(e)")
+    }
 }
 
 struct JournalCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "journal",
-        abstract: "Inspect the on-disk journal.",
+        abstract: "Inspect and maintain the on-disk journal.",
         subcommands: [Status.self, GC.self])
 
-    struct Status: ParsableCommand {
-        static let configuration = CommandConfiguration(
-            abstract: "Show counts per stage, quarantined items with reasons, backfill jobs and disk use.")
+    struct Location: ParsableArguments {
+        @Option(name: .customShort("c"), help: "The configuration file (its journal.path is used).")
+        var config: String?
 
-        @Option(name: [.customLong("path")], help: "The journal directory (journal.path).")
-        var path: String
+        @Option(name: [.customLong("path")], help: "The journal directory (instead of -c).")
+        var path: String?
+
+        func resolve() throws -> String {
+            if let path { return path }
+            return try loadConfig(config ?? "cloudtrailbeat.yml").journal.path
+        }
+    }
+
+    struct Status: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Show counts per stage, quarantined items with reasons, backfill jobs, the oldest unacknowledged item and disk use.")
+
+        @OptionGroup var location: Location
 
         @Flag(help: "Print one JSON object instead of text.")
         var json = false
 
-        func run() throws {
+        func run() async throws {
             do {
-                let report = try JournalInspector.status(path: path)
+                let report = try JournalInspector.status(path: try location.resolve())
                 print(json ? report.json() : report.text())
             } catch let error as JournalError {
-                FileHandle.standardError.write(Data("cloudtrailbeat: error: \(error)\n".utf8))
-                throw ExitCode(1)
+                fail("error: \(error)")
             }
         }
     }
@@ -41,18 +106,16 @@ struct JournalCommand: AsyncParsableCommand {
     struct GC: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "gc",
-            abstract: "Free stored bodies of finished objects and expired done markers now.")
+            abstract: "Free stored bodies of finished objects and expired done markers now (no engine may be running).")
 
-        @Option(name: [.customLong("path")], help: "The journal directory (journal.path).")
-        var path: String
+        @OptionGroup var location: Location
 
         func run() async throws {
             do {
-                let r = try await JournalMaintenance.collect(path: path)
+                let r = try await JournalMaintenance.collect(path: try location.resolve())
                 print("freed \(r.chunksFreed) body chunks, removed \(r.objectsRemoved) finished objects, expired \(r.markersExpired) done markers")
             } catch let error as JournalError {
-                FileHandle.standardError.write(Data("cloudtrailbeat: error: \(error)\n".utf8))
-                throw ExitCode(1)
+                fail("error: \(error)")
             }
         }
     }

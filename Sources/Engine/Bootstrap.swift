@@ -1,0 +1,137 @@
+import AWS
+import Foundation
+import HTTP
+import Journal
+import Logging
+import Outputs
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Builds the engine from a configuration and runs it: AWS clients, journal, outputs, signals.
+public enum Bootstrap {
+    /// The outputs a configuration names.
+    public static func outputs(_ c: Config) throws -> [any Output] {
+        var out: [any Output] = []
+        if let f = c.fileOutput {
+            var o = FileOutput.Configuration(path: f.path)
+            o.filename = f.filename
+            o.rotateEveryKB = f.rotateEveryKB
+            o.numberOfFiles = f.numberOfFiles
+            o.maxBatch = f.bulkMaxSize
+            out.append(try FileOutput(o))
+        }
+        if let s = c.console { out.append(ConsoleOutput(pretty: s.pretty)) }
+        if let e = c.elasticsearch {
+            var o = ElasticsearchOutput.Configuration()
+            o.hosts = e.hosts
+            o.index = e.index
+            o.bulkMaxSize = e.bulkMaxSize
+            o.bulkMaxBytes = e.bulkMaxBytes
+            o.username = e.username
+            o.password = e.password
+            o.apiKey = e.apiKey
+            o.caFile = e.caFile
+            o.verifyTLS = e.verifyTLS
+            o.timeout = e.timeout
+            o.installTemplate = e.installTemplate
+            out.append(try ElasticsearchOutput(o))
+        }
+        if let l = c.logstash {
+            var o = LogstashOutput.Configuration()
+            o.hosts = l.hosts
+            o.loadbalance = l.loadbalance
+            o.bulkMaxSize = l.bulkMaxSize
+            o.compressionLevel = Int32(l.compressionLevel)
+            o.timeout = l.timeout
+            out.append(try LogstashOutput(o))
+        }
+        if let r = c.redis {
+            var o = RedisOutput.Configuration()
+            o.hosts = r.hosts
+            o.key = r.key
+            o.datatype = r.datatype
+            o.password = r.password
+            o.db = r.db
+            o.timeout = r.timeout
+            o.maxBatch = r.bulkMaxSize
+            out.append(try RedisOutput(o))
+        }
+        return out
+    }
+
+    /// The region: configuration, environment, profile, the queue URL's host, or instance metadata.
+    static func region(_ c: Config, http: HTTPClient) async throws -> String {
+        if let r = AWSSettings.region(configured: c.input.region) { return r }
+        if let url = c.input.sqsURL, let host = URL(string: url)?.host {
+            let parts = host.split(separator: ".")
+            if parts.count >= 4, parts[0] == "sqs" { return String(parts[1]) }
+        }
+        if let r = try? await IMDS.region(http) { return r }
+        throw ConfigError(file: c.file, key: "input.aws_region", message: "no region: set input.aws_region, AWS_REGION or a profile region")
+    }
+
+    /// Opens everything and runs until stopped or drained. Returns the process exit code.
+    public static func run(config c: Config, drain: Bool, logger: Logger) async throws -> Int32 {
+        guard let queue = c.input.sqsURL else {
+            throw ConfigError(file: c.file, key: "input.sqs_url", message: "missing: the SQS queue that receives the CloudTrail notifications")
+        }
+        let http = HTTPClient()
+        let region = try await region(c, http: http)
+        var settings = CredentialChain.Settings()
+        settings.profile = c.input.profile
+        settings.region = region
+        settings.stsEndpoint = AWSSettings.endpoint(service: "sts", configured: c.input.endpoint)
+        var credentials: any CredentialProvider = CredentialChain(settings: settings, http: http)
+        if let role = c.input.roleARN {
+            credentials = AssumedRoleProvider(base: credentials, roleArn: role, externalID: c.input.externalID, http: http, region: region, endpoint: settings.stsEndpoint)
+        }
+        let sqsEndpoint = AWSSettings.endpoint(service: "sqs", configured: c.input.endpoint)
+            ?? URL(string: queue).flatMap { u in u.host.map { "\(u.scheme ?? "https")://\($0)\(u.port.map { ":\($0)" } ?? "")" } }
+            ?? "https://sqs.\(region).amazonaws.com"
+        let s3Endpoint = AWSSettings.endpoint(service: "s3", configured: c.input.endpoint) ?? "https://s3.\(region).amazonaws.com"
+        let custom = AWSSettings.endpoint(service: "s3", configured: c.input.endpoint) != nil
+        let sqs = SQSClient(service: AWSService(http: http, service: "sqs", region: region, endpoint: sqsEndpoint, credentials: credentials), queueURL: queue)
+        let s3 = S3Client(service: AWSService(http: http, service: "s3", region: region, endpoint: s3Endpoint, credentials: credentials), pathStyle: c.input.pathStyle ?? custom)
+
+        var options = Journal.Options()
+        options.outputs = c.outputNames
+        options.maxSize = c.journal.maxSize
+        options.doneRetention = Int64(c.journal.doneRetentionSeconds) * 1000
+        options.exclusive = true
+        let journal = try Journal(path: c.journal.path, options: options)
+        defer { journal.close() }
+        let engine = Engine(config: c, options: .init(drain: drain), journal: journal, sqs: sqs, s3: s3, outputs: try outputs(c), http: http, logger: logger)
+
+        // SIGTERM / SIGINT: stop intake, let in-flight work reach a checkpoint, exit 0 within shutdown_timeout.
+        let signals = [SIGTERM, SIGINT].map { sig -> any DispatchSourceSignal in
+            signal(sig, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            source.setEventHandler {
+                logger.info("signal received: shutting down", metadata: ["signal": "\(sig)"])
+                engine.stop()
+                DispatchQueue.global().asyncAfter(deadline: .now() + c.shutdownTimeout) {
+                    logger.warning("shutdown_timeout reached: exiting; the journal resumes the rest")
+                    exit(0)
+                }
+            }
+            source.resume()
+            return source
+        }
+        defer { signals.forEach { $0.cancel() } }
+        let spot: Task<Void, Never>? = c.spotInterruption ? Task {
+            while !Task.isCancelled {
+                if let notice = try? await IMDS.spotInterruption(http) {
+                    logger.warning("spot interruption notice: shutting down", metadata: ["notice": "\(notice)"])
+                    engine.stop()
+                    return
+                }
+                try? await Task.sleep(nanoseconds: 5_000_000_000)
+            }
+        } : nil
+        defer { spot?.cancel() }
+        try await engine.run()
+        return 0
+    }
+}

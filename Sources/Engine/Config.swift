@@ -1,0 +1,431 @@
+import Foundation
+import Yams
+
+/// A configuration error: it names the file and the key, says what is wrong, and suggests a fix.
+public struct ConfigError: Error, CustomStringConvertible {
+    public var file: String
+    public var key: String?
+    public var message: String
+    public var description: String {
+        if let key { return "\(file): \(key): \(message)" }
+        return "\(file): \(message)"
+    }
+}
+
+/// cloudtrailbeat's configuration (YAML), compatible with the original's keys.
+public struct Config: Sendable {
+    public struct Input: Sendable {
+        public var sqsURL: String?
+        public var region: String?
+        public var numQueueFetch = 10
+        public var sleepTime = 0.0
+        public var noPurge = false
+        public var endpoint: String?
+        public var pathStyle: Bool?
+        public var visibilityTimeout = 300
+        public var maxReceiveCount = 10
+        public var workers = 4
+        public var waitTime = 20
+        public var leavePoisonToDLQ = false
+        public var profile: String?
+        public var roleARN: String?
+        public var externalID: String?
+        public var maxFetchAttempts = 5
+    }
+    public struct JournalSection: Sendable {
+        public var path = "data/journal"
+        public var maxSize = 4 << 30
+        public var doneRetentionSeconds = 7 * 24 * 3600
+    }
+    public struct FileOutputSection: Sendable {
+        public var path: String
+        public var filename = "cloudtrailbeat.ndjson"
+        public var rotateEveryKB = 10 * 1024
+        public var numberOfFiles = 7
+        public var bulkMaxSize = 2048
+    }
+    public struct ConsoleSection: Sendable { public var pretty = false }
+    public struct ElasticsearchSection: Sendable {
+        public var hosts: [String] = []
+        public var index = "cloudtrail-%{+yyyy.MM.dd}"
+        public var bulkMaxSize = 1600
+        public var bulkMaxBytes = 10 << 20
+        public var username: String?
+        public var password: String?
+        public var apiKey: String?
+        public var caFile: String?
+        public var verifyTLS = true
+        public var timeout = 90.0
+        public var installTemplate = false
+    }
+    public struct LogstashSection: Sendable {
+        public var hosts: [String] = []
+        public var loadbalance = false
+        public var bulkMaxSize = 2048
+        public var compressionLevel = 3
+        public var timeout = 30.0
+    }
+    public struct RedisSection: Sendable {
+        public var hosts: [String] = []
+        public var key = "cloudtrailbeat"
+        public var datatype = "list"
+        public var password: String?
+        public var db = 0
+        public var timeout = 5.0
+        public var bulkMaxSize = 2048
+    }
+    public struct Logging: Sendable {
+        public var level = "info"
+        public var selectors: [String] = []
+        public var toStderr = true
+    }
+
+    public var file: String
+    public var input = Input()
+    public var journal = JournalSection()
+    public var fileOutput: FileOutputSection?
+    public var console: ConsoleSection?
+    public var elasticsearch: ElasticsearchSection?
+    public var logstash: LogstashSection?
+    public var redis: RedisSection?
+    public var logging = Logging()
+    public var shutdownTimeout = 30.0
+    public var spotInterruption = false
+    public var hasInputSection = false
+
+    /// Every key the configuration accepts, for unknown-key errors and suggestions.
+    static let known: [String: Set<String>] = [
+        "": ["input", "journal", "output", "logging", "shutdown_timeout", "spot_interruption"],
+        "input": ["sqs_url", "aws_region", "num_queue_fetch", "sleep_time", "no_purge", "endpoint", "path_style", "visibility_timeout",
+                  "max_receive_count", "workers", "wait_time", "leave_poison_to_dlq", "profile", "role_arn", "external_id", "max_fetch_attempts"],
+        "journal": ["path", "max_size", "done_retention"],
+        "output": ["file", "console", "elasticsearch", "logstash", "redis"],
+        "output.file": ["enabled", "path", "filename", "rotate_every_kb", "number_of_files", "bulk_max_size"],
+        "output.console": ["enabled", "pretty"],
+        "output.elasticsearch": ["enabled", "hosts", "index", "bulk_max_size", "bulk_max_bytes", "username", "password", "api_key", "ssl", "timeout", "template"],
+        "output.elasticsearch.ssl": ["certificate_authorities", "verification_mode"],
+        "output.elasticsearch.template": ["enabled"],
+        "output.logstash": ["enabled", "hosts", "loadbalance", "bulk_max_size", "compression_level", "timeout"],
+        "output.redis": ["enabled", "hosts", "key", "datatype", "password", "db", "timeout", "bulk_max_size"],
+        "logging": ["level", "selectors", "to_stderr"],
+    ]
+
+    /// Loads and validates a YAML file.
+    public static func load(path: String) throws -> Config {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+            throw ConfigError(file: path, key: nil, message: "cannot read the configuration file")
+        }
+        return try parse(text, file: path)
+    }
+
+    public static func parse(_ text: String, file: String) throws -> Config {
+        let root: Any?
+        do {
+            root = try Yams.load(yaml: text)
+        } catch {
+            throw ConfigError(file: file, key: nil, message: "not valid YAML: \(error)")
+        }
+        var c = Config(file: file)
+        guard let map = root as? [String: Any] ?? (root == nil ? [:] : nil) else {
+            throw ConfigError(file: file, key: nil, message: "the top level must be a mapping of sections (input, journal, output, logging)")
+        }
+        let r = Reader(file: file)
+        let flat = try r.expandDotted(map, at: "")
+        try r.checkKeys(flat, at: "")
+        if let input = try r.section(flat, "input") {
+            c.hasInputSection = true
+            try r.checkKeys(input, at: "input")
+            c.input.sqsURL = try r.string(input, "input", "sqs_url")
+            c.input.region = try r.string(input, "input", "aws_region")
+            c.input.numQueueFetch = try r.int(input, "input", "num_queue_fetch", in: 1...10) ?? 10
+            c.input.sleepTime = try r.double(input, "input", "sleep_time", in: 0...86400) ?? 0
+            c.input.noPurge = try r.bool(input, "input", "no_purge") ?? false
+            c.input.endpoint = try r.string(input, "input", "endpoint")
+            c.input.pathStyle = try r.bool(input, "input", "path_style")
+            c.input.visibilityTimeout = try r.int(input, "input", "visibility_timeout", in: 2...43200) ?? 300
+            c.input.maxReceiveCount = try r.int(input, "input", "max_receive_count", in: 0...1000) ?? 10
+            c.input.workers = try r.int(input, "input", "workers", in: 1...64) ?? 4
+            c.input.waitTime = try r.int(input, "input", "wait_time", in: 0...20) ?? 20
+            c.input.leavePoisonToDLQ = try r.bool(input, "input", "leave_poison_to_dlq") ?? false
+            c.input.profile = try r.string(input, "input", "profile")
+            c.input.roleARN = try r.string(input, "input", "role_arn")
+            c.input.externalID = try r.string(input, "input", "external_id")
+            c.input.maxFetchAttempts = try r.int(input, "input", "max_fetch_attempts", in: 1...100) ?? 5
+            if let url = c.input.sqsURL, URL(string: url)?.scheme == nil {
+                throw ConfigError(file: file, key: "input.sqs_url", message: "'\(url)' is not a URL (expected https://sqs.<region>.amazonaws.com/<account>/<queue>)")
+            }
+        }
+        if let j = try r.section(flat, "journal") {
+            try r.checkKeys(j, at: "journal")
+            c.journal.path = try r.string(j, "journal", "path") ?? c.journal.path
+            c.journal.maxSize = try r.size(j, "journal", "max_size") ?? c.journal.maxSize
+            c.journal.doneRetentionSeconds = try r.duration(j, "journal", "done_retention") ?? c.journal.doneRetentionSeconds
+        }
+        if let out = try r.section(flat, "output") {
+            try r.checkKeys(out, at: "output")
+            if let f = try r.section(out, "file", at: "output"), try r.bool(f, "output.file", "enabled") ?? true {
+                try r.checkKeys(f, at: "output.file")
+                guard let path = try r.string(f, "output.file", "path") else {
+                    throw ConfigError(file: file, key: "output.file.path", message: "missing: the directory to write NDJSON files to")
+                }
+                var s = FileOutputSection(path: path)
+                s.filename = try r.string(f, "output.file", "filename") ?? s.filename
+                s.rotateEveryKB = try r.int(f, "output.file", "rotate_every_kb", in: 1...Int(Int32.max)) ?? s.rotateEveryKB
+                s.numberOfFiles = try r.int(f, "output.file", "number_of_files", in: 1...1024) ?? s.numberOfFiles
+                s.bulkMaxSize = try r.int(f, "output.file", "bulk_max_size", in: 1...100_000) ?? s.bulkMaxSize
+                c.fileOutput = s
+            }
+            if out.keys.contains("console") {
+                let section = try r.section(out, "console", at: "output") ?? [:]
+                try r.checkKeys(section, at: "output.console")
+                if try r.bool(section, "output.console", "enabled") ?? true {
+                    c.console = ConsoleSection(pretty: try r.bool(section, "output.console", "pretty") ?? false)
+                }
+            }
+            if let e = try r.section(out, "elasticsearch", at: "output"), try r.bool(e, "output.elasticsearch", "enabled") ?? true {
+                try r.checkKeys(e, at: "output.elasticsearch")
+                var s = ElasticsearchSection()
+                s.hosts = try r.strings(e, "output.elasticsearch", "hosts") ?? []
+                guard !s.hosts.isEmpty else { throw ConfigError(file: file, key: "output.elasticsearch.hosts", message: "missing: e.g. [\"https://localhost:9200\"]") }
+                s.index = try r.string(e, "output.elasticsearch", "index") ?? s.index
+                s.bulkMaxSize = try r.int(e, "output.elasticsearch", "bulk_max_size", in: 1...100_000) ?? s.bulkMaxSize
+                s.bulkMaxBytes = try r.size(e, "output.elasticsearch", "bulk_max_bytes") ?? s.bulkMaxBytes
+                s.username = try r.string(e, "output.elasticsearch", "username")
+                s.password = try r.string(e, "output.elasticsearch", "password")
+                s.apiKey = try r.string(e, "output.elasticsearch", "api_key")
+                s.timeout = try r.double(e, "output.elasticsearch", "timeout", in: 1...3600) ?? s.timeout
+                if let ssl = try r.section(e, "ssl", at: "output.elasticsearch") {
+                    try r.checkKeys(ssl, at: "output.elasticsearch.ssl")
+                    s.caFile = try r.strings(ssl, "output.elasticsearch.ssl", "certificate_authorities")?.first
+                    if let mode = try r.string(ssl, "output.elasticsearch.ssl", "verification_mode") {
+                        guard ["full", "none", "certificate", "strict"].contains(mode) else {
+                            throw ConfigError(file: file, key: "output.elasticsearch.ssl.verification_mode", message: "'\(mode)' is not one of full, strict, certificate, none")
+                        }
+                        s.verifyTLS = mode != "none"
+                    }
+                }
+                if let t = try r.section(e, "template", at: "output.elasticsearch") {
+                    try r.checkKeys(t, at: "output.elasticsearch.template")
+                    s.installTemplate = try r.bool(t, "output.elasticsearch.template", "enabled") ?? false
+                }
+                c.elasticsearch = s
+            }
+            if let l = try r.section(out, "logstash", at: "output"), try r.bool(l, "output.logstash", "enabled") ?? true {
+                try r.checkKeys(l, at: "output.logstash")
+                var s = LogstashSection()
+                s.hosts = try r.strings(l, "output.logstash", "hosts") ?? []
+                guard !s.hosts.isEmpty else { throw ConfigError(file: file, key: "output.logstash.hosts", message: "missing: e.g. [\"localhost:5044\"]") }
+                s.loadbalance = try r.bool(l, "output.logstash", "loadbalance") ?? false
+                s.bulkMaxSize = try r.int(l, "output.logstash", "bulk_max_size", in: 1...100_000) ?? s.bulkMaxSize
+                s.compressionLevel = try r.int(l, "output.logstash", "compression_level", in: 0...9) ?? s.compressionLevel
+                s.timeout = try r.double(l, "output.logstash", "timeout", in: 1...3600) ?? s.timeout
+                c.logstash = s
+            }
+            if let d = try r.section(out, "redis", at: "output"), try r.bool(d, "output.redis", "enabled") ?? true {
+                try r.checkKeys(d, at: "output.redis")
+                var s = RedisSection()
+                s.hosts = try r.strings(d, "output.redis", "hosts") ?? []
+                guard !s.hosts.isEmpty else { throw ConfigError(file: file, key: "output.redis.hosts", message: "missing: e.g. [\"localhost:6379\"]") }
+                s.key = try r.string(d, "output.redis", "key") ?? s.key
+                s.datatype = try r.string(d, "output.redis", "datatype") ?? s.datatype
+                guard ["list", "channel"].contains(s.datatype) else {
+                    throw ConfigError(file: file, key: "output.redis.datatype", message: "'\(s.datatype)' is not one of list, channel")
+                }
+                s.password = try r.string(d, "output.redis", "password")
+                s.db = try r.int(d, "output.redis", "db", in: 0...1024) ?? 0
+                s.timeout = try r.double(d, "output.redis", "timeout", in: 0.1...3600) ?? s.timeout
+                s.bulkMaxSize = try r.int(d, "output.redis", "bulk_max_size", in: 1...100_000) ?? s.bulkMaxSize
+                c.redis = s
+            }
+        }
+        if let l = try r.section(flat, "logging") {
+            try r.checkKeys(l, at: "logging")
+            c.logging.level = try r.string(l, "logging", "level") ?? "info"
+            guard ["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(c.logging.level) else {
+                throw ConfigError(file: file, key: "logging.level", message: "'\(c.logging.level)' is not one of debug, info, warning, error")
+            }
+            c.logging.selectors = try r.strings(l, "logging", "selectors") ?? []
+            c.logging.toStderr = try r.bool(l, "logging", "to_stderr") ?? true
+        }
+        c.shutdownTimeout = try r.duration(flat, "", "shutdown_timeout").map(Double.init) ?? 30
+        c.spotInterruption = try r.bool(flat, "", "spot_interruption") ?? false
+        if c.fileOutput == nil && c.console == nil && c.elasticsearch == nil && c.logstash == nil && c.redis == nil {
+            throw ConfigError(file: file, key: "output", message: "no output is configured: add output.file, output.console, output.elasticsearch, output.logstash or output.redis")
+        }
+        return c
+    }
+
+    /// The names of the configured outputs (their journal cursors).
+    public var outputNames: [String] {
+        var n: [String] = []
+        if fileOutput != nil { n.append("file") }
+        if console != nil { n.append("console") }
+        if elasticsearch != nil { n.append("elasticsearch") }
+        if logstash != nil { n.append("logstash") }
+        if redis != nil { n.append("redis") }
+        return n
+    }
+}
+
+/// Typed access to a YAML mapping, with errors that name the file and the full key.
+struct Reader {
+    let file: String
+
+    func fail(_ key: String, _ message: String) -> ConfigError { ConfigError(file: file, key: key, message: message) }
+    func join(_ at: String, _ key: String) -> String { at.isEmpty ? key : "\(at).\(key)" }
+
+    /// Turns `output.file.path: x` style keys into nested mappings.
+    func expandDotted(_ map: [String: Any], at: String) throws -> [String: Any] {
+        var out: [String: Any] = [:]
+        for (k, v) in map {
+            let parts = k.split(separator: ".").map(String.init)
+            var value = v
+            if let m = v as? [String: Any] { value = try expandDotted(m, at: join(at, k)) }
+            if parts.count > 1 {
+                var nested: [String: Any] = [parts.last!: value]
+                for p in parts.dropFirst().dropLast().reversed() { nested = [p: nested] }
+                let head = parts[0]
+                if var existing = out[head] as? [String: Any] {
+                    merge(&existing, nested)
+                    out[head] = existing
+                } else {
+                    out[head] = nested
+                }
+            } else if var existing = out[k] as? [String: Any], let m = value as? [String: Any] {
+                merge(&existing, m)
+                out[k] = existing
+            } else {
+                out[k] = value
+            }
+        }
+        return out
+    }
+
+    func merge(_ a: inout [String: Any], _ b: [String: Any]) {
+        for (k, v) in b {
+            if var x = a[k] as? [String: Any], let y = v as? [String: Any] {
+                merge(&x, y)
+                a[k] = x
+            } else {
+                a[k] = v
+            }
+        }
+    }
+
+    func checkKeys(_ map: [String: Any], at: String) throws {
+        let allowed = Config.known[at] ?? []
+        for key in map.keys.sorted() where !allowed.contains(key) {
+            let suggestion = allowed.min { distance($0, key) < distance($1, key) }
+            var message = "unknown key"
+            if let s = suggestion, distance(s, key) <= max(2, key.count / 3) { message += "; did you mean '\(join(at, s))'?" }
+            else { message += "; known keys here: \(allowed.sorted().joined(separator: ", "))" }
+            throw fail(join(at, key), message)
+        }
+    }
+
+    func section(_ map: [String: Any], _ key: String, at: String = "") throws -> [String: Any]? {
+        guard let v = map[key] else { return nil }
+        if v is NSNull { return [:] }
+        guard let m = v as? [String: Any] else { throw fail(join(at, key), "must be a mapping") }
+        return m
+    }
+
+    func string(_ map: [String: Any], _ at: String, _ key: String) throws -> String? {
+        guard let v = map[key], !(v is NSNull) else { return nil }
+        if let s = v as? String { return expandEnvironment(s) }
+        if let n = v as? Int { return String(n) }
+        throw fail(join(at, key), "must be a string")
+    }
+
+    /// `${VAR}` and `${VAR:default}` from the environment, as beats allow.
+    func expandEnvironment(_ s: String) -> String {
+        guard s.contains("${") else { return s }
+        var out = ""
+        var rest = Substring(s)
+        while let start = rest.range(of: "${"), let end = rest[start.upperBound...].firstIndex(of: "}") {
+            out += rest[..<start.lowerBound]
+            let inner = rest[start.upperBound..<end]
+            let parts = inner.split(separator: ":", maxSplits: 1)
+            out += ProcessInfo.processInfo.environment[String(parts[0])] ?? (parts.count > 1 ? String(parts[1]) : "")
+            rest = rest[rest.index(after: end)...]
+        }
+        return out + rest
+    }
+
+    func strings(_ map: [String: Any], _ at: String, _ key: String) throws -> [String]? {
+        guard let v = map[key], !(v is NSNull) else { return nil }
+        if let s = v as? String { return [expandEnvironment(s)] }
+        guard let list = v as? [Any] else { throw fail(join(at, key), "must be a list of strings") }
+        return try list.map {
+            guard let s = $0 as? String else { throw fail(join(at, key), "must be a list of strings") }
+            return expandEnvironment(s)
+        }
+    }
+
+    func bool(_ map: [String: Any], _ at: String, _ key: String) throws -> Bool? {
+        guard let v = map[key], !(v is NSNull) else { return nil }
+        if let b = v as? Bool { return b }
+        if let s = v as? String, ["true", "false"].contains(s.lowercased()) { return s.lowercased() == "true" }
+        throw fail(join(at, key), "must be true or false")
+    }
+
+    func int(_ map: [String: Any], _ at: String, _ key: String, in range: ClosedRange<Int>) throws -> Int? {
+        guard let v = map[key], !(v is NSNull) else { return nil }
+        guard let n = v as? Int ?? (v as? String).flatMap(Int.init) else { throw fail(join(at, key), "must be a whole number") }
+        guard range.contains(n) else { throw fail(join(at, key), "\(n) is out of range (\(range.lowerBound)–\(range.upperBound))") }
+        return n
+    }
+
+    func double(_ map: [String: Any], _ at: String, _ key: String, in range: ClosedRange<Double>) throws -> Double? {
+        guard let v = map[key], !(v is NSNull) else { return nil }
+        guard let n = v as? Double ?? (v as? Int).map(Double.init) ?? (v as? String).flatMap(Double.init) else {
+            throw fail(join(at, key), "must be a number")
+        }
+        guard range.contains(n) else { throw fail(join(at, key), "\(n) is out of range (\(range.lowerBound)–\(range.upperBound))") }
+        return n
+    }
+
+    /// Bytes: a number, or `512MiB`, `4GiB`, `100MB`, `64k`.
+    func size(_ map: [String: Any], _ at: String, _ key: String) throws -> Int? {
+        guard let v = map[key], !(v is NSNull) else { return nil }
+        if let n = v as? Int { return n }
+        guard let s = v as? String else { throw fail(join(at, key), "must be a size such as 4GiB") }
+        let units: [(String, Int)] = [("kib", 1 << 10), ("mib", 1 << 20), ("gib", 1 << 30), ("tib", 1 << 40), ("kb", 1000), ("mb", 1_000_000), ("gb", 1_000_000_000),
+                                      ("tb", 1_000_000_000_000), ("k", 1 << 10), ("m", 1 << 20), ("g", 1 << 30), ("b", 1)]
+        let lower = s.lowercased().replacingOccurrences(of: " ", with: "")
+        for (suffix, factor) in units where lower.hasSuffix(suffix) {
+            if let n = Double(lower.dropLast(suffix.count)), n >= 0 { return Int(n * Double(factor)) }
+        }
+        if let n = Int(lower) { return n }
+        throw fail(join(at, key), "'\(s)' is not a size (use bytes, or units like 512MiB, 4GiB)")
+    }
+
+    /// Seconds: a number, or `30s`, `5m`, `12h`, `7d`.
+    func duration(_ map: [String: Any], _ at: String, _ key: String) throws -> Int? {
+        guard let v = map[key], !(v is NSNull) else { return nil }
+        if let n = v as? Int { return n }
+        guard let s = v as? String else { throw fail(join(at, key), "must be a duration such as 30s or 7d") }
+        let factors: [Character: Int] = ["s": 1, "m": 60, "h": 3600, "d": 86400]
+        if let f = s.last.flatMap({ factors[$0] }), let n = Int(s.dropLast()) { return n * f }
+        if let n = Int(s) { return n }
+        throw fail(join(at, key), "'\(s)' is not a duration (use 30s, 5m, 12h, 7d)")
+    }
+}
+
+/// Levenshtein distance, for "did you mean" suggestions.
+func distance(_ a: String, _ b: String) -> Int {
+    let a = Array(a), b = Array(b)
+    if a.isEmpty { return b.count }
+    if b.isEmpty { return a.count }
+    var row = Array(0...b.count)
+    for i in 1...a.count {
+        var previous = row[0]
+        row[0] = i
+        for j in 1...b.count {
+            let old = row[j]
+            row[j] = min(row[j] + 1, row[j - 1] + 1, previous + (a[i - 1] == b[j - 1] ? 0 : 1))
+            previous = old
+        }
+    }
+    return row[b.count]
+}

@@ -1,0 +1,425 @@
+import AWS
+import Foundation
+import HTTP
+import Journal
+import Logging
+import Outputs
+import Stages
+
+/// The crash-safe queue pipeline. Every arrow is a committed journal transition:
+///
+/// SQS receive → `receive` (message and objects journaled before anything else) → fetch (download into
+/// the journal while gunzipping, validating and counting records) → `finishFetch` → per output: emit
+/// from the stored body at that output's cursor, `acknowledge` after each delivery → all objects of a
+/// message finished → DeleteMessageBatch → `messagesDeleted`.
+///
+/// A restart resumes from the journal alone: fetched objects are never downloaded again, each output
+/// resumes at its cursor, finished messages are deleted (an expired receipt handle is expected then).
+public final class Engine: @unchecked Sendable {
+    public struct Options: Sendable {
+        /// Exit once a long poll returns no message and no journaled work is left.
+        public var drain = false
+        public init(drain: Bool = false) { self.drain = drain }
+    }
+
+    let config: Config
+    let options: Options
+    let journal: Journal
+    let sqs: SQSClient?
+    let s3: S3Client?
+    let pumps: [OutputPump]
+    let logger: Logger
+    let http: HTTPClient
+
+    private let lock = NSLock()
+    private var stopping = false
+    private var fetching: Set<ObjectRef> = []
+    private var emitting: Set<String> = []  // "<output>\u{0}<object>"
+    private var retryAfter: [ObjectRef: Date] = [:]
+    private var handles: [String: String] = [:]  // message id → receipt handle for the heartbeat
+    private var lastPollEmpty = false
+    private var lastReceive = Date.distantPast
+    public private(set) var counters = Counters()
+
+    public struct Counters: Sendable {
+        public var messagesReceived = 0
+        public var messagesDeleted = 0
+        public var messagesQuarantined = 0
+        public var objectsFetched = 0
+        public var objectsQuarantined = 0
+        public var objectsSkipped = 0
+        public var bytesDownloaded = 0
+        public var visibilityExtensions = 0
+        public var recordsAcknowledged: [String: Int] = [:]
+    }
+
+    public init(config: Config, options: Options, journal: Journal, sqs: SQSClient?, s3: S3Client?, outputs: [any Output], http: HTTPClient, logger: Logger) {
+        self.config = config
+        self.options = options
+        self.journal = journal
+        self.sqs = sqs
+        self.s3 = s3
+        self.http = http
+        self.logger = logger
+        let dead = DeadLetterFile(path: journal.path + "/dead-letter.ndjson")
+        pumps = outputs.map { OutputPump(output: $0, deadLetters: dead, minBackoff: 0.2, maxBackoff: 30) }
+    }
+
+    /// Stops intake; in-flight work ends at its next checkpoint.
+    public func stop() { lock.withLock { stopping = true } }
+    var isStopping: Bool { lock.withLock { stopping } }
+
+    /// Runs until stopped (or, with `drain`, until the queue and the journal are empty).
+    public func run() async throws {
+        logger.info("cloudtrailbeat started", metadata: ["journal": "\(journal.path)", "outputs": "\(pumps.map(\.output.name))", "queue": "\(sqs?.queueURL ?? "-")"])
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            if sqs != nil {
+                for worker in 0..<config.input.workers { group.addTask { try await self.receiveLoop(worker) } }
+                group.addTask { try await self.deleteLoop() }
+                group.addTask { try await self.heartbeatLoop() }
+            }
+            group.addTask { try await self.fetchLoop() }
+            for pump in pumps { group.addTask { try await self.emitLoop(pump) } }
+            group.addTask { try await self.gcLoop() }
+            group.addTask { try await self.watchLoop() }
+            // The first loop to return means: stop (drained or asked to); cancel the rest.
+            _ = try await group.next()
+            group.cancelAll()
+            while let _ = try? await group.next() {}
+        }
+        for pump in pumps { await pump.output.close() }
+        logger.info("cloudtrailbeat stopped", metadata: ["counters": "\(counters)"])
+    }
+
+    // MARK: Watching for the end
+
+    private func watchLoop() async throws {
+        while true {
+            try await Task.sleep(nanoseconds: 200_000_000)
+            if isStopping {
+                logger.info("stopping: intake stopped, in-flight work ends at its next checkpoint")
+                return
+            }
+            if options.drain, try drained() { return }
+        }
+    }
+
+    private func drained() throws -> Bool {
+        let (pollEmpty, since) = lock.withLock { (lastPollEmpty || sqs == nil, lastReceive) }
+        guard pollEmpty, Date().timeIntervalSince(since) > 0.2 else { return false }
+        let pendingObjects = try journal.objects(in: [.received, .fetched, .emitting])
+        let messages = try journal.messages()
+        if pendingObjects.isEmpty && messages.isEmpty {
+            logger.info("drained: the queue answered empty and no journaled work is left")
+            return true
+        }
+        return false
+    }
+
+    // MARK: Receiving
+
+    private func receiveLoop(_ worker: Int) async throws {
+        guard let sqs else { return }
+        while !isStopping {
+            try Task.checkCancellation()
+            // Backpressure: bounded objects in flight.
+            let pending = try journal.objects(in: [.received, .fetched, .emitting]).count
+            if pending >= config.input.workers * 16 {
+                try await Task.sleep(nanoseconds: 100_000_000)
+                continue
+            }
+            let messages: [SQSMessage]
+            do {
+                messages = try await sqs.receive(max: config.input.numQueueFetch, waitSeconds: config.input.waitTime, visibilityTimeout: config.input.visibilityTimeout)
+            } catch let e as AWSError {
+                logger.error("SQS ReceiveMessage failed", metadata: ["error": "\(e)"])
+                try await Task.sleep(nanoseconds: e.kind == .auth ? 10_000_000_000 : 2_000_000_000)
+                continue
+            }
+            if messages.isEmpty {
+                lock.withLock { lastPollEmpty = true }
+                if config.input.sleepTime > 0 { try await Task.sleep(nanoseconds: UInt64(config.input.sleepTime * 1e9)) }
+                continue
+            }
+            lock.withLock {
+                lastPollEmpty = false
+                lastReceive = Date()
+                counters.messagesReceived += messages.count
+            }
+            for m in messages { try await handle(m) }
+        }
+    }
+
+    private func handle(_ m: SQSMessage) async throws {
+        if config.input.maxReceiveCount > 0 && m.receiveCount >= UInt32(config.input.maxReceiveCount) {
+            _ = try await journal.quarantineMessage(
+                id: m.id, receiptHandle: m.receiptHandle, receiveCount: m.receiveCount,
+                reason: "received \(m.receiveCount) times (input.max_receive_count is \(config.input.maxReceiveCount))", detail: m.body)
+            lock.withLock { counters.messagesQuarantined += 1 }
+            logger.warning("poison message quarantined", metadata: ["message": "\(m.id)", "receiveCount": "\(m.receiveCount)"])
+            return
+        }
+        switch NotificationDecoder.decode(m.body) {
+        case .unrecognised(let reason):
+            _ = try await journal.quarantineMessage(id: m.id, receiptHandle: m.receiptHandle, receiveCount: m.receiveCount, reason: "unrecognised message: \(reason)", detail: m.body)
+            lock.withLock { counters.messagesQuarantined += 1 }
+            logger.warning("unrecognised message quarantined", metadata: ["message": "\(m.id)", "reason": "\(reason)"])
+        case .nothingToDo(let reason):
+            _ = try await journal.receive(ReceivedMessage(id: m.id, receiptHandle: m.receiptHandle, receiveCount: m.receiveCount, objects: []))
+            logger.debug("nothing to do", metadata: ["message": "\(m.id)", "reason": "\(reason)"])
+        case .objects(let refs, let shape):
+            let objects = refs.map { DiscoveredObject(ObjectRef(bucket: $0.bucket, key: $0.key, version: $0.etag ?? $0.versionID ?? ""), size: $0.size) }
+            let result = try await journal.receive(ReceivedMessage(id: m.id, receiptHandle: m.receiptHandle, receiveCount: m.receiveCount, objects: objects))
+            if result.message.state == .received { lock.withLock { handles[m.id] = m.receiptHandle } }
+            logger.debug("received", metadata: ["message": "\(m.id)", "shape": "\(shape)", "objects": "\(objects.count)"])
+        }
+    }
+
+    // MARK: Fetching
+
+    private func fetchLoop() async throws {
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for _ in 0..<config.input.workers { group.addTask { try await self.fetchWorker() } }
+            try await group.waitForAll()
+        }
+    }
+
+    /// Claims one `received` object at a time and fetches it.
+    private func fetchWorker() async throws {
+        while true {
+            try Task.checkCancellation()
+            let now = Date()
+            let candidates = try journal.objects(in: [.received])
+            let claimed: ObjectRef? = lock.withLock {
+                for o in candidates where !fetching.contains(o.ref) && (retryAfter[o.ref].map { $0 <= now } ?? true) {
+                    fetching.insert(o.ref)
+                    return o.ref
+                }
+                return nil
+            }
+            guard let ref = claimed else {
+                try await Task.sleep(nanoseconds: 50_000_000)
+                continue
+            }
+            defer { lock.withLock { _ = fetching.remove(ref) } }
+            // Re-read after claiming: another worker may have finished it since the snapshot.
+            guard let current = try journal.object(ref), current.stage == .received else { continue }
+            try await fetch(current)
+        }
+    }
+
+    private func fetch(_ object: ObjectState) async throws {
+        let ref = object.ref
+        let kind = ObjectClassifier.classify(key: ref.key)
+        if kind == .digest {
+            _ = try await journal.complete(ref, note: "digest file: integrity data, not emitted")
+            lock.withLock { counters.objectsSkipped += 1 }
+            return
+        }
+        if kind == .other {
+            _ = try await journal.complete(ref, note: "not a CloudTrail log (by its key); skipped")
+            lock.withLock { counters.objectsSkipped += 1 }
+            return
+        }
+        guard let s3 else { return }
+        let ticket = try await journal.startFetch(ref)
+        let writer = journal.bodyWriter(ticket)
+        let decoder = LogDecoder()
+        var head: [UInt8] = []
+        do {
+            try await s3.get(bucket: ref.bucket, key: ref.key) { chunk in
+                if head.count < 8192 { head += chunk.prefix(8192 - head.count) }
+                try await writer.append(chunk)
+                try decoder.push(chunk) { _ in }
+            }
+            let count = try decoder.finish()
+            let state = try await writer.finish(recordCount: count)
+            lock.withLock {
+                counters.objectsFetched += 1
+                counters.bytesDownloaded += Int(writer.bytesWritten)
+                retryAfter[ref] = nil
+            }
+            logger.debug("fetched", metadata: ["object": "\(ref)", "records": "\(count)", "stage": "\(state.stage)"])
+        } catch let e as SplitError {
+            _ = try await journal.fetchFailed(ticket, error: e.description)
+            if e.code == .notCloudTrailLog, ObjectClassifier.classify(key: ref.key + ".unknown-layout", head: (try? gunzipHead(head)) ?? head) == .digest {
+                _ = try await journal.complete(ref, note: "digest file (by content): not emitted")
+                lock.withLock { counters.objectsSkipped += 1 }
+                return
+            }
+            try await quarantine(ref, "invalid CloudTrail log: \(e)")
+        } catch let e as GunzipError {
+            _ = try await journal.fetchFailed(ticket, error: e.description)
+            try await quarantine(ref, "corrupt gzip: \(e)")
+        } catch let e as AWSError {
+            let state = try await journal.fetchFailed(ticket, error: e.description)
+            if e.kind == .notFound || e.kind == .auth || e.kind == .kmsAccess || e.kind == .client || state.attempts >= UInt32(config.input.maxFetchAttempts) {
+                try await quarantine(ref, "S3 GetObject: \(e)")
+            } else {
+                let delay = min(300, pow(2, Double(state.attempts)))
+                lock.withLock { retryAfter[ref] = Date().addingTimeInterval(delay) }
+                logger.warning("fetch failed; retrying", metadata: ["object": "\(ref)", "error": "\(e)", "in": "\(delay)s"])
+            }
+        } catch let e as JournalError where e.code == .full {
+            _ = try? await journal.fetchFailed(ticket, error: e.description)
+            lock.withLock { retryAfter[ref] = Date().addingTimeInterval(5) }
+            logger.warning("journal full: fetch postponed until GC frees space", metadata: ["object": "\(ref)"])
+        }
+    }
+
+    private func gunzipHead(_ bytes: [UInt8]) throws -> [UInt8] {
+        let g = Gunzip()
+        var out: [UInt8] = []
+        try bytes.withUnsafeBytes { try g.push($0) { out += $0 } }
+        return out
+    }
+
+    private func quarantine(_ ref: ObjectRef, _ reason: String) async throws {
+        _ = try await journal.quarantineObject(ref, reason: reason)
+        lock.withLock { counters.objectsQuarantined += 1 }
+        logger.warning("object quarantined", metadata: ["object": "\(ref)", "reason": "\(reason)"])
+    }
+
+    // MARK: Emitting
+
+    private func emitLoop(_ pump: OutputPump) async throws {
+        let name = pump.output.name
+        while true {
+            try Task.checkCancellation()
+            let ready = try journal.objects(in: [.fetched, .emitting]).filter { $0.cursor(name) < ($0.recordCount ?? 0) }
+            guard let object = ready.min(by: { $0.firstSeen < $1.firstSeen }) else {
+                try await Task.sleep(nanoseconds: 50_000_000)
+                continue
+            }
+            try await emit(object, pump)
+        }
+    }
+
+    /// Sends an object's records from the output's cursor, decoding the stored body chunk by chunk.
+    private func emit(_ object: ObjectState, _ pump: OutputPump) async throws {
+        let name = pump.output.name
+        guard let body = object.body, let total = object.recordCount else { return }
+        let start = Int(object.cursor(name))
+        let builder = EventBuilder(bucket: object.ref.bucket, key: object.ref.key, receivedAt: object.firstSeen)
+        let decoder = LogDecoder()
+        var pending: [OutputEvent] = []
+        var next = start  // first record not yet delivered
+        let batch = pump.output.maxBatch
+        func flush(_ all: Bool) async throws {
+            while pending.count >= batch || (all && !pending.isEmpty) {
+                let slice = Array(pending.prefix(batch))
+                let base = next
+                try await pump.deliver(slice) { n in
+                    _ = try await self.journal.acknowledge(Acknowledgement(object: object.ref, output: name, count: UInt64(base + n)))
+                }
+                next += slice.count
+                pending.removeFirst(slice.count)
+                lock.withLock { counters.recordsAcknowledged[name, default: 0] += slice.count }
+            }
+        }
+        for index in 0..<body.chunks {
+            try Task.checkCancellation()
+            guard let chunk = try journal.bodyChunk(body, index) else {
+                try await quarantine(object.ref, "stored body chunk \(index) is missing")
+                return
+            }
+            var out: [UInt8] = []
+            try decoder.push(chunk) { record in
+                guard record.index >= UInt64(start) else { return }
+                out.removeAll(keepingCapacity: true)
+                let info = builder.append(record, to: &out)
+                pending.append(OutputEvent(id: info.id, json: out))
+            }
+            try await flush(false)
+        }
+        try decoder.finish { record in
+            guard record.index >= UInt64(start) else { return }
+            var out: [UInt8] = []
+            let info = builder.append(record, to: &out)
+            pending.append(OutputEvent(id: info.id, json: out))
+        }
+        try await flush(true)
+        if next < Int(total) {
+            logger.error("the stored body yielded fewer records than counted at fetch", metadata: ["object": "\(object.ref)", "counted": "\(total)", "found": "\(next)"])
+        }
+    }
+
+    // MARK: Deleting and visibility
+
+    private func deleteLoop() async throws {
+        guard let sqs else { return }
+        while true {
+            try Task.checkCancellation()
+            let ready = try journal.messages(in: [.complete, .quarantined])
+            if ready.isEmpty {
+                try await Task.sleep(nanoseconds: 100_000_000)
+                continue
+            }
+            for group in stride(from: 0, to: ready.count, by: 10).map({ Array(ready[$0..<min(ready.count, $0 + 10)]) }) {
+                var forget: [String] = []
+                let toDelete = group.filter { m in
+                    let keep = config.input.noPurge || (m.state == .quarantined && config.input.leavePoisonToDLQ)
+                    if keep { forget.append(m.id) }
+                    return !keep
+                }
+                if !toDelete.isEmpty {
+                    do {
+                        let failures = try await sqs.deleteBatch(toDelete.map(\.receiptHandle))
+                        for (i, m) in toDelete.enumerated() {
+                            if let f = failures.first(where: { $0.id == "\(i)" }) {
+                                if f.isInvalidReceipt {
+                                    // Expected after downtime: the message comes back, is recognised as done, and is deleted then.
+                                    logger.info("receipt handle expired; the message will be deleted on redelivery", metadata: ["message": "\(m.id)"])
+                                    forget.append(m.id)
+                                } else {
+                                    logger.warning("SQS delete failed; retrying", metadata: ["message": "\(m.id)", "code": "\(f.code)"])
+                                }
+                            } else {
+                                forget.append(m.id)
+                            }
+                        }
+                        lock.withLock { counters.messagesDeleted += toDelete.count - failures.count }
+                    } catch let e as AWSError {
+                        logger.warning("SQS DeleteMessageBatch failed", metadata: ["error": "\(e)"])
+                        try await Task.sleep(nanoseconds: 1_000_000_000)
+                    }
+                }
+                if !forget.isEmpty {
+                    try await journal.messagesDeleted(forget)
+                    lock.withLock { for id in forget { handles[id] = nil } }
+                }
+            }
+        }
+    }
+
+    /// Extends the visibility of messages still in flight at half their timeout.
+    private func heartbeatLoop() async throws {
+        guard let sqs else { return }
+        let half = max(1, Double(config.input.visibilityTimeout) / 2)
+        while true {
+            try await Task.sleep(nanoseconds: UInt64(half * 1e9))
+            let inFlight = try journal.messages(in: [.received])
+            let current = lock.withLock { handles }
+            let entries = inFlight.compactMap { m in current[m.id].map { (m.id, $0) } }
+            for group in stride(from: 0, to: entries.count, by: 10).map({ Array(entries[$0..<min(entries.count, $0 + 10)]) }) {
+                do {
+                    let failures = try await sqs.changeVisibilityBatch(group.map { ($0.1, config.input.visibilityTimeout) })
+                    lock.withLock {
+                        counters.visibilityExtensions += group.count - failures.count
+                        for f in failures where f.isInvalidReceipt { if let i = Int(f.id) { handles[group[i].0] = nil } }
+                    }
+                } catch {
+                    logger.warning("visibility extension failed", metadata: ["error": "\(error)"])
+                }
+            }
+        }
+    }
+
+    private func gcLoop() async throws {
+        while true {
+            try await Task.sleep(nanoseconds: 1_000_000_000)
+            while try await journal.collectGarbage(maxChunks: 1024).moreWork { try Task.checkCancellation() }
+        }
+    }
+}
+
