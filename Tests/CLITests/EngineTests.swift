@@ -1,0 +1,184 @@
+import Foundation
+import Testing
+import TestSupport
+
+@testable import Journal
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A moto_server with a bucket, topic and queue set up by scripts/demo_aws.py, and the binary's config.
+struct Stack {
+    let moto: LocalServer
+    let dir: TempDir
+    let environment: [String: String]
+    var config: String { dir.sub("cloudtrailbeat.yml") }
+    static let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+    init(objects: Int, bad: Bool, configure: (inout String) -> Void = { _ in }) throws {
+        let port = freePort()
+        moto = try LocalServer(
+            ["moto_server", "-H", "127.0.0.1", "-p", String(port)], port: port, environment: ["INITIAL_NO_AUTH_ACTION_COUNT": "3"],
+            name: "moto", installHint: "pip install 'moto[server]' (scripts/setup does it)")
+        dir = TempDir("e2e")
+        let shared = ProcessInfo.processInfo.environment["CTB_SHARED_DIR"] ?? Stack.repo.deletingLastPathComponent().appendingPathComponent("shared").path
+        let script = Stack.repo.appendingPathComponent("scripts/demo_aws.py").path
+        let command = "python3 '\(script)' setup --endpoint \(moto.url) --dir '\(dir.path)' --objects \(objects) \(bad ? "--bad" : "") --shared '\(shared)' > '\(dir.sub("setup.log"))' 2>&1"
+        try #require(system(command) == 0, "scripts/demo_aws.py setup failed: \((try? String(contentsOfFile: dir.sub("setup.log"), encoding: .utf8)) ?? "")")
+        var env = ProcessInfo.processInfo.environment
+        for line in try String(contentsOfFile: dir.sub("env"), encoding: .utf8).split(separator: "\n") {
+            let kv = line.replacingOccurrences(of: "export ", with: "").split(separator: "=", maxSplits: 1)
+            env[String(kv[0])] = String(kv[1])
+        }
+        env["SWIFT_BACKTRACE"] = "enable=no"
+        environment = env
+        var text = try String(contentsOfFile: config, encoding: .utf8)
+        configure(&text)
+        try text.write(toFile: config, atomically: true, encoding: .utf8)
+    }
+
+    func start(_ args: [String]) throws -> ChildProcess {
+        try ChildProcess(binary(), args, environment: environment)
+    }
+
+    /// Runs the binary to completion; returns its exit status.
+    func run(_ args: [String]) throws -> (Int32, String) {
+        let p = try start(args)
+        let out = p.readAll()
+        let end = p.wait()
+        return (end.exited ? end.code : 128 + end.code, out)
+    }
+
+    var expected: [String] { (try? String(contentsOfFile: dir.sub("expected.ndjson"), encoding: .utf8))?.split(separator: "\n").map(String.init) ?? [] }
+
+    /// The `cloudtrail` member of each event in the file output, as exact bytes.
+    func emitted() throws -> [String] {
+        let out = dir.sub("out")
+        var records: [String] = []
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: out))?.sorted() ?? [] {
+            for line in try String(contentsOfFile: out + "/" + name, encoding: .utf8).split(separator: "\n") {
+                guard let start = line.range(of: ",\"cloudtrail\":"), let end = line.range(of: ",\"s3\":{", options: .backwards) else {
+                    Issue.record("not an event: \(line.prefix(200))")
+                    continue
+                }
+                records.append(String(line[start.upperBound..<end.lowerBound]))
+            }
+        }
+        return records
+    }
+
+    /// GET requests moto logged per object key.
+    func gets() -> [String: Int] {
+        let log = (try? String(contentsOfFile: "/tmp/ctb-moto-\(moto.port).log", encoding: .utf8)) ?? ""
+        var counts: [String: Int] = [:]
+        for line in log.split(separator: "\n") where line.contains("\"GET /cloudtrail-demo-bucket/") {
+            if let r = line.range(of: "GET /cloudtrail-demo-bucket/"), let end = line[r.upperBound...].firstIndex(of: " ") {
+                counts[String(line[r.upperBound..<end]), default: 0] += 1
+            }
+        }
+        return counts
+    }
+
+    func queueCount() throws -> Int {
+        let script = """
+            import boto3; c = boto3.client('sqs', endpoint_url='\(moto.url)', region_name='us-east-1')
+            a = c.get_queue_attributes(QueueUrl=open('\(dir.sub("queue_url"))').read(), AttributeNames=['All'])['Attributes']
+            print(int(a['ApproximateNumberOfMessages']) + int(a['ApproximateNumberOfMessagesNotVisible']))
+            """
+        try script.write(toFile: dir.sub("count.py"), atomically: true, encoding: .utf8)
+        var env = environment
+        env["PYTHONWARNINGS"] = "ignore"
+        let p = try ChildProcess("/usr/bin/env", ["python3", dir.sub("count.py")], environment: env)
+        let out = p.readAll()
+        _ = p.wait()
+        return Int(out.trimmingCharacters(in: .whitespacesAndNewlines)) ?? -1
+    }
+}
+
+@Suite("The engine end to end against moto", .serialized)
+struct EngineTests {
+    @Test(arguments: [false, true])
+    func everyValidRecordOnceBadOnesQuarantined(noPurge: Bool) throws {
+        let stack = try Stack(objects: 60, bad: true) { text in
+            if noPurge { text = text.replacingOccurrences(of: "  workers: 2\n", with: "  workers: 2\n  no_purge: true\n") }
+        }
+        let (status, _) = try stack.run(["-c", stack.config, "--drain"])
+        #expect(status == 0)
+        let expected = stack.expected
+        #expect(expected.count > 500)
+        let got = try stack.emitted()
+        #expect(got.count == expected.count, "exactly once")
+        #expect(Set(got) == Set(expected), "byte-identical records")
+        let (code, json) = try stack.run(["journal", "status", "-c", stack.config, "--json"])
+        #expect(code == 0)
+        let report = try #require(try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any])
+        let quarantined = report["quarantined"] as? [[String: Any]] ?? []
+        let bad = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: stack.dir.sub("expected_bad.json")))) as! [String]
+        for key in bad {
+            let q = quarantined.first { $0["key"] as? String == key }
+            #expect(q != nil, "\(key) is quarantined")
+            #expect(((q?["reason"] as? String) ?? "").contains("byte"), "the reason says where")
+        }
+        #expect(quarantined.contains { ($0["reason"] as? String ?? "").hasPrefix("unrecognised message") })
+        // The queue ends empty, or (no_purge) still holds every message.
+        let setup = try String(contentsOfFile: stack.dir.sub("setup.log"), encoding: .utf8)
+        let published = Int(setup.components(separatedBy: " notifications")[0].split(separator: " ").last ?? "") ?? -1
+        #expect(try stack.queueCount() == (noPurge ? published + 1 : 0), "\(published) notifications and one unrecognised message")
+    }
+
+    @Test func killedAtRandomMomentsLosesNoRecord() throws {
+        let stack = try Stack(objects: 110, bad: false) { text in
+            text = text.replacingOccurrences(of: "    filename: events.ndjson\n", with: "    filename: events.ndjson\n    bulk_max_size: 50\n")
+            text = text.replacingOccurrences(of: "  workers: 2\n", with: "  workers: 2\n  max_receive_count: 0\n")
+            text = text.replacingOccurrences(of: "  visibility_timeout: 30\n", with: "  visibility_timeout: 3\n")
+        }
+        var rng = SplitMix64(seed: UInt64(Date().timeIntervalSince1970))
+        var kills = 0
+        var fetchedGets: [String: Int] = [:]  // GET count of objects whose fetch was committed, when it was
+        for round in 0..<55 {
+            let p = try stack.start(["-c", stack.config])
+            usleep(UInt32.random(in: 30_000...900_000, using: &rng))
+            p.kill()
+            let end = p.wait()
+            #expect(!end.exited, "round \(round): the engine exited by itself")
+            kills += 1
+            // The journal opens after every kill; objects fetched so far must never be downloaded again.
+            var options = Journal.Options()
+            options.readOnly = true
+            let journal = try Journal(path: stack.dir.sub("journal"), options: options)
+            let fetched = try journal.objects().filter { $0.stage != .received }.map(\.ref.key)
+            let counts = stack.gets()
+            journal.close()
+            for key in fetched where fetchedGets[key] == nil { fetchedGets[key] = counts[key] ?? 0 }
+        }
+        let (status, _) = try stack.run(["-c", stack.config, "--drain"])
+        #expect(status == 0)
+        let expected = stack.expected
+        let got = try stack.emitted()
+        #expect(Set(got) == Set(expected), "0 records lost")
+        let duplicates = got.count - Set(got).count
+        #expect(duplicates <= kills * 50, "duplicates only from unacknowledged batches (\(duplicates) over \(kills) kills)")
+        let finalGets = stack.gets()
+        for (key, count) in fetchedGets {
+            #expect(finalGets[key] ?? 0 == count, "\(key) was downloaded again after its fetch was committed")
+        }
+        #expect(fetchedGets.count > 0 && kills >= 50)
+        print("kill -9 loop: \(kills) kills, \(expected.count) records, \(duplicates) duplicates, \(fetchedGets.count) objects fetched before a kill")
+        #expect(try stack.queueCount() == 0)
+    }
+
+    @Test func sigtermExitsZeroAndTheNextRunResumes() throws {
+        let stack = try Stack(objects: 40, bad: false)
+        let p = try stack.start(["-c", stack.config])
+        usleep(1_500_000)
+        let started = Date()
+        p.kill(SIGTERM)
+        let end = p.wait()
+        #expect(end.exited && end.code == 0, "SIGTERM → exit 0 (\(end))")
+        #expect(Date().timeIntervalSince(started) < 30, "within shutdown_timeout")
+        let (status, _) = try stack.run(["-c", stack.config, "--drain"])
+        #expect(status == 0)
+        #expect(Set(try stack.emitted()) == Set(stack.expected))
+    }
+}
