@@ -1,6 +1,6 @@
 """A protocol-faithful Elasticsearch _bulk stand-in for cloudtrailbeat's tests (see shared/reference/protocols.md).
 
-  es_server.py PORT
+  es_server.py PORT [DELAY]   (DELAY: seconds to wait before answering each _bulk, to play a slow receiver)
 
 - POST /_bulk (or /<index>/_bulk): Content-Type must be application/x-ndjson; the body must end with a
   newline; it is parsed as action/source line pairs; sources must be JSON. Only "create" (with _index and
@@ -12,13 +12,13 @@
   any request with more than N items.
 - PUT /_index_template/<name> stores a template. GET /_test/stats returns what was seen.
 """
-import json, sys, threading
+import json, sys, threading, time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 PORT = int(sys.argv[1])
 LOCK = threading.Lock()
 DOCS = {}
-SCRIPT = {"ids": {}, "reject": {}, "whole": [], "max_items": None}
+SCRIPT = {"ids": {}, "reject": {}, "whole": [], "max_items": None, "delay": float(sys.argv[2]) if len(sys.argv) > 2 else 0.0}
 STATS = {"requests": 0, "items": [], "auth": [], "templates": {}, "bad": []}
 
 class Handler(BaseHTTPRequestHandler):
@@ -64,6 +64,8 @@ class Handler(BaseHTTPRequestHandler):
             return self.reply(200, {"ok": True})
         if not self.path.endswith("/_bulk"):
             return self.reply(404, {"error": "no handler for %s" % self.path})
+        if SCRIPT["delay"]:
+            time.sleep(SCRIPT["delay"])  # a slow receiver
         with LOCK:
             STATS["requests"] += 1
             STATS["auth"].append(self.headers.get("Authorization"))
