@@ -45,12 +45,16 @@ let package = Package(
             name: "CCurl", pkgConfig: "libcurl",
             providers: [.apt(["libcurl4-openssl-dev"]), .brew(["curl"])]),
 
+        .systemLibrary(
+            name: "COpenSSL", pkgConfig: "openssl",
+            providers: [.apt(["libssl-dev"]), .brew(["openssl"])]),
+
         // MARK: Swift modules
         .target(name: "Journal", dependencies: ["CLMDB", crypto]),
         .target(name: "Stages", dependencies: ["CZlib", crypto]),
         .target(name: "HTTP", dependencies: ["CCurl"]),
         .target(name: "AWS", dependencies: ["HTTP", crypto]),
-        .target(name: "Outputs", dependencies: ["HTTP", "CZlib"], resources: [.copy("Resources/cloudtrail-index-template.json")]),
+        .target(name: "Outputs", dependencies: ["HTTP", "CZlib", "COpenSSL"], resources: [.copy("Resources/cloudtrail-index-template.json")]),
         .target(name: "Engine", dependencies: ["Journal", "Stages", "AWS", "Outputs", yams, logging]),
         .executableTarget(name: "cloudtrailbeat", dependencies: ["Engine", argumentParser, logging]),
 

@@ -45,6 +45,7 @@ public enum Bootstrap {
             o.bulkMaxSize = l.bulkMaxSize
             o.compressionLevel = Int32(l.compressionLevel)
             o.timeout = l.timeout
+            o.tls = l.tls.map { TLSSettings(caFile: $0.caFile, verify: $0.verify) }
             out.append(try LogstashOutput(o))
         }
         if let r = c.redis {
@@ -56,6 +57,7 @@ public enum Bootstrap {
             o.db = r.db
             o.timeout = r.timeout
             o.maxBatch = r.bulkMaxSize
+            o.tls = r.tls.map { TLSSettings(caFile: $0.caFile, verify: $0.verify) }
             out.append(try RedisOutput(o))
         }
         return out

@@ -64,6 +64,12 @@ public struct Config: Sendable {
         public var bulkMaxSize = 2048
         public var compressionLevel = 3
         public var timeout = 30.0
+        public var tls: TLSConfig?
+    }
+    /// `ssl:` of a TCP output.
+    public struct TLSConfig: Sendable {
+        public var caFile: String?
+        public var verify = true
     }
     public struct RedisSection: Sendable {
         public var hosts: [String] = []
@@ -73,6 +79,7 @@ public struct Config: Sendable {
         public var db = 0
         public var timeout = 5.0
         public var bulkMaxSize = 2048
+        public var tls: TLSConfig?
     }
     public struct Logging: Sendable {
         public var level = "info"
@@ -105,8 +112,10 @@ public struct Config: Sendable {
         "output.elasticsearch": ["enabled", "hosts", "index", "bulk_max_size", "bulk_max_bytes", "username", "password", "api_key", "ssl", "timeout", "template"],
         "output.elasticsearch.ssl": ["certificate_authorities", "verification_mode"],
         "output.elasticsearch.template": ["enabled"],
-        "output.logstash": ["enabled", "hosts", "loadbalance", "bulk_max_size", "compression_level", "timeout"],
-        "output.redis": ["enabled", "hosts", "key", "datatype", "password", "db", "timeout", "bulk_max_size"],
+        "output.logstash": ["enabled", "hosts", "loadbalance", "bulk_max_size", "compression_level", "timeout", "ssl"],
+        "output.logstash.ssl": ["enabled", "certificate_authorities", "verification_mode"],
+        "output.redis": ["enabled", "hosts", "key", "datatype", "password", "db", "timeout", "bulk_max_size", "ssl"],
+        "output.redis.ssl": ["enabled", "certificate_authorities", "verification_mode"],
         "logging": ["level", "selectors", "to_stderr"],
     ]
 
@@ -219,6 +228,7 @@ public struct Config: Sendable {
                 s.bulkMaxSize = try r.int(l, "output.logstash", "bulk_max_size", in: 1...100_000) ?? s.bulkMaxSize
                 s.compressionLevel = try r.int(l, "output.logstash", "compression_level", in: 0...9) ?? s.compressionLevel
                 s.timeout = try r.double(l, "output.logstash", "timeout", in: 1...3600) ?? s.timeout
+                s.tls = try r.tls(l, at: "output.logstash")
                 c.logstash = s
             }
             if let d = try r.section(out, "redis", at: "output"), try r.bool(d, "output.redis", "enabled") ?? true {
@@ -235,6 +245,7 @@ public struct Config: Sendable {
                 s.db = try r.int(d, "output.redis", "db", in: 0...1024) ?? 0
                 s.timeout = try r.double(d, "output.redis", "timeout", in: 0.1...3600) ?? s.timeout
                 s.bulkMaxSize = try r.int(d, "output.redis", "bulk_max_size", in: 1...100_000) ?? s.bulkMaxSize
+                s.tls = try r.tls(d, at: "output.redis")
                 c.redis = s
             }
         }
@@ -321,6 +332,23 @@ struct Reader {
             else { message += "; known keys here: \(allowed.sorted().joined(separator: ", "))" }
             throw fail(join(at, key), message)
         }
+    }
+
+    /// `ssl: {enabled, certificate_authorities, verification_mode}`; nil when absent or disabled.
+    func tls(_ map: [String: Any], at: String) throws -> Config.TLSConfig? {
+        guard let ssl = try section(map, "ssl", at: at) else { return nil }
+        let here = join(at, "ssl")
+        try checkKeys(ssl, at: here)
+        guard try bool(ssl, here, "enabled") ?? true else { return nil }
+        var t = Config.TLSConfig()
+        t.caFile = try strings(ssl, here, "certificate_authorities")?.first
+        if let mode = try string(ssl, here, "verification_mode") {
+            guard ["full", "strict", "certificate", "none"].contains(mode) else {
+                throw fail(join(here, "verification_mode"), "'\(mode)' is not one of full, strict, certificate, none")
+            }
+            t.verify = mode != "none"
+        }
+        return t
     }
 
     func section(_ map: [String: Any], _ key: String, at: String = "") throws -> [String: Any]? {

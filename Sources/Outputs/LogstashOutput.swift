@@ -16,6 +16,8 @@ public final class LogstashOutput: Output, @unchecked Sendable {
         public var compressionLevel: Int32 = 3
         /// Seconds without any ACK (keepalives included) before the connection is dropped.
         public var timeout: Double = 30
+        /// TLS (`ssl.enabled`); nil for plain TCP.
+        public var tls: TLSSettings?
         public init() {}
     }
 
@@ -80,7 +82,7 @@ public final class LogstashOutput: Output, @unchecked Sendable {
             let index = (hostIndex + attempt) % configuration.hosts.count
             let (host, port) = splitHost(configuration.hosts[index], defaultPort: 5044)
             do {
-                let c = try TCPConnection(host: host, port: port, timeout: configuration.timeout, ioTimeout: configuration.timeout)
+                let c = try TCPConnection(host: host, port: port, timeout: configuration.timeout, ioTimeout: configuration.timeout, tls: configuration.tls)
                 hostIndex = configuration.loadbalance ? index + 1 : index
                 connection = c
                 return c

@@ -12,6 +12,8 @@ public final class RedisOutput: Output, @unchecked Sendable {
         public var db: Int = 0
         public var timeout: Double = 5
         public var maxBatch: Int = 2048
+        /// TLS (`ssl.enabled`); nil for plain TCP.
+        public var tls: TLSSettings?
         public init() {}
     }
 
@@ -65,7 +67,7 @@ public final class RedisOutput: Output, @unchecked Sendable {
             let index = (hostIndex + attempt) % configuration.hosts.count
             let (host, port) = splitHost(configuration.hosts[index], defaultPort: 6379)
             do {
-                let c = try TCPConnection(host: host, port: port, timeout: configuration.timeout, ioTimeout: configuration.timeout)
+                let c = try TCPConnection(host: host, port: port, timeout: configuration.timeout, ioTimeout: configuration.timeout, tls: configuration.tls)
                 var setup: [[[UInt8]]] = []
                 if let password = configuration.password { setup.append([Array("AUTH".utf8), Array(password.utf8)]) }
                 if configuration.db != 0 { setup.append([Array("SELECT".utf8), Array(String(configuration.db).utf8)]) }

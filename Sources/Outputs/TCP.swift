@@ -8,11 +8,12 @@ import Glibc
 final class TCPConnection {
     let fd: Int32
     let peer: String
+    private var tls: TLSSession?
     private var inbox: [UInt8] = []
     private var inboxStart = 0
 
     /// Connects to `host:port` within `timeout` seconds; reads and writes time out after `ioTimeout`.
-    init(host: String, port: Int, timeout: Double, ioTimeout: Double) throws {
+    init(host: String, port: Int, timeout: Double, ioTimeout: Double, tls: TLSSettings? = nil) throws {
         peer = "\(host):\(port)"
         var hints = addrinfo()
         hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
@@ -43,10 +44,17 @@ final class TCPConnection {
         setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
         setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, socklen_t(MemoryLayout<Int32>.size))
         TCPConnection.setTimeout(fd, SO_SNDTIMEO, ioTimeout)
-        TCPConnection.setTimeout(fd, SO_RCVTIMEO, ioTimeout)
+        TCPConnection.setTimeout(fd, SO_RCVTIMEO, max(ioTimeout, tls == nil ? 0 : timeout))
+        if let tls {
+            self.tls = try TLSSession(fd: fd, host: host, settings: tls)  // on failure, deinit closes the socket
+            TCPConnection.setTimeout(fd, SO_RCVTIMEO, ioTimeout)
+        }
     }
 
-    deinit { Glibc.close(fd) }
+    deinit {
+        tls = nil
+        Glibc.close(fd)
+    }
 
     static func setTimeout(_ fd: Int32, _ option: Int32, _ seconds: Double) {
         var tv = timeval(tv_sec: Int(seconds), tv_usec: Int((seconds - Double(Int(seconds))) * 1e6))
@@ -57,6 +65,10 @@ final class TCPConnection {
         var offset = 0
         try bytes.withUnsafeBytes { b in
             while offset < b.count {
+                if let tls {
+                    offset += try tls.write(UnsafeRawBufferPointer(rebasing: b[offset...]))
+                    continue
+                }
                 let n = send(fd, b.baseAddress! + offset, b.count - offset, Int32(MSG_NOSIGNAL))
                 if n < 0 {
                     if errno == EINTR { continue }
@@ -74,7 +86,7 @@ final class TCPConnection {
         }
         var buffer = [UInt8](repeating: 0, count: 65536)
         while true {
-            let n = recv(fd, &buffer, buffer.count, 0)
+            let n = try tls.map { t in try buffer.withUnsafeMutableBytes { try t.read(into: $0) } } ?? recv(fd, &buffer, buffer.count, 0)
             if n > 0 {
                 inbox += buffer[..<n]
                 return

@@ -332,3 +332,35 @@ struct FileOutputTests {
         #expect(indices(try redisList(port, "cloudtrailbeat")) == Array(0..<2000))
     }
 }
+
+@Suite("TLS for the TCP outputs")
+struct TLSOutputTests {
+    @Test func logstashOverTLSVerifiesTheServer() async throws {
+        let dir = TempDir("tls")
+        let openssl = try #require(LocalServer.which("openssl"), "openssl missing: apt-get install openssl")
+        #expect(system("\(openssl) req -x509 -newkey rsa:2048 -nodes -keyout \(dir.sub("key.pem")) -out \(dir.sub("cert.pem")) -days 1 -subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 2>/dev/null") == 0)
+        let port = freePort()
+        let server = try LocalServer(["python3", fixture("lumberjack_server.py"), String(port), "full", dir.sub("log"), dir.sub("cert.pem"), dir.sub("key.pem")],
+                                     port: port, name: "lumberjack-tls", installHint: "python3 is needed")
+        defer { server.stop() }
+        var config = LogstashOutput.Configuration()
+        config.timeout = 3
+        // Trusted CA, by name and by IP: delivered.
+        for host in ["localhost", "127.0.0.1"] {
+            config.hosts = ["\(host):\(port)"]
+            config.tls = TLSSettings(caFile: dir.sub("cert.pem"))
+            #expect(try await LogstashOutput(config).deliver(events(0..<5)).handled == 5, "\(host)")
+        }
+        // The system trust store does not know the self-signed certificate: refused, nothing delivered.
+        config.hosts = ["localhost:\(port)"]
+        config.tls = TLSSettings()
+        await #expect { _ = try await LogstashOutput(config).deliver(events(0..<5)) } throws: {
+            "\($0)".contains("TLS handshake with localhost failed") && "\($0)".contains("self-signed")
+        }
+        // verification_mode: none accepts it (the operator's explicit choice).
+        config.tls = TLSSettings(verify: false)
+        #expect(try await LogstashOutput(config).deliver(events(0..<5)).handled == 5)
+        let received = try String(contentsOfFile: dir.sub("log"), encoding: .utf8).split(separator: "\n").filter { $0.contains("\"event\"") }
+        #expect(received.count == 15)
+    }
+}

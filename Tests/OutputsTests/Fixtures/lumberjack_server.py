@@ -1,6 +1,6 @@
 """A Lumberjack v2 (beats protocol) server for cloudtrailbeat's tests (see shared/reference/protocols.md).
 
-  lumberjack_server.py PORT MODE LOGFILE
+  lumberjack_server.py PORT MODE LOGFILE [CERT KEY]   (with CERT and KEY: TLS)
   MODE full:      one ACK per window (the highest seq).
   MODE partial:   ACKs every 3 events, then the last.
   MODE keepalive: three ACK 0 keepalives (0.3 s apart) before each window's ACK.
@@ -103,4 +103,22 @@ class Server(socketserver.ThreadingTCPServer):
     allow_reuse_address = True
     daemon_threads = True
 
-Server(("127.0.0.1", PORT), Handler).serve_forever()
+server = Server(("127.0.0.1", PORT), Handler)
+if len(sys.argv) > 5:
+    import ssl
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(sys.argv[4], sys.argv[5])
+
+    class TLSHandler(Handler):
+        def setup(self):
+            try:
+                self.request = ctx.wrap_socket(self.request, server_side=True)
+            except (ssl.SSLError, OSError):
+                self.request = None
+
+        def handle(self):
+            if self.request is not None:
+                Handler.handle(self)
+
+    server.RequestHandlerClass = TLSHandler
+server.serve_forever()
