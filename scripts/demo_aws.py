@@ -146,6 +146,45 @@ logging:
     print("setup: %d objects, %d records, %d notifications on %s" % (len(keys), len(expected), len(messages), queue))
 
 
+def backfill_setup(args):
+    """A bucket of existing logs for backfill tests: accounts × regions × days, also written to DIR/local."""
+    rng = random.Random(args.seed)
+    kw = dict(endpoint_url=args.endpoint, region_name="us-east-1", aws_access_key_id="AKIAFREE", aws_secret_access_key="free",
+              config=Config(s3={"addressing_style": "path"}, max_pool_connections=20))
+    s3 = boto3.client("s3", **kw)
+    bucket = "org-trail-bucket"
+    s3.create_bucket(Bucket=bucket)
+    accounts = ["111111111111", "o-abc123def4/222222222222"]
+    regions, days = ["us-east-1", "eu-west-1"], ["26", "27", "28"]
+    per = max(1, args.objects // (len(accounts) * len(regions) * len(days)))
+    by_day, t, uploads = {}, 0, []
+    for acct in accounts:
+        for region in regions:
+            for day in days:
+                for i in range(per):
+                    records = [record(rng, t + j) for j in range(rng.randint(1, 4))]
+                    t += len(records)
+                    by_day.setdefault(day, []).extend(records)
+                    account = acct.split("/")[-1]
+                    key = "%sAWSLogs/%s/CloudTrail/%s/2026/11/%s/%s_CloudTrail_%s_202611%sT%04dZ_%08d.json.gz" % (
+                        args.prefix, acct, region, day, account, region, day, i % 2400, i)
+                    body = gzip.compress(('{"Records":[' + ",".join(records) + "]}").encode())
+                    path = os.path.join(args.dir, "local", key)
+                    os.makedirs(os.path.dirname(path), exist_ok=True)
+                    with open(path, "wb") as f:
+                        f.write(body)
+                    uploads.append((key, body))
+        digest = "%sAWSLogs/%s/CloudTrail-Digest/us-east-1/2026/11/28/digest.json.gz" % (args.prefix, acct)
+        uploads.append((digest, gzip.compress(b'{"awsAccountId":"1","logFiles":[]}')))
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda kb: s3.put_object(Bucket=bucket, Key=kb[0], Body=kb[1]), uploads))
+    for day, records in by_day.items():
+        with open(os.path.join(args.dir, "expected-%s.ndjson" % day), "w") as f:
+            f.write("".join(r + "\n" for r in records))
+    print("backfill-setup: %d objects, %d records in s3://%s" % (len(uploads), sum(len(r) for r in by_day.values()), bucket))
+
+
 def main():
     p = argparse.ArgumentParser()
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -157,8 +196,14 @@ def main():
     s.add_argument("--bad", action="store_true")
     s.add_argument("--console", action="store_true")
     s.add_argument("--shared")
+    b = sub.add_parser("backfill-setup")
+    b.add_argument("--endpoint", required=True)
+    b.add_argument("--dir", required=True)
+    b.add_argument("--objects", type=int, default=2500)
+    b.add_argument("--prefix", default="")
+    b.add_argument("--seed", type=int, default=7)
     args = p.parse_args()
-    setup(args)
+    (setup if args.cmd == "setup" else backfill_setup)(args)
 
 
 if __name__ == "__main__":

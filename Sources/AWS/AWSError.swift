@@ -38,6 +38,16 @@ public struct AWSError: Error, Sendable, CustomStringConvertible {
     public var service: String
     public var operation: String
 
+    public init(kind: Kind, code: String, message: String, requestID: String?, status: Int?, service: String, operation: String) {
+        self.kind = kind
+        self.code = code
+        self.message = message
+        self.requestID = requestID
+        self.status = status
+        self.service = service
+        self.operation = operation
+    }
+
     public var isRetryable: Bool { kind == .throttled || kind == .server || kind == .network }
     public var isExpiredToken: Bool { ["ExpiredToken", "ExpiredTokenException", "RequestExpired", "TokenRefreshRequired"].contains(code) }
 

@@ -17,11 +17,23 @@ public struct S3ListPage: Sendable {
         public var size: UInt64
         public var etag: String
         public var lastModified: String
+        public init(key: String, size: UInt64, etag: String, lastModified: String) {
+            self.key = key
+            self.size = size
+            self.etag = etag
+            self.lastModified = lastModified
+        }
     }
     public var objects: [Entry]
     public var commonPrefixes: [String]
     public var isTruncated: Bool
     public var nextContinuationToken: String?
+    public init(objects: [Entry], commonPrefixes: [String], isTruncated: Bool, nextContinuationToken: String?) {
+        self.objects = objects
+        self.commonPrefixes = commonPrefixes
+        self.isTruncated = isTruncated
+        self.nextContinuationToken = nextContinuationToken
+    }
 }
 
 /// S3 over REST-XML, path-style for non-AWS endpoints.

@@ -74,12 +74,40 @@ public enum Bootstrap {
         throw ConfigError(file: c.file, key: "input.aws_region", message: "no region: set input.aws_region, AWS_REGION or a profile region")
     }
 
-    /// Opens everything and runs until stopped or drained. Returns the process exit code.
-    public static func run(config c: Config, drain: Bool, logger: Logger) async throws -> Int32 {
-        guard let queue = c.input.sqsURL else {
-            throw ConfigError(file: c.file, key: "input.sqs_url", message: "missing: the SQS queue that receives the CloudTrail notifications")
+    /// What to backfill (`-b`), if anything.
+    public struct BackfillRequest: Sendable {
+        /// A bucket name, or a local directory (an existing path, or `file://…`).
+        public var target: String
+        public var options: Backfill.Options
+        public init(target: String, options: Backfill.Options) {
+            self.target = target
+            self.options = options
         }
+        var localRoot: String? {
+            if target.hasPrefix("file://") { return String(target.dropFirst("file://".count)) }
+            var isDir: ObjCBool = false
+            return FileManager.default.fileExists(atPath: target, isDirectory: &isDir) && isDir.boolValue ? target : nil
+        }
+    }
+
+    /// Opens everything and runs until stopped or drained. Returns the process exit code.
+    public static func run(config c: Config, drain: Bool, backfill request: BackfillRequest? = nil, logger: Logger) async throws -> Int32 {
         let http = HTTPClient()
+        if let request, let root = request.localRoot {
+            // A local copy needs no AWS at all (unless its keys are to be enqueued).
+            guard !request.options.enqueue else {
+                throw ConfigError(file: c.file, key: "input.sqs_url", message: "--enqueue sends S3 keys to a queue; it needs a bucket, not a local directory")
+            }
+            let journal = try openJournal(c)
+            defer { journal.close() }
+            let engine = Engine(config: c, options: .init(drain: true), journal: journal, sqs: nil, s3: nil, outputs: try outputs(c), http: http, logger: logger)
+            engine.backfill = Backfill(source: LocalSource(root: root), options: request.options, journal: journal, sqs: nil, logger: logger)
+            try await runWithSignals(engine, c, http, logger)
+            return 0
+        }
+        guard let queue = c.input.sqsURL ?? (request != nil && request?.options.enqueue == false ? "" : nil) else {
+            throw ConfigError(file: c.file, key: "input.sqs_url", message: request == nil ? "missing: the SQS queue that receives the CloudTrail notifications" : "missing: --enqueue sends notifications to input.sqs_url")
+        }
         let region = try await region(c, http: http)
         var settings = CredentialChain.Settings()
         settings.profile = c.input.profile
@@ -90,6 +118,7 @@ public enum Bootstrap {
             credentials = AssumedRoleProvider(base: credentials, roleArn: role, externalID: c.input.externalID, http: http, region: region, endpoint: settings.stsEndpoint)
         }
         let sqsEndpoint = AWSSettings.endpoint(service: "sqs", configured: c.input.endpoint)
+            ?? (queue.isEmpty ? "https://sqs.\(region).amazonaws.com" : nil)
             ?? URL(string: queue).flatMap { u in u.host.map { "\(u.scheme ?? "https")://\($0)\(u.port.map { ":\($0)" } ?? "")" } }
             ?? "https://sqs.\(region).amazonaws.com"
         let s3Endpoint = AWSSettings.endpoint(service: "s3", configured: c.input.endpoint) ?? "https://s3.\(region).amazonaws.com"
@@ -97,14 +126,31 @@ public enum Bootstrap {
         let sqs = SQSClient(service: AWSService(http: http, service: "sqs", region: region, endpoint: sqsEndpoint, credentials: credentials), queueURL: queue)
         let s3 = S3Client(service: AWSService(http: http, service: "s3", region: region, endpoint: s3Endpoint, credentials: credentials), pathStyle: c.input.pathStyle ?? custom)
 
+        let journal = try openJournal(c)
+        defer { journal.close() }
+        if let request {
+            let engine = Engine(config: c, options: .init(drain: true), journal: journal, sqs: nil, s3: s3,
+                                outputs: request.options.enqueue ? [] : try outputs(c), http: http, logger: logger)
+            engine.backfill = Backfill(source: S3Source(client: s3, bucket: request.target), options: request.options, journal: journal,
+                                       sqs: request.options.enqueue ? sqs : nil, logger: logger)
+            try await runWithSignals(engine, c, http, logger)
+            return 0
+        }
+        let engine = Engine(config: c, options: .init(drain: drain), journal: journal, sqs: sqs, s3: s3, outputs: try outputs(c), http: http, logger: logger)
+        try await runWithSignals(engine, c, http, logger)
+        return 0
+    }
+
+    static func openJournal(_ c: Config) throws -> Journal {
         var options = Journal.Options()
         options.outputs = c.outputNames
         options.maxSize = c.journal.maxSize
         options.doneRetention = Int64(c.journal.doneRetentionSeconds) * 1000
         options.exclusive = true
-        let journal = try Journal(path: c.journal.path, options: options)
-        defer { journal.close() }
-        let engine = Engine(config: c, options: .init(drain: drain), journal: journal, sqs: sqs, s3: s3, outputs: try outputs(c), http: http, logger: logger)
+        return try Journal(path: c.journal.path, options: options)
+    }
+
+    static func runWithSignals(_ engine: Engine, _ c: Config, _ http: HTTPClient, _ logger: Logger) async throws {
 
         // SIGTERM / SIGINT: stop intake, let in-flight work reach a checkpoint, exit 0 within shutdown_timeout.
         let signals = [SIGTERM, SIGINT].map { sig -> any DispatchSourceSignal in
@@ -134,6 +180,5 @@ public enum Bootstrap {
         } : nil
         defer { spot?.cancel() }
         try await engine.run()
-        return 0
     }
 }

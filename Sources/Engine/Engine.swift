@@ -6,6 +6,10 @@ import Logging
 import Outputs
 import Stages
 
+struct LocalReadError: Error {
+    var message: String
+}
+
 /// The crash-safe queue pipeline. Every arrow is a committed journal transition:
 ///
 /// SQS receive → `receive` (message and objects journaled before anything else) → fetch (download into
@@ -30,6 +34,8 @@ public final class Engine: @unchecked Sendable {
     let pumps: [OutputPump]
     let logger: Logger
     let http: HTTPClient
+    /// A backfill walking existing logs (queue mode when nil).
+    public var backfill: Backfill?
 
     private let lock = NSLock()
     private var stopping = false
@@ -73,7 +79,21 @@ public final class Engine: @unchecked Sendable {
     public func run() async throws {
         logger.info("cloudtrailbeat started", metadata: ["journal": "\(journal.path)", "outputs": "\(pumps.map(\.output.name))", "queue": "\(sqs?.queueURL ?? "-")"])
         try await withThrowingTaskGroup(of: Void.self) { group in
-            if sqs != nil {
+            if let backfill {
+                let progress = BackfillProgress(journal: journal, job: backfill.job, logger: logger)
+                group.addTask {
+                    try await backfill.run()
+                    if backfill.options.enqueue {
+                        progress.summary()
+                        return  // fan-out only: the fleet consuming the queue does the rest
+                    }
+                    let ticker = Task { await progress.run() }
+                    defer { ticker.cancel() }
+                    while try !self.drained() { try await Task.sleep(nanoseconds: 200_000_000) }
+                    progress.summary()
+                    try await Task.sleep(nanoseconds: .max / 2)  // the watch loop ends the run
+                }
+            } else if sqs != nil {
                 for worker in 0..<config.input.workers { group.addTask { try await self.receiveLoop(worker) } }
                 group.addTask { try await self.deleteLoop() }
                 group.addTask { try await self.heartbeatLoop() }
@@ -105,7 +125,8 @@ public final class Engine: @unchecked Sendable {
     }
 
     private func drained() throws -> Bool {
-        let (pollEmpty, since) = lock.withLock { (lastPollEmpty || sqs == nil, lastReceive) }
+        if let backfill, !backfill.isFinished { return false }
+        let (pollEmpty, since) = lock.withLock { (lastPollEmpty || sqs == nil || backfill != nil, lastReceive) }
         guard pollEmpty, Date().timeIntervalSince(since) > 0.2 else { return false }
         let pendingObjects = try journal.objects(in: [.received, .fetched, .emitting])
         let messages = try journal.messages()
@@ -221,16 +242,22 @@ public final class Engine: @unchecked Sendable {
             lock.withLock { counters.objectsSkipped += 1 }
             return
         }
-        guard let s3 else { return }
+        let local = ref.bucket.hasPrefix("file://")
+        guard local || s3 != nil else { return }
         let ticket = try await journal.startFetch(ref)
         let writer = journal.bodyWriter(ticket)
         let decoder = LogDecoder()
         var head: [UInt8] = []
         do {
-            try await s3.get(bucket: ref.bucket, key: ref.key) { chunk in
+            let consume: ([UInt8]) async throws -> Void = { chunk in
                 if head.count < 8192 { head += chunk.prefix(8192 - head.count) }
                 try await writer.append(chunk)
                 try decoder.push(chunk) { _ in }
+            }
+            if local {
+                try await readLocal(String(ref.bucket.dropFirst("file://".count)) + "/" + ref.key, consume)
+            } else {
+                try await s3!.get(bucket: ref.bucket, key: ref.key, consume: consume)
             }
             let count = try decoder.finish()
             let state = try await writer.finish(recordCount: count)
@@ -260,10 +287,25 @@ public final class Engine: @unchecked Sendable {
                 lock.withLock { retryAfter[ref] = Date().addingTimeInterval(delay) }
                 logger.warning("fetch failed; retrying", metadata: ["object": "\(ref)", "error": "\(e)", "in": "\(delay)s"])
             }
+        } catch let e as LocalReadError {
+            _ = try await journal.fetchFailed(ticket, error: e.message)
+            try await quarantine(ref, e.message)
         } catch let e as JournalError where e.code == .full {
             _ = try? await journal.fetchFailed(ticket, error: e.description)
             lock.withLock { retryAfter[ref] = Date().addingTimeInterval(5) }
             logger.warning("journal full: fetch postponed until GC frees space", metadata: ["object": "\(ref)"])
+        }
+    }
+
+    /// Streams a local file (a backfill of a local copy) in 1 MiB chunks.
+    private func readLocal(_ path: String, _ consume: ([UInt8]) async throws -> Void) async throws {
+        guard let handle = FileHandle(forReadingAtPath: path) else { throw LocalReadError(message: "cannot read '\(path)'") }
+        defer { try? handle.close() }
+        while true {
+            let data: Data
+            do { data = try handle.read(upToCount: 1 << 20) ?? Data() } catch { throw LocalReadError(message: "reading '\(path)': \(error.localizedDescription)") }
+            if data.isEmpty { return }
+            try await consume(Array(data))
         }
     }
 

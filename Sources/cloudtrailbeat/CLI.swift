@@ -32,6 +32,47 @@ struct Run: AsyncParsableCommand {
     @Flag(help: "Exit 0 once a long poll returns no message and no journaled work is left.")
     var drain = false
 
+    @Option(name: .customShort("b"), help: "Backfill: walk existing logs in this bucket (or local directory, or file://…) instead of the queue.")
+    var backfill: String?
+
+    @Option(name: .customShort("p"), help: "Backfill prefix (e.g. a trail's prefix, or AWSLogs/o-…/123456789012/).")
+    var prefix: String?
+
+    @Option(name: .customShort("f"), help: ArgumentHelp("Alias of -p (the original README's spelling).", visibility: .hidden))
+    var prefixAlias: String?
+
+    @Option(help: "Backfill only logs from this day on (YYYY-MM-DD, UTC).")
+    var since: String?
+
+    @Option(help: "Backfill only logs up to this day (YYYY-MM-DD, UTC; default today).")
+    var until: String?
+
+    @Flag(help: "Backfill objects again even when a done marker says they were shipped.")
+    var force = false
+
+    @Flag(help: "Backfill by sending notifications to input.sqs_url, for a fleet to share (resumable).")
+    var enqueue = false
+
+    @Option(help: "Backfill listing page size (ListObjectsV2 max-keys).")
+    var pageSize: Int = 1000
+
+    func validate() throws {
+        if backfill == nil && (prefix != nil || prefixAlias != nil || since != nil || until != nil || force || enqueue) {
+            throw ValidationError("-p, --since, --until, --force and --enqueue go with -b <bucket>")
+        }
+        if let since, Run.day(since) == nil { throw ValidationError("--since '\(since)' is not a date (YYYY-MM-DD)") }
+        if let until, Run.day(until) == nil { throw ValidationError("--until '\(until)' is not a date (YYYY-MM-DD)") }
+        guard (1...1000).contains(pageSize) else { throw ValidationError("--page-size must be 1 to 1000") }
+    }
+
+    static func day(_ s: String) -> Date? {
+        let f = DateFormatter()
+        f.locale = Locale(identifier: "en_US_POSIX")
+        f.timeZone = TimeZone(identifier: "UTC")
+        f.dateFormat = "yyyy-MM-dd"
+        return f.date(from: String(s.prefix(10)))
+    }
+
     func run() async throws {
         let c = try loadConfig(config)
         let level: Logger.Level = selectors != nil ? .debug : Logger.Level(rawValue: c.logging.level) ?? .info
@@ -42,7 +83,20 @@ struct Run: AsyncParsableCommand {
         }
         let logger = Logger(label: "cloudtrailbeat")
         do {
-            let code = try await Bootstrap.run(config: c, drain: drain, logger: logger)
+            var request: Bootstrap.BackfillRequest?
+            if let backfill {
+                var o = Backfill.Options()
+                o.prefix = prefix ?? prefixAlias ?? ""
+                o.since = since.flatMap(Run.day)
+                o.until = until.flatMap(Run.day).map { $0.addingTimeInterval(86399) }
+                if o.until != nil && o.since == nil { o.since = Run.day("2013-11-01") }  // CloudTrail's first logs
+                o.force = force
+                o.enqueue = enqueue
+                o.pageSize = pageSize
+                o.workers = c.input.workers
+                request = Bootstrap.BackfillRequest(target: backfill, options: o)
+            }
+            let code = try await Bootstrap.run(config: c, drain: drain, backfill: request, logger: logger)
             if code != 0 { throw ExitCode(code) }
         } catch let e as ConfigError {
             fail("configuration error: \(e)")

@@ -1,0 +1,297 @@
+import AWS
+import Foundation
+import Journal
+import Logging
+import Stages
+
+/// Where a backfill lists and reads objects: an S3 bucket, or a local copy (`aws s3 sync`).
+public protocol BackfillSource: Sendable {
+    /// The bucket name used in object identities (`file:///abs/path` for a local copy).
+    var bucket: String { get }
+    func list(prefix: String, delimiter: String?, startAfter: String?, maxKeys: Int) async throws -> S3ListPage
+}
+
+public struct S3Source: BackfillSource {
+    public let client: S3Client
+    public let bucket: String
+    public func list(prefix: String, delimiter: String?, startAfter: String?, maxKeys: Int) async throws -> S3ListPage {
+        try await client.list(bucket: bucket, prefix: prefix, delimiter: delimiter, startAfter: startAfter, maxKeys: maxKeys)
+    }
+}
+
+/// A local directory read as a bucket: keys are paths relative to the root, in S3's (byte) order.
+public struct LocalSource: BackfillSource {
+    public let root: String
+    public var bucket: String { "file://" + root }
+
+    public init(root: String) {
+        self.root = URL(fileURLWithPath: root).standardizedFileURL.path
+    }
+
+    public func list(prefix: String, delimiter: String?, startAfter: String?, maxKeys: Int) async throws -> S3ListPage {
+        // Walk only the directory the prefix names (and below it).
+        let dir = prefix.contains("/") ? String(prefix[..<prefix.lastIndex(of: "/")!]) : ""
+        let base = dir.isEmpty ? root : root + "/" + dir
+        var keys: [(String, UInt64)] = []
+        var prefixes = Set<String>()
+        if let walker = FileManager.default.enumerator(atPath: base) {
+            while let rel = walker.nextObject() as? String {
+                let key = dir.isEmpty ? rel : dir + "/" + rel
+                guard key.hasPrefix(prefix) else { continue }
+                var isDir: ObjCBool = false
+                FileManager.default.fileExists(atPath: root + "/" + key, isDirectory: &isDir)
+                if let delimiter {
+                    let rest = key.dropFirst(prefix.count)
+                    if let d = rest.range(of: delimiter) {
+                        prefixes.insert(prefix + rest[..<d.upperBound])
+                        walker.skipDescendants()
+                        continue
+                    }
+                    if isDir.boolValue {
+                        prefixes.insert(key + delimiter)
+                        walker.skipDescendants()
+                        continue
+                    }
+                }
+                if isDir.boolValue { continue }
+                let size = (try? FileManager.default.attributesOfItem(atPath: root + "/" + key)[.size] as? Int) ?? 0
+                keys.append((key, UInt64(size)))
+            }
+        }
+        let after = startAfter ?? ""
+        let sorted = keys.filter { $0.0 > after }.sorted { Array($0.0.utf8).lexicographicallyPrecedes(Array($1.0.utf8)) }
+        let page = sorted.prefix(maxKeys)
+        return S3ListPage(
+            objects: page.map { .init(key: $0.0, size: $0.1, etag: "", lastModified: "") },
+            commonPrefixes: prefixes.filter { $0 > after }.sorted(),
+            isTruncated: sorted.count > maxKeys, nextContinuationToken: nil)
+    }
+}
+
+/// A resumable walk over existing logs. Partitions (account × region, or account × region × day with a
+/// window) are discovered once and stored as journal cursors; each listing page's objects and the
+/// partition's new cursor commit in one transaction, so a kill -9 resumes exactly: never from zero,
+/// never skipping a key.
+public final class Backfill: @unchecked Sendable {
+    public struct Options: Sendable {
+        public var prefix = ""
+        public var since: Date?
+        public var until: Date?
+        public var force = false
+        /// Send notifications to the queue instead of processing (fan-out over a fleet).
+        public var enqueue = false
+        public var pageSize = 1000
+        public var workers = 4
+        /// Pause listing while this many objects wait in the journal.
+        public var maxPending = 256
+        public init() {}
+    }
+
+    let source: any BackfillSource
+    let options: Options
+    let journal: Journal
+    let sqs: SQSClient?
+    let logger: Logger
+    public let job: String
+    private let lock = NSLock()
+    public private(set) var listCalls = 0
+    private var finished = false
+
+    public init(source: any BackfillSource, options: Options, journal: Journal, sqs: SQSClient?, logger: Logger) {
+        self.source = source
+        self.options = options
+        self.journal = journal
+        self.sqs = sqs
+        self.logger = logger
+        let f = ISO8601DateFormatter()
+        f.formatOptions = [.withFullDate]
+        job = "\(source.bucket)|\(options.prefix)|\(options.since.map(f.string) ?? "")|\(options.until.map(f.string) ?? "")\(options.enqueue ? "|enqueue" : "")"
+    }
+
+    public var isFinished: Bool { lock.withLock { finished } }
+
+    private func list(_ prefix: String, delimiter: String? = nil, startAfter: String? = nil) async throws -> S3ListPage {
+        lock.withLock { listCalls += 1 }
+        return try await source.list(prefix: prefix, delimiter: delimiter, startAfter: startAfter, maxKeys: options.pageSize)
+    }
+
+    /// Every common prefix under `prefix` (following pages).
+    private func children(_ prefix: String) async throws -> [String] {
+        var out: [String] = []
+        var after: String?
+        while true {
+            let page = try await list(prefix, delimiter: "/", startAfter: after)
+            out += page.commonPrefixes
+            guard page.isTruncated, let last = (page.commonPrefixes + page.objects.map(\.key)).max() else { return out }
+            after = last
+        }
+    }
+
+    /// The partitions to list: `…/CloudTrail[-Insight]/<region>/` (and day prefixes with a window).
+    func discover() async throws -> [String] {
+        let prefix = options.prefix
+        var regions: [String] = []
+        if let range = prefix.range(of: "AWSLogs/") {
+            // A prefix inside the layout: list it as one partition, narrowed by the window if it names a region.
+            let rest = prefix[range.upperBound...].split(separator: "/", omittingEmptySubsequences: false)
+            if rest.contains(where: { $0 == "CloudTrail" || $0 == "CloudTrail-Insight" }) && rest.count >= 3 && prefix.hasSuffix("/") {
+                regions = [prefix]
+            } else if rest.count <= 1 || (rest.count == 2 && rest[0].hasPrefix("o-")) {
+                regions = try await regionsUnder(accountsRoot: prefix)
+            } else {
+                return [prefix]
+            }
+        } else {
+            let root = prefix.isEmpty || prefix.hasSuffix("/") ? prefix : prefix + "/"
+            let top = try await children(root)
+            if top.contains(root + "AWSLogs/") {
+                regions = try await regionsUnder(accountsRoot: root + "AWSLogs/")
+            } else {
+                return [prefix]  // not the CloudTrail layout: one flat partition
+            }
+        }
+        guard let since = options.since else { return regions }
+        let until = options.until ?? Date()
+        var out: [String] = []
+        var cal = Calendar(identifier: .gregorian)
+        cal.timeZone = TimeZone(identifier: "UTC")!
+        for region in regions {
+            var day = cal.startOfDay(for: since)
+            while day <= until {
+                let c = cal.dateComponents([.year, .month, .day], from: day)
+                out.append(region + String(format: "%04d/%02d/%02d/", c.year!, c.month!, c.day!))
+                day = cal.date(byAdding: .day, value: 1, to: day)!
+            }
+        }
+        return out
+    }
+
+    /// accounts (and org ids) → services → regions.
+    private func regionsUnder(accountsRoot: String) async throws -> [String] {
+        var regions: [String] = []
+        var accounts: [String] = []
+        let root = accountsRoot.hasSuffix("/") ? accountsRoot : accountsRoot + "/"
+        let isOrgRoot = root.split(separator: "/").last?.hasPrefix("o-") ?? false
+        for child in try await children(root) {
+            let name = child.dropFirst(root.count).dropLast()
+            if name.hasPrefix("o-") && !isOrgRoot { accounts += try await children(child) } else { accounts.append(child) }
+        }
+        for account in accounts {
+            for service in try await children(account) {
+                let name = service.dropFirst(account.count).dropLast()
+                guard name == "CloudTrail" || name == "CloudTrail-Insight" else { continue }  // digests carry no records
+                regions += try await children(service)
+            }
+        }
+        return regions.sorted()
+    }
+
+    /// Lists every partition to its end, journaling what it finds (or enqueueing it).
+    public func run() async throws {
+        if options.force {
+            for c in try journal.cursors(job: job) {
+                _ = try await journal.saveListing(BackfillCursor(job: job, partition: c.partition), discovered: [])
+            }
+        }
+        var cursors = try journal.cursors(job: job)
+        let marker = cursors.first { $0.partition == "" }
+        if marker?.complete != true {
+            let partitions = try await discover()
+            for p in partitions where !cursors.contains(where: { $0.partition == p }) {
+                _ = try await journal.saveListing(BackfillCursor(job: job, partition: p), discovered: [])
+            }
+            _ = try await journal.saveListing(BackfillCursor(job: job, partition: "", listed: UInt64(partitions.count), complete: true), discovered: [])
+            cursors = try journal.cursors(job: job)
+            logger.info("backfill: partitions discovered", metadata: ["job": "\(job)", "partitions": "\(partitions.count)"])
+        }
+        let open = cursors.filter { $0.partition != "" && !$0.complete }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            var iterator = open.makeIterator()
+            for _ in 0..<max(1, options.workers) {
+                guard let c = iterator.next() else { break }
+                group.addTask { try await self.walk(c) }
+            }
+            while try await group.next() != nil {
+                if let c = iterator.next() { group.addTask { try await self.walk(c) } }
+            }
+        }
+        lock.withLock { finished = true }
+    }
+
+    private func walk(_ start: BackfillCursor) async throws {
+        var cursor = start
+        while !cursor.complete {
+            try Task.checkCancellation()
+            if !options.enqueue {
+                while try journal.objects(in: [.received, .fetched, .emitting]).count >= options.maxPending {
+                    try await Task.sleep(nanoseconds: 100_000_000)
+                }
+            }
+            let page = try await list(cursor.partition, startAfter: cursor.lastKey)
+            let objects = page.objects.filter { !$0.key.hasSuffix("/") }
+            cursor.lastKey = page.objects.last?.key ?? cursor.lastKey
+            cursor.listed += UInt64(objects.count)
+            cursor.listedBytes += objects.reduce(0) { $0 + $1.size }
+            cursor.complete = !page.isTruncated
+            if options.enqueue, let sqs {
+                // Several keys per message, ten messages per batch; the cursor moves only after SQS took them.
+                let bodies = stride(from: 0, to: objects.count, by: 10).map { i -> String in
+                    let keys = objects[i..<min(objects.count, i + 10)].map(\.key)
+                    let data = try! JSONSerialization.data(withJSONObject: ["s3Bucket": source.bucket, "s3ObjectKey": keys], options: [.withoutEscapingSlashes])
+                    return String(decoding: data, as: UTF8.self)
+                }
+                let failed = try await sqs.sendBatch(bodies)
+                if let f = failed.first { throw AWSError(kind: .server, code: f.failure.code, message: f.failure.message, requestID: nil, status: nil, service: "sqs", operation: "SendMessageBatch") }
+                _ = try await journal.saveListing(cursor, discovered: [])
+            } else {
+                let discovered = objects.map { DiscoveredObject(ObjectRef(bucket: source.bucket, key: $0.key, version: $0.etag), size: $0.size) }
+                _ = try await journal.saveListing(cursor, discovered: discovered, force: options.force)
+            }
+        }
+    }
+}
+
+/// Progress of a backfill: a live line on a terminal, otherwise a log line every few seconds.
+final class BackfillProgress: @unchecked Sendable {
+    let journal: Journal
+    let job: String
+    let logger: Logger
+    let started = Date()
+    let tty = isatty(2) != 0
+
+    init(journal: Journal, job: String, logger: Logger) {
+        self.journal = journal
+        self.job = job
+        self.logger = logger
+    }
+
+    func line() -> String {
+        let cursors = (try? journal.cursors(job: job).filter { $0.partition != "" }) ?? []
+        let listed = cursors.reduce(0) { $0 + $1.listed }
+        let bytes = cursors.reduce(0) { $0 + $1.listedBytes }
+        let pending = (try? journal.objects(in: [.received, .fetched, .emitting]).count) ?? 0
+        let done = max(0, Int(listed) - pending)
+        let elapsed = max(0.001, Date().timeIntervalSince(started))
+        let rate = Double(done) / elapsed
+        let complete = cursors.filter(\.complete).count
+        let eta = complete == cursors.count && rate > 0 ? String(format: ", ETA %.0fs", Double(pending) / rate) : ""
+        return String(format: "backfill: %d/%d partitions listed, %llu objects listed (%.1f MB), %d done, %.1f objects/s%@",
+                      complete, cursors.count, listed, Double(bytes) / 1e6, done, rate, eta)
+    }
+
+    func run() async {
+        while !Task.isCancelled {
+            try? await Task.sleep(nanoseconds: tty ? 500_000_000 : 5_000_000_000)
+            if tty {
+                FileHandle.standardError.write(Data(("\r\u{1b}[K" + line()).utf8))
+            } else {
+                logger.info("\(line())")
+            }
+        }
+    }
+
+    func summary() {
+        if tty { FileHandle.standardError.write(Data("\n".utf8)) }
+        logger.info("\(line()) — finished in \(String(format: "%.1f", Date().timeIntervalSince(started)))s")
+    }
+}
