@@ -109,7 +109,7 @@ public struct StatusReport: Sendable {
         if s.backfill.isEmpty {
             lines.append("backfill   none")
         } else {
-            for c in s.backfill {
+            for c in s.backfill where !c.partition.isEmpty {  // "" marks a job's discovery as done
                 lines.append(
                     "backfill   \(c.job) [\(c.partition)] \(c.complete ? "complete" : "listing") "
                         + "\(c.listed) objects, \(Self.bytes(Int(c.listedBytes))), last key \(c.lastKey ?? "-")")

@@ -194,7 +194,7 @@ struct EngineScaleTests {
         let script = Stack.repo.appendingPathComponent("Tests/OutputsTests/Fixtures/es_server.py").path
         let es = try LocalServer(["python3", script, String(esPort), "0.4"], port: esPort, name: "es", installHint: "python3 is needed")
         let stack = try Stack(objects: 24, bad: false) { text in
-            text = text.replacingOccurrences(of: "  visibility_timeout: 30\n", with: "  visibility_timeout: 2\n  max_receive_count: 0\n")
+            text = text.replacingOccurrences(of: "  visibility_timeout: 30\n", with: "  visibility_timeout: 4\n  max_receive_count: 0\n")
             text = text.replacingOccurrences(of: "output:\n", with: "output:\n  elasticsearch:\n    hosts: [\"\(es.url)\"]\n    bulk_max_size: 25\n")
         }
         let p = try stack.start(["-c", stack.config, "--drain"])

@@ -226,8 +226,8 @@ struct LogstashOutputTests {
             let server = try server(mode, dir.sub("log"))
             var config = LogstashOutput.Configuration()
             config.hosts = ["127.0.0.1:\(server.port)"]
-            // Keepalives 0.3 s apart keep a 0.5 s timeout from firing over ~0.9 s of silence.
-            config.timeout = 0.5
+            // Keepalives 0.6 s apart keep a 1 s timeout from firing over ~1.8 s without progress.
+            config.timeout = 1
             #expect(try await LogstashOutput(config).deliver(events(0..<20)).handled == 20, "\(mode)")
             let acks = try lines(dir.sub("log")).compactMap { $0["ack"] as? Int }
             #expect(acks == (mode == "partial" ? [3, 6, 9, 12, 15, 18, 20] : [20]), "\(mode)")

@@ -3,7 +3,7 @@
   lumberjack_server.py PORT MODE LOGFILE [CERT KEY]   (with CERT and KEY: TLS)
   MODE full:      one ACK per window (the highest seq).
   MODE partial:   ACKs every 3 events, then the last.
-  MODE keepalive: three ACK 0 keepalives (0.3 s apart) before each window's ACK.
+  MODE keepalive: three ACK 0 keepalives (0.6 s apart) before each window's ACK.
   MODE drop:      on the first connection, ACKs the first half of the first window, then closes.
 Decodes W, J and C (zlib) frames; checks seq 1..n per window; logs JSON lines to LOGFILE:
 {"event": <decoded JSON>, "seq": n, "conn": k, "compressed": bool} and {"ack": n, "conn": k}.
@@ -91,7 +91,7 @@ class Handler(socketserver.BaseRequestHandler):
                 if MODE == "keepalive":
                     for _ in range(3):
                         ack(0)
-                        time.sleep(0.3)
+                        time.sleep(0.6)
                 if MODE == "partial":
                     for s in range(3, n, 3):
                         ack(s)
