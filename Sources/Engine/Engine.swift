@@ -143,9 +143,10 @@ public final class Engine: @unchecked Sendable {
         guard let sqs else { return }
         while !isStopping {
             try Task.checkCancellation()
-            // Backpressure: bounded objects in flight.
+            // Backpressure: bounded objects in flight, and no intake while the journal is near max_size.
             let pending = try journal.objects(in: [.received, .fetched, .emitting]).count
-            if pending >= config.input.workers * 16 {
+            let disk = try journal.diskUse()
+            if pending >= config.input.workers * 16 || disk.used >= disk.max / 10 * 9 {
                 try await Task.sleep(nanoseconds: 100_000_000)
                 continue
             }
@@ -285,6 +286,9 @@ public final class Engine: @unchecked Sendable {
             } else {
                 let delay = min(300, pow(2, Double(state.attempts)))
                 lock.withLock { retryAfter[ref] = Date().addingTimeInterval(delay) }
+                // Let the messages come back after the backoff rather than after their full visibility timeout.
+                let held = lock.withLock { state.messages.compactMap { id in handles.removeValue(forKey: id) } }
+                for handle in held { try? await sqs?.changeVisibility(handle, timeout: Int(delay)) }
                 logger.warning("fetch failed; retrying", metadata: ["object": "\(ref)", "error": "\(e)", "in": "\(delay)s"])
             }
         } catch let e as LocalReadError {

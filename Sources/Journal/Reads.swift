@@ -81,6 +81,13 @@ extension Journal {
     /// A writer that spools a download into the journal in chunks of `bodyChunkSize`.
     public func bodyWriter(_ ticket: FetchTicket) -> BodyWriter { BodyWriter(journal: self, ticket: ticket) }
 
+    /// Bytes in use by live pages, and `journal.max_size` (cheap: no scan of the records).
+    public func diskUse() throws -> (used: Int, max: Int) {
+        let (pageSize, lastPage) = try resizeLockedInfo()
+        let free = try read { (try? env.freePages($0.txn).get()) ?? 0 }
+        return (max(0, lastPage + 1 - free) * pageSize, options.maxSize)
+    }
+
     // MARK: Status
 
     /// Counts per stage, the quarantine (up to `quarantineLimit` entries, newest first), backfill jobs,

@@ -1,0 +1,59 @@
+import Foundation
+import Testing
+
+@testable import Engine
+
+@Suite("Configuration")
+struct ConfigTests {
+    func error(_ yaml: String) -> String {
+        do {
+            _ = try Config.parse(yaml, file: "/etc/cloudtrailbeat.yml")
+            return "no error"
+        } catch {
+            return "\(error)"
+        }
+    }
+
+    @Test func aSeedConfigLoadsWithDefaults() throws {
+        let c = try Config.parse("""
+            input:
+              sqs_url: https://sqs.us-east-1.amazonaws.com/123456789012/ct
+              aws_region: us-east-1
+              no_purge: true
+            output.logstash.hosts: ["logstash:5044"]
+            output:
+              elasticsearch:
+                hosts: ["https://es:9200"]
+                ssl.verification_mode: none
+            journal.max_size: 512MiB
+            """, file: "c.yml")
+        #expect(c.input.numQueueFetch == 10 && c.input.sleepTime == 0 && c.input.noPurge)
+        #expect(c.logstash?.hosts == ["logstash:5044"] && c.elasticsearch?.verifyTLS == false)
+        #expect(c.journal.maxSize == 512 << 20)
+        #expect(c.outputNames == ["elasticsearch", "logstash"])
+    }
+
+    @Test(arguments: [
+        ("input:\n  visiblity_timeout: 30\noutput:\n  console: {}", "input.visiblity_timeout: unknown key; did you mean 'input.visibility_timeout'?"),
+        ("input:\n  num_queue_fetch: 11\noutput:\n  console: {}", "input.num_queue_fetch: 11 is out of range (1–10)"),
+        ("input:\n  no_purge: maybe\noutput:\n  console: {}", "input.no_purge: must be true or false"),
+        ("outputs:\n  console: {}", "outputs: unknown key; did you mean 'output'?"),
+        ("input:\n  sqs_url: not a url\noutput:\n  console: {}", "input.sqs_url: 'not a url' is not a URL"),
+        ("journal:\n  max_size: lots\noutput:\n  console: {}", "journal.max_size: 'lots' is not a size"),
+        ("output:\n  redis:\n    hosts: [a]\n    datatype: set", "output.redis.datatype: 'set' is not one of list, channel"),
+        ("journal:\n  path: /tmp/x", "output: no output is configured"),
+        ("input: [1, 2]\noutput:\n  console: {}", "input: must be a mapping"),
+        ("input:\n  sqs_url: [", "not valid YAML"),
+    ])
+    func errorsNameTheFileAndTheKey(yaml: String, message: String) {
+        let e = error(yaml)
+        #expect(e.hasPrefix("/etc/cloudtrailbeat.yml: "), "\(e)")
+        #expect(e.contains(message), "\(e)")
+    }
+
+    @Test func environmentVariablesExpand() throws {
+        setenv("CTB_TEST_PASSWORD", "s3cret", 1)
+        let c = try Config.parse("output:\n  redis:\n    hosts: [r]\n    password: ${CTB_TEST_PASSWORD}\n    key: ${CTB_UNSET:fallback}", file: "c.yml")
+        #expect(c.redis?.password == "s3cret" && c.redis?.key == "fallback")
+    }
+}
