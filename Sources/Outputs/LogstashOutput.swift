@@ -77,20 +77,14 @@ public final class LogstashOutput: Output, @unchecked Sendable {
     private func connect() throws -> TCPConnection {
         if let c = connection, !configuration.loadbalance { return c }
         if configuration.loadbalance { connection = nil }
-        var errors: [String] = []
-        for attempt in 0..<configuration.hosts.count {
-            let index = (hostIndex + attempt) % configuration.hosts.count
-            let (host, port) = splitHost(configuration.hosts[index], defaultPort: 5044)
-            do {
-                let c = try TCPConnection(host: host, port: port, timeout: configuration.timeout, ioTimeout: configuration.timeout, tls: configuration.tls)
-                hostIndex = configuration.loadbalance ? index + 1 : index
-                connection = c
-                return c
-            } catch {
-                errors.append("\(error)")
-            }
+        do {
+            let (c, index) = try connectFirst(configuration.hosts, from: hostIndex, defaultPort: 5044, timeout: configuration.timeout, tls: configuration.tls)
+            hostIndex = configuration.loadbalance ? index + 1 : index
+            connection = c
+            return c
+        } catch let e as TCPError {
+            throw OutputError(output: name, message: e.message)
         }
-        throw OutputError(output: name, message: errors.joined(separator: "; "))
     }
 
     public func deliver(_ batch: [OutputEvent]) async throws -> DeliveryReport {

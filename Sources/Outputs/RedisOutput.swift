@@ -62,31 +62,28 @@ public final class RedisOutput: Output, @unchecked Sendable {
 
     private func connect() throws -> TCPConnection {
         if let c = connection { return c }
-        var errors: [String] = []
-        for attempt in 0..<configuration.hosts.count {
-            let index = (hostIndex + attempt) % configuration.hosts.count
-            let (host, port) = splitHost(configuration.hosts[index], defaultPort: 6379)
-            do {
-                let c = try TCPConnection(host: host, port: port, timeout: configuration.timeout, ioTimeout: configuration.timeout, tls: configuration.tls)
-                var setup: [[[UInt8]]] = []
-                if let password = configuration.password { setup.append([Array("AUTH".utf8), Array(password.utf8)]) }
-                if configuration.db != 0 { setup.append([Array("SELECT".utf8), Array(String(configuration.db).utf8)]) }
-                for cmd in setup {
-                    try c.write(RedisOutput.command(cmd))
-                    if let e = try RedisOutput.reply(c) {
-                        throw OutputError(output: name, message: "\(String(decoding: cmd[0], as: UTF8.self)) refused by \(host):\(port): \(e)", retryable: false)
-                    }
-                }
-                hostIndex = index
-                connection = c
-                return c
-            } catch let e as OutputError {
-                throw e
-            } catch {
-                errors.append("\(error)")
-            }
+        let (c, index): (TCPConnection, Int)
+        do {
+            (c, index) = try connectFirst(configuration.hosts, from: hostIndex, defaultPort: 6379, timeout: configuration.timeout, tls: configuration.tls)
+        } catch let e as TCPError {
+            throw OutputError(output: name, message: e.message)
         }
-        throw OutputError(output: name, message: errors.joined(separator: "; "))
+        var setup: [[[UInt8]]] = []
+        if let password = configuration.password { setup.append([Array("AUTH".utf8), Array(password.utf8)]) }
+        if configuration.db != 0 { setup.append([Array("SELECT".utf8), Array(String(configuration.db).utf8)]) }
+        do {
+            for cmd in setup {
+                try c.write(RedisOutput.command(cmd))
+                if let e = try RedisOutput.reply(c) {
+                    throw OutputError(output: name, message: "\(String(decoding: cmd[0], as: UTF8.self)) refused by \(c.peer): \(e)", retryable: false)
+                }
+            }
+        } catch let e as TCPError {
+            throw OutputError(output: name, message: e.message)
+        }
+        hostIndex = index
+        connection = c
+        return c
     }
 
     public func deliver(_ batch: [OutputEvent]) async throws -> DeliveryReport {
@@ -94,56 +91,33 @@ public final class RedisOutput: Output, @unchecked Sendable {
         return try await lane.run { [self] in
             let c = try connect()
             let key = Array(configuration.key.utf8)
-            do {
-                if configuration.datatype == "list" {
-                    // One RPUSH per slice of the batch, all pipelined; each reply acknowledges its slice.
-                    let slice = 256
-                    var commands: [Range<Int>] = []
-                    var bytes: [UInt8] = []
-                    for start in stride(from: 0, to: batch.count, by: slice) {
-                        let r = start..<min(batch.count, start + slice)
-                        commands.append(r)
-                        bytes += RedisOutput.command([Array("RPUSH".utf8), key] + batch[r].map(\.json))
-                    }
-                    try c.write(bytes)
-                    var handled = 0
-                    for r in commands {
-                        do {
-                            if let e = try RedisOutput.reply(c) {
-                                connection = nil
-                                if handled > 0 { return DeliveryReport(handled: handled) }
-                                throw OutputError(output: name, message: "RPUSH refused: \(e)")
-                            }
-                        } catch let e as TCPError {
-                            connection = nil
-                            if handled > 0 { return DeliveryReport(handled: handled) }
-                            throw OutputError(output: name, message: e.message)
-                        }
-                        handled = r.upperBound
-                    }
-                    return DeliveryReport(handled: handled)
-                } else {
-                    var bytes: [UInt8] = []
-                    for e in batch { bytes += RedisOutput.command([Array("PUBLISH".utf8), key, e.json]) }
-                    try c.write(bytes)
-                    for i in 0..<batch.count {
-                        do {
-                            if let e = try RedisOutput.reply(c) {
-                                connection = nil
-                                if i > 0 { return DeliveryReport(handled: i) }
-                                throw OutputError(output: name, message: "PUBLISH refused: \(e)")
-                            }
-                        } catch let e as TCPError {
-                            connection = nil
-                            if i > 0 { return DeliveryReport(handled: i) }
-                            throw OutputError(output: name, message: e.message)
-                        }
-                    }
-                    return DeliveryReport(handled: batch.count)
+            // Pipelined commands, each covering a slice of the batch: RPUSH of up to 256 events (list),
+            // or one PUBLISH per event (channel). Each reply acknowledges its slice.
+            var commands: [(range: Range<Int>, bytes: [UInt8])] = []
+            if configuration.datatype == "list" {
+                for start in stride(from: 0, to: batch.count, by: 256) {
+                    let r = start..<min(batch.count, start + 256)
+                    commands.append((r, RedisOutput.command([Array("RPUSH".utf8), key] + batch[r].map(\.json))))
                 }
+            } else {
+                for (i, e) in batch.enumerated() { commands.append((i..<i + 1, RedisOutput.command([Array("PUBLISH".utf8), key, e.json]))) }
+            }
+            var handled = 0
+            do {
+                try c.write(commands.flatMap(\.bytes))
+                for command in commands {
+                    if let e = try RedisOutput.reply(c) {
+                        connection = nil
+                        if handled > 0 { return DeliveryReport(handled: handled) }
+                        throw OutputError(output: name, message: "\(configuration.datatype == "list" ? "RPUSH" : "PUBLISH") refused: \(e)")
+                    }
+                    handled = command.range.upperBound
+                }
+                return DeliveryReport(handled: handled)
             } catch let e as TCPError {
                 connection = nil
                 hostIndex += 1
+                if handled > 0 { return DeliveryReport(handled: handled) }
                 throw OutputError(output: name, message: e.message)
             }
         }

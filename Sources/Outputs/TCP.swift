@@ -137,3 +137,19 @@ func splitHost(_ s: String, defaultPort: Int) -> (String, Int) {
     }
     return (text, defaultPort)
 }
+
+/// Connects to the first of `hosts` that answers, trying them in turn from index `start`; returns the
+/// connection and the index of its host. The error lists why each host failed.
+func connectFirst(_ hosts: [String], from start: Int, defaultPort: Int, timeout: Double, tls: TLSSettings?) throws -> (TCPConnection, Int) {
+    var errors: [String] = []
+    for attempt in 0..<hosts.count {
+        let index = (start + attempt) % hosts.count
+        let (host, port) = splitHost(hosts[index], defaultPort: defaultPort)
+        do {
+            return (try TCPConnection(host: host, port: port, timeout: timeout, ioTimeout: timeout, tls: tls), index)
+        } catch {
+            errors.append("\(error)")
+        }
+    }
+    throw TCPError(errors.joined(separator: "; "))
+}
