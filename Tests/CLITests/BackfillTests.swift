@@ -99,12 +99,14 @@ struct BackfillTests {
         let start = stack.listCalls().count
         var rng = SplitMix64(seed: UInt64(Date().timeIntervalSince1970))
         var fetchedGets: [String: Int] = [:]
+        var kills = 0
         for round in 0..<22 {
             let p = try stack.start(["-c", config, "-b", "org-trail-bucket", "--page-size", "50"])
             usleep(UInt32.random(in: 200_000...1_500_000, using: &rng))
             p.kill()
             let end = p.wait()
             if end.exited { break }  // it finished before the kill
+            kills += 1
             var options = Journal.Options()
             options.readOnly = true
             let journal = try Journal(path: stack.dir.sub("killed") + "/journal", options: options)
@@ -114,6 +116,7 @@ struct BackfillTests {
             for key in fetched where fetchedGets[key] == nil { fetchedGets[key] = counts[key] ?? 0 }
             _ = round
         }
+        #expect(kills >= 20, "killed \(kills) times")
         #expect(try stack.run(["-c", config, "-b", "org-trail-bucket", "--page-size", "50"]) == 0)
         let interrupted = stack.listCalls().count - start
         let got = try stack.emitted("killed")
