@@ -151,6 +151,12 @@ public enum Bootstrap {
     }
 
     static func runWithSignals(_ engine: Engine, _ c: Config, _ http: HTTPClient, _ logger: Logger) async throws {
+        var metrics: MetricsServer?
+        if c.http.enabled {
+            metrics = try MetricsServer(host: c.http.host, port: c.http.port) { engine.metricsText() }
+            logger.info("metrics at http://\(c.http.host):\(metrics!.port)/metrics")
+        }
+        defer { metrics?.stop() }
 
         // SIGTERM / SIGINT: stop intake, let in-flight work reach a checkpoint, exit 0 within shutdown_timeout.
         let signals = [SIGTERM, SIGINT].map { sig -> any DispatchSourceSignal in

@@ -97,12 +97,15 @@ public struct Config: Sendable {
     public var redis: RedisSection?
     public var logging = Logging()
     public var shutdownTimeout = 30.0
+    /// The metrics endpoint (`http.enabled`, `http.host`, `http.port`).
+    public var http: (enabled: Bool, host: String, port: Int) = (false, "127.0.0.1", 5066)
     public var spotInterruption = false
     public var hasInputSection = false
 
     /// Every key the configuration accepts, for unknown-key errors and suggestions.
     static let known: [String: Set<String>] = [
-        "": ["input", "journal", "output", "logging", "shutdown_timeout", "spot_interruption"],
+        "": ["input", "journal", "output", "logging", "shutdown_timeout", "spot_interruption", "http"],
+        "http": ["enabled", "host", "port"],
         "input": ["sqs_url", "aws_region", "num_queue_fetch", "sleep_time", "no_purge", "endpoint", "path_style", "visibility_timeout",
                   "max_receive_count", "workers", "wait_time", "leave_poison_to_dlq", "profile", "role_arn", "external_id", "max_fetch_attempts"],
         "journal": ["path", "max_size", "done_retention"],
@@ -257,6 +260,10 @@ public struct Config: Sendable {
             }
             c.logging.selectors = try r.strings(l, "logging", "selectors") ?? []
             c.logging.toStderr = try r.bool(l, "logging", "to_stderr") ?? true
+        }
+        if let h = try r.section(flat, "http") {
+            try r.checkKeys(h, at: "http")
+            c.http = (try r.bool(h, "http", "enabled") ?? true, try r.string(h, "http", "host") ?? "127.0.0.1", try r.int(h, "http", "port", in: 0...65535) ?? 5066)
         }
         c.shutdownTimeout = try r.duration(flat, "", "shutdown_timeout").map(Double.init) ?? 30
         c.spotInterruption = try r.bool(flat, "", "spot_interruption") ?? false

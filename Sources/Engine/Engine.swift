@@ -36,6 +36,10 @@ public final class Engine: @unchecked Sendable {
     let http: HTTPClient
     /// A backfill walking existing logs (queue mode when nil).
     public var backfill: Backfill?
+    let metrics = EngineMetrics()
+
+    /// The Prometheus text exposition of this engine (for the `http` endpoint).
+    public func metricsText() -> String { metrics.render(engine: self) }
 
     private let lock = NSLock()
     private var stopping = false
@@ -51,6 +55,8 @@ public final class Engine: @unchecked Sendable {
         public var messagesReceived = 0
         public var messagesDeleted = 0
         public var messagesQuarantined = 0
+        /// Messages handed back to the queue early (visibility set to a backoff after a retryable failure).
+        public var messagesReturned = 0
         public var objectsFetched = 0
         public var objectsQuarantined = 0
         public var objectsSkipped = 0
@@ -289,6 +295,7 @@ public final class Engine: @unchecked Sendable {
                 // Let the messages come back after the backoff rather than after their full visibility timeout.
                 let held = lock.withLock { state.messages.compactMap { id in handles.removeValue(forKey: id) } }
                 for handle in held { try? await sqs?.changeVisibility(handle, timeout: Int(delay)) }
+                lock.withLock { counters.messagesReturned += held.count }
                 logger.warning("fetch failed; retrying", metadata: ["object": "\(ref)", "error": "\(e)", "in": "\(delay)s"])
             }
         } catch let e as LocalReadError {

@@ -250,3 +250,68 @@ struct EngineScaleTests {
         #expect(try stack.queueCount() == 0)
     }
 }
+
+@Suite("Metrics endpoint", .serialized)
+struct MetricsTests {
+    func scrape(_ port: Int) -> [String: Double] {
+        let p = try? ChildProcess("/usr/bin/curl", ["-s", "--max-time", "5", "http://127.0.0.1:\(port)/metrics"])
+        let text = p?.readAll() ?? ""
+        _ = p?.wait()
+        var values: [String: Double] = [:]
+        for line in text.split(separator: "\n") where !line.hasPrefix("#") {
+            let parts = line.split(separator: " ")
+            if parts.count == 2, let v = Double(parts[1]) { values[String(parts[0])] = v }
+        }
+        return values
+    }
+
+    @Test func countersMoveAndGaugesMatchJournalStatus() throws {
+        let port = freePort()
+        let stack = try Stack(objects: 40, bad: true) { text in
+            text += "http:\n  enabled: true\n  port: \(port)\n"
+        }
+        let engine = try stack.start(["-c", stack.config])
+        defer {
+            engine.kill(SIGTERM)
+            _ = engine.wait()
+        }
+        let expected = stack.expected.count
+        var seen: Set<Double> = []
+        var last: [String: Double] = [:]
+        let deadline = Date().addingTimeInterval(90)
+        while Date() < deadline {
+            last = scrape(port)
+            if let acked = last["cloudtrailbeat_output_records_acknowledged_total{output=\"file\"}"] {
+                seen.insert(acked)
+                if Int(acked) == expected, last["cloudtrailbeat_journal_messages{state=\"received\"}"] == 0,
+                    last["cloudtrailbeat_journal_objects{stage=\"received\"}"] == 0
+                {
+                    break
+                }
+            }
+            usleep(200_000)
+        }
+        #expect(Int(last["cloudtrailbeat_output_records_acknowledged_total{output=\"file\"}"] ?? -1) == expected)
+        #expect(seen.count >= 2, "the counter moved during the run: \(seen.sorted())")
+        #expect((last["cloudtrailbeat_sqs_messages_received_total"] ?? 0) > 0 && (last["cloudtrailbeat_s3_objects_fetched_total"] ?? 0) > 0)
+        #expect((last["cloudtrailbeat_s3_objects_quarantined_total"] ?? 0) == 2)
+        // Let deletes and GC settle, then the journal gauges equal `journal status`.
+        var stable: [String: Double] = [:]
+        for _ in 0..<50 {
+            usleep(300_000)
+            let now = scrape(port).filter { $0.key.hasPrefix("cloudtrailbeat_journal_objects") || $0.key.hasPrefix("cloudtrailbeat_journal_messages") }
+            if now == stable && now["cloudtrailbeat_journal_messages{state=\"complete\"}"] == 0 { break }
+            stable = now
+        }
+        let (code, json) = try stack.run(["journal", "status", "-c", stack.config, "--json"])
+        #expect(code == 0)
+        let status = try #require(try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any])
+        for (stage, n) in status["objects"] as? [String: Int] ?? [:] {
+            #expect(stable["cloudtrailbeat_journal_objects{stage=\"\(stage)\"}"].map(Int.init) == n, "objects \(stage)")
+        }
+        for (state, n) in status["messages"] as? [String: Int] ?? [:] {
+            #expect(stable["cloudtrailbeat_journal_messages{state=\"\(state)\"}"].map(Int.init) == n, "messages \(state)")
+        }
+        #expect(Int(scrape(port)["cloudtrailbeat_journal_quarantined"] ?? -1) == (status["quarantined"] as? [Any])?.count)
+    }
+}

@@ -1,0 +1,154 @@
+import Foundation
+import Journal
+import Logging
+import Outputs
+import Prometheus
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Prometheus metrics of a running engine: counters of what it did, and gauges sampled from the journal
+/// at each scrape (so they always match `journal status`).
+final class EngineMetrics: @unchecked Sendable {
+    let registry = PrometheusCollectorRegistry()
+    private let lock = NSLock()
+    private var reported: [String: Double] = [:]
+
+    /// Renders the text exposition, first bringing counters and gauges up to date.
+    func render(engine: Engine) -> String {
+        lock.withLock {
+            let c = engine.counters
+            count("cloudtrailbeat_sqs_messages_received_total", [], c.messagesReceived)
+            count("cloudtrailbeat_sqs_messages_deleted_total", [], c.messagesDeleted)
+            count("cloudtrailbeat_sqs_messages_returned_total", [], c.messagesReturned)
+            count("cloudtrailbeat_sqs_messages_quarantined_total", [], c.messagesQuarantined)
+            count("cloudtrailbeat_sqs_visibility_extensions_total", [], c.visibilityExtensions)
+            count("cloudtrailbeat_s3_objects_fetched_total", [], c.objectsFetched)
+            count("cloudtrailbeat_s3_objects_quarantined_total", [], c.objectsQuarantined)
+            count("cloudtrailbeat_s3_objects_skipped_total", [], c.objectsSkipped)
+            count("cloudtrailbeat_s3_bytes_downloaded_total", [], c.bytesDownloaded)
+            for pump in engine.pumps {
+                let name = pump.output.name
+                count("cloudtrailbeat_output_records_acknowledged_total", [("output", name)], c.recordsAcknowledged[name] ?? 0)
+                count("cloudtrailbeat_output_retries_total", [("output", name)], pump.retries)
+                count("cloudtrailbeat_output_dead_letters_total", [("output", name)], pump.deadLettered)
+            }
+            if let status = try? engine.journal.status(quarantineLimit: 0) {
+                for stage in ObjectStage.allCases {
+                    gauge("cloudtrailbeat_journal_objects", [("stage", stage.description)], status.objectsByStage[stage] ?? 0)
+                }
+                for state in MessageState.State.allCases {
+                    gauge("cloudtrailbeat_journal_messages", [("state", state.description)], status.messagesByState[state] ?? 0)
+                }
+                gauge("cloudtrailbeat_journal_used_bytes", [], status.disk.usedBytes)
+                gauge("cloudtrailbeat_journal_mapped_bytes", [], status.disk.mappedBytes)
+                gauge("cloudtrailbeat_journal_max_bytes", [], status.disk.maxBytes)
+                gauge("cloudtrailbeat_journal_quarantined", [], (try? engine.journal.quarantine().count) ?? 0)
+                let age = status.oldestUnacknowledged.map { max(0, Date().timeIntervalSince1970 - Double($0) / 1000) } ?? 0
+                registry.makeGauge(name: "cloudtrailbeat_oldest_unacknowledged_age_seconds", labels: []).set(age)
+                var jobs: [String: (listed: UInt64, complete: Int, partitions: Int)] = [:]
+                for cursor in status.backfill where !cursor.partition.isEmpty {
+                    var j = jobs[cursor.job] ?? (0, 0, 0)
+                    j.listed += cursor.listed
+                    j.partitions += 1
+                    if cursor.complete { j.complete += 1 }
+                    jobs[cursor.job] = j
+                }
+                let pending = (status.objectsByStage[.received] ?? 0) + (status.objectsByStage[.fetched] ?? 0) + (status.objectsByStage[.emitting] ?? 0)
+                for (job, j) in jobs {
+                    gauge("cloudtrailbeat_backfill_listed_objects", [("job", job)], Int(j.listed))
+                    gauge("cloudtrailbeat_backfill_done_objects", [("job", job)], max(0, Int(j.listed) - pending))
+                    gauge("cloudtrailbeat_backfill_partitions_complete", [("job", job)], j.complete)
+                    gauge("cloudtrailbeat_backfill_partitions", [("job", job)], j.partitions)
+                }
+            }
+            return registry.emitToString()
+        }
+    }
+
+    private func count(_ name: String, _ labels: [(String, String)], _ value: Int) {
+        let key = name + labels.map { "|\($0.0)=\($0.1)" }.joined()
+        let delta = Double(value) - (reported[key] ?? 0)
+        let counter = registry.makeCounter(name: name, labels: labels)
+        if delta > 0 { counter.increment(by: delta) }
+        reported[key] = Double(value)
+    }
+
+    private func gauge(_ name: String, _ labels: [(String, String)], _ value: Int) {
+        registry.makeGauge(name: name, labels: labels).set(Double(value))
+    }
+}
+
+/// A minimal HTTP/1.1 endpoint for `GET /metrics` (Prometheus text exposition), bound to loopback by
+/// default. One thread; one short request per connection.
+final class MetricsServer: @unchecked Sendable {
+    let fd: Int32
+    let port: Int
+    private let render: @Sendable () -> String
+    private var stopped = false
+
+    init(host: String, port: Int, render: @escaping @Sendable () -> String) throws {
+        self.render = render
+        let sock = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        var one: Int32 = 1
+        setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = UInt16(port).bigEndian
+        guard inet_pton(AF_INET, host, &addr.sin_addr) == 1 else {
+            close(sock)
+            throw ConfigError(file: "", key: "http.host", message: "'\(host)' is not an IPv4 address")
+        }
+        let bound = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(sock, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        guard bound == 0, listen(sock, 16) == 0 else {
+            let reason = String(cString: strerror(errno))
+            close(sock)
+            throw ConfigError(file: "", key: "http.port", message: "cannot listen on \(host):\(port): \(reason)")
+        }
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(sock, $0, &len) } }
+        self.fd = sock
+        self.port = Int(UInt16(bigEndian: addr.sin_port))
+        let thread = Thread { [self] in serve() }
+        thread.name = "cloudtrailbeat.metrics"
+        thread.start()
+    }
+
+    func stop() {
+        stopped = true
+        shutdown(fd, Int32(SHUT_RDWR))
+        close(fd)
+    }
+
+    private func serve() {
+        while !stopped {
+            let client = accept(fd, nil, nil)
+            if client < 0 {
+                if errno == EINTR { continue }
+                return
+            }
+            var tv = timeval(tv_sec: 5, tv_usec: 0)
+            setsockopt(client, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+            var buffer = [UInt8](repeating: 0, count: 4096)
+            let n = recv(client, &buffer, buffer.count, 0)
+            let line = n > 0 ? String(decoding: buffer[..<n], as: UTF8.self).split(separator: "\r\n").first ?? "" : ""
+            let parts = line.split(separator: " ")
+            let response: String
+            if parts.count >= 2, parts[0] == "GET", parts[1] == "/metrics" || parts[1] == "/" {
+                let body = render()
+                response = "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n" + body
+            } else {
+                response = "HTTP/1.1 404 Not Found\r\nContent-Length: 10\r\nConnection: close\r\n\r\nnot found\n"
+            }
+            let bytes = Array(response.utf8)
+            var offset = 0
+            while offset < bytes.count {
+                let w = bytes.withUnsafeBytes { send(client, $0.baseAddress! + offset, bytes.count - offset, Int32(MSG_NOSIGNAL)) }
+                if w <= 0 { break }
+                offset += w
+            }
+            close(client)
+        }
+    }
+}
