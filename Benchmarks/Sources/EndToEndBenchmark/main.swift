@@ -1,0 +1,160 @@
+// cloudtrailbeat end to end, the real binary, against reference tools in the same invocation:
+//
+//   e2e-benchmark --binary PATH [--quick] [--mb N] [--repo DIR]
+//
+// 1. Journaled throughput: a local-directory backfill of a generated >= 100 MB (uncompressed) corpus →
+//    journal → file output, versus `zcat FILES | jq -c '.Records[]' > out` and bare `zcat FILES > /dev/null`
+//    (same files, medians). Targets: >= 5x jq and >= 0.4x bare zcat. Also records/s, MB/s, peak RSS and
+//    journal bytes written per record.
+// 2. Memory: one object of 1 GiB uncompressed, end to end; peak RSS must stay <= 128 MiB.
+// 3. The queue path against moto: our CPU seconds per 1 000 records (moto itself is slow: we measure our
+//    CPU, not its speed).
+import BenchmarkSupport
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+let args = CommandLine.arguments
+func option(_ name: String) -> String? {
+    guard let i = args.firstIndex(of: name), i + 1 < args.count else { return nil }
+    return args[i + 1]
+}
+guard let binary = option("--binary"), FileManager.default.isExecutableFile(atPath: binary) else {
+    FileHandle.standardError.write(Data("usage: e2e-benchmark --binary .build/release/cloudtrailbeat [--quick] [--mb N]\n".utf8))
+    exit(2)
+}
+let quick = args.contains("--quick")
+let repo = option("--repo") ?? FileManager.default.currentDirectoryPath
+let base = FileManager.default.temporaryDirectory.path + "/ctb-e2e-bench-\(getpid())"
+try FileManager.default.createDirectory(atPath: base, withIntermediateDirectories: true)
+defer { try? FileManager.default.removeItem(atPath: base) }
+
+struct Run {
+    var seconds: Double
+    var peakRSS: Int
+    var cpu: Double
+    var written: Int
+}
+
+/// Runs the binary, sampling /proc/<pid>/io for bytes written; returns wall time, peak RSS, CPU.
+func run(_ arguments: [String], environment: [String: String] = [:]) -> Run {
+    var env = ProcessInfo.processInfo.environment
+    for (k, v) in environment { env[k] = v }
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+    posix_spawn_file_actions_addopen(&actions, 2, base + "/engine.log", O_WRONLY | O_CREAT | O_APPEND, 0o644)
+    let argv = ([binary] + arguments).map { strdup($0) } + [nil]
+    let envp = env.map { strdup("\($0.key)=\($0.value)") } + [nil]
+    var pid: pid_t = 0
+    let start = now()
+    precondition(posix_spawn(&pid, binary, &actions, nil, argv, envp) == 0)
+    var written = 0
+    var status: Int32 = 0
+    var usage = rusage()
+    while true {
+        if let io = try? String(contentsOfFile: "/proc/\(pid)/io", encoding: .utf8) {
+            for line in io.split(separator: "\n") where line.hasPrefix("wchar:") { written = Int(line.dropFirst(6).trimmingCharacters(in: .whitespaces)) ?? written }
+        }
+        let r = wait4(pid, &status, WNOHANG, &usage)
+        if r == pid { break }
+        usleep(20_000)
+    }
+    let seconds = now() - start
+    precondition(status == 0, "cloudtrailbeat failed (status \(status)); see \(base)/engine.log")
+    let cpu = Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) / 1e6 + Double(usage.ru_stime.tv_sec) + Double(usage.ru_stime.tv_usec) / 1e6
+    return Run(seconds: seconds, peakRSS: usage.ru_maxrss * 1024, cpu: cpu, written: written)
+}
+
+func shell(_ command: String) -> Double {
+    let start = now()
+    precondition(system(command) == 0, "reference command failed: \(command)")
+    return now() - start
+}
+
+func config(_ name: String, extra: String = "") -> String {
+    let path = "\(base)/\(name).yml"
+    try? FileManager.default.removeItem(atPath: "\(base)/\(name)")
+    try! "journal:\n  path: \(base)/\(name)/journal\noutput:\n  file:\n    path: \(base)/\(name)/out\n    rotate_every_kb: 10485760\n\(extra)"
+        .write(toFile: path, atomically: true, encoding: .utf8)
+    return path
+}
+
+// MARK: 1. Throughput through the journal
+let totalMB = Int(option("--mb") ?? (quick ? "20" : "110"))!
+let corpusDir = base + "/corpus"
+let day = corpusDir + "/AWSLogs/123456789012/CloudTrail/us-east-1/2026/11/28"
+try FileManager.default.createDirectory(atPath: day, withIntermediateDirectories: true)
+var corpus = Corpus()
+var files: [String] = []
+var uncompressed = 0, records = 0
+while uncompressed < totalMB << 20 {
+    let path = day + "/123456789012_CloudTrail_us-east-1_20261128T\(String(format: "%04d", files.count))Z_\(String(format: "%016d", files.count)).json.gz"
+    let (bytes, n) = writeLog(path: path, bytes: min(6 << 20, (totalMB << 20) - uncompressed), corpus: &corpus, start: records)
+    files.append(path)
+    uncompressed += bytes
+    records += n
+}
+let list = files.map { "'\($0)'" }.joined(separator: " ")
+let repetitions = quick ? 1 : 3
+print("e2e benchmark: \(files.count) files, \(uncompressed >> 20) MiB uncompressed, \(records) records; \(repetitions) repetitions, medians")
+var ours: [Run] = []
+var jq: [Double] = [], zcat: [Double] = []
+for _ in 0..<repetitions {
+    let c = config("backfill")
+    ours.append(run(["-c", c, "-b", corpusDir]))
+    let out = try String(contentsOfFile: "\(base)/backfill/out/cloudtrailbeat.ndjson", encoding: .utf8).utf8.reduce(0) { $0 + ($1 == 0x0a ? 1 : 0) }
+    precondition(out == records, "the file output holds \(out) events, expected \(records)")
+    jq.append(shell("zcat \(list) | jq -c '.Records[]' > \(base)/jq.out"))
+    zcat.append(shell("zcat \(list) > /dev/null"))
+}
+let t = median(ours.map(\.seconds))
+let mb = Double(uncompressed) / 1e6
+func pad(_ s: String) -> String { s.padding(toLength: 44, withPad: " ", startingAt: 0) }
+print("  \(pad("cloudtrailbeat -b dir (journal + file output)"))\(String(format: "%8.1f MB/s %9.0f records/s", mb / t, Double(records) / t))")
+print("  \(pad("zcat | jq -c '.Records[]' > out"))\(String(format: "%8.1f MB/s %9.0f records/s", mb / median(jq), Double(records) / median(jq)))")
+print("  \(pad("zcat > /dev/null"))\(String(format: "%8.1f MB/s %9.0f records/s", mb / median(zcat), Double(records) / median(zcat)))")
+let vsJq = median(jq) / t, vsZcat = median(zcat) / t
+print(String(format: "  ratio vs jq:   %.2fx (target >= 5x)   %@", vsJq, vsJq >= 5 ? "met" : "MISSED"))
+print(String(format: "  ratio vs zcat: %.2fx (target >= 0.4x) %@", vsZcat, vsZcat >= 0.4 ? "met" : "MISSED"))
+print(String(format: "  peak RSS %.1f MiB; bytes written per record %.0f (journal, bodies, file output and fsyncs included)",
+             Double(median(ours.map { Double($0.peakRSS) })) / 1048576, median(ours.map { Double($0.written) }) / Double(records)))
+
+// MARK: 2. Memory on one 1 GiB object
+let bigMB = quick ? 128 : 1024
+let bigDay = base + "/big/AWSLogs/123456789012/CloudTrail/us-east-1/2026/11/28"
+try FileManager.default.createDirectory(atPath: bigDay, withIntermediateDirectories: true)
+let (bigBytes, bigRecords) = writeLog(path: bigDay + "/123456789012_CloudTrail_us-east-1_20261128T0000Z_big.json.gz", bytes: bigMB << 20, corpus: &corpus, start: 0, level: 1)
+let big = run(["-c", config("big", extra: "  # one big object\n"), "-b", base + "/big", "--page-size", "10"])
+print(String(format: "  one object of %d MiB uncompressed (%d records) end to end: peak RSS %.1f MiB (target <= 128 MiB) %@, %.1f s",
+             bigBytes >> 20, bigRecords, Double(big.peakRSS) / 1048576, big.peakRSS <= 128 << 20 ? "met" : "MISSED", big.seconds))
+
+// MARK: 3. The queue path against moto: our CPU per 1 000 records
+if system("command -v moto_server >/dev/null") == 0 {
+    let port = Int.random(in: 20000...40000)
+    let moto = Process()
+    moto.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    moto.arguments = ["moto_server", "-H", "127.0.0.1", "-p", String(port)]
+    moto.environment = ProcessInfo.processInfo.environment.merging(["INITIAL_NO_AUTH_ACTION_COUNT": "3"]) { $1 }
+    moto.standardError = FileHandle.nullDevice
+    moto.standardOutput = FileHandle.nullDevice
+    try moto.run()
+    defer { moto.terminate() }
+    usleep(2_500_000)
+    let queueDir = base + "/queue"
+    let objects = quick ? 30 : 150
+    precondition(system("python3 '\(repo)/scripts/demo_aws.py' setup --endpoint http://127.0.0.1:\(port) --dir '\(queueDir)' --objects \(objects) > \(base)/setup.log 2>&1") == 0, "demo_aws.py setup failed")
+    var env: [String: String] = [:]
+    for line in try String(contentsOfFile: queueDir + "/env", encoding: .utf8).split(separator: "\n") {
+        let kv = line.replacingOccurrences(of: "export ", with: "").split(separator: "=", maxSplits: 1)
+        env[String(kv[0])] = String(kv[1])
+    }
+    let queueRecords = try String(contentsOfFile: queueDir + "/expected.ndjson", encoding: .utf8).split(separator: "\n").count
+    let q = run(["-c", queueDir + "/cloudtrailbeat.yml", "--drain"], environment: env)
+    print(String(format: "  queue path against moto: %d records, %.3f CPU seconds per 1000 records (wall %.1f s, moto-bound)",
+                 queueRecords, q.cpu / Double(queueRecords) * 1000, q.seconds))
+} else {
+    print("  queue path: skipped (moto_server missing: pip install 'moto[server]')")
+}
