@@ -95,7 +95,7 @@ public final class Engine: @unchecked Sendable {
                     }
                     let ticker = Task { await progress.run() }
                     defer { ticker.cancel() }
-                    while try !self.drained() { try await Task.sleep(nanoseconds: 200_000_000) }
+                    while try !self.drained() { try await Task.sleep(nanoseconds: 50_000_000) }
                     progress.summary()
                     try await Task.sleep(nanoseconds: .max / 2)  // the watch loop ends the run
                 }
@@ -121,7 +121,7 @@ public final class Engine: @unchecked Sendable {
 
     private func watchLoop() async throws {
         while true {
-            try await Task.sleep(nanoseconds: 200_000_000)
+            try await Task.sleep(nanoseconds: 50_000_000)
             if isStopping {
                 logger.info("stopping: intake stopped, in-flight work ends at its next checkpoint")
                 return
@@ -384,6 +384,7 @@ public final class Engine: @unchecked Sendable {
                 pending.append(OutputEvent(id: info.id, json: out))
             }
             try await flush(false)
+            if index % 64 == 63 { journal.releaseMappedPages() }
         }
         try decoder.finish { record in
             guard record.index >= UInt64(start) else { return }
@@ -392,6 +393,7 @@ public final class Engine: @unchecked Sendable {
             pending.append(OutputEvent(id: info.id, json: out))
         }
         try await flush(true)
+        journal.releaseMappedPages()
         if next < Int(total) {
             logger.error("the stored body yielded fewer records than counted at fetch", metadata: ["object": "\(object.ref)", "counted": "\(total)", "found": "\(next)"])
         }

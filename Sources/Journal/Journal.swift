@@ -70,13 +70,14 @@ public final class Journal: @unchecked Sendable {
 
     let env: LMDBEnvironment
     let dbs: Databases
-    private let resizeLock = ReadWriteLock()
+    let resizeLock = ReadWriteLock()
     private let writer = WriterThread()
     private var mapSize: Int
     private let state = NSLock()
     private var broken: JournalError?
     private var closed = false
-    private let registryKey: String
+    /// The journal directory with symbolic links resolved.
+    let registryKey: String
     private var ownerLockFD: Int32 = -1
 
     // MARK: Opening

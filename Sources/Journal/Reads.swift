@@ -69,6 +69,12 @@ extension Journal {
         }
     }
 
+    /// Releases the map's pages from the resident set after reading large bodies, so memory stays bounded
+    /// whatever the objects' sizes (the pages stay in the page cache).
+    public func releaseMappedPages() {
+        resizeLock.withReadLock { env.dropResidentPages(dataFile: registryKey + "/data.mdb") }
+    }
+
     /// One chunk of a stored body, or nil when there is no such chunk.
     public func bodyChunk(_ body: BodyRef, _ index: UInt32) throws -> [UInt8]? {
         try read { try $0.get($0.dbs.bodies, Transitions.chunkKey(body.id, index)) }
@@ -200,6 +206,8 @@ public final class BodyWriter: @unchecked Sendable {
         try await journal.storeChunks(ticket, first: firstPending, pending)
         firstPending += UInt32(pending.count)
         pending.removeAll()
+        // Writing large bodies faults the map's pages in; keep the resident set bounded.
+        journal.releaseMappedPages()
     }
 
     /// Stores what is left and commits the `fetched` transition with the record count.

@@ -92,6 +92,23 @@ final class LMDBEnvironment: @unchecked Sendable {
         check(mdb_env_sync(handle, force ? 1 : 0))
     }
 
+    /// Drops the map's pages of `dataFile` from this process's resident set (they stay in the page
+    /// cache; the next access faults them back in). The map is read-only without MDB_WRITEMAP, so
+    /// nothing is lost. LMDB reports its map address only with MDB_FIXEDMAP, so the mapping is found in
+    /// /proc/self/maps.
+    ///
+    /// The corresponding C function is `madvise`.
+    func dropResidentPages(dataFile: String) {
+        guard let maps = try? String(contentsOfFile: "/proc/self/maps", encoding: .utf8) else { return }
+        for line in maps.split(separator: "\n") where line.hasSuffix(" " + dataFile) {
+            let range = line.prefix { $0 != " " }.split(separator: "-")
+            guard range.count == 2, let start = UInt(range[0], radix: 16), let end = UInt(range[1], radix: 16), end > start,
+                let address = UnsafeMutableRawPointer(bitPattern: start)
+            else { continue }
+            _ = madvise(address, Int(end - start), MADV_DONTNEED)
+        }
+    }
+
     /// Closes the environment and frees its handle. Call once.
     ///
     /// The corresponding C function is `mdb_env_close`.
