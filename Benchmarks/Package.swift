@@ -12,7 +12,7 @@ let package = Package(
     targets: [
         .executableTarget(
             name: "journal-benchmark",
-            dependencies: [.product(name: "Journal", package: "cloudtrailbeat")],
+            dependencies: ["BenchmarkSupport", .product(name: "Journal", package: "cloudtrailbeat")],
             path: "Sources/JournalBenchmark"),
         .target(
             name: "BenchmarkSupport",

@@ -276,7 +276,7 @@ public final class Engine: @unchecked Sendable {
             logger.debug("fetched", metadata: ["object": "\(ref)", "records": "\(count)", "stage": "\(state.stage)"])
         } catch let e as SplitError {
             _ = try await journal.fetchFailed(ticket, error: e.description)
-            if e.code == .notCloudTrailLog, ObjectClassifier.classify(key: ref.key + ".unknown-layout", head: (try? gunzipHead(head)) ?? head) == .digest {
+            if e.code == .notCloudTrailLog, ObjectClassifier.classify(head: (try? gunzipHead(head)) ?? head) == .digest {
                 _ = try await journal.complete(ref, note: "digest file (by content): not emitted")
                 lock.withLock { counters.objectsSkipped += 1 }
                 return
@@ -358,6 +358,14 @@ public final class Engine: @unchecked Sendable {
         var pending: [OutputEvent] = []
         var next = start  // first record not yet delivered
         let batch = pump.output.maxBatch
+        var out: [UInt8] = []
+        /// Records before the output's cursor were acknowledged already; the rest become events.
+        func take(_ record: RecordView) {
+            guard record.index >= UInt64(start) else { return }
+            out.removeAll(keepingCapacity: true)
+            let info = builder.append(record, to: &out)
+            pending.append(OutputEvent(id: info.id, json: out))
+        }
         func flush(_ all: Bool) async throws {
             while pending.count >= batch || (all && !pending.isEmpty) {
                 let slice = Array(pending.prefix(batch))
@@ -376,22 +384,11 @@ public final class Engine: @unchecked Sendable {
                 try await quarantine(object.ref, "stored body chunk \(index) is missing")
                 return
             }
-            var out: [UInt8] = []
-            try decoder.push(chunk) { record in
-                guard record.index >= UInt64(start) else { return }
-                out.removeAll(keepingCapacity: true)
-                let info = builder.append(record, to: &out)
-                pending.append(OutputEvent(id: info.id, json: out))
-            }
+            try decoder.push(chunk, take)
             try await flush(false)
             if index % 64 == 63 { journal.releaseMappedPages() }
         }
-        try decoder.finish { record in
-            guard record.index >= UInt64(start) else { return }
-            var out: [UInt8] = []
-            let info = builder.append(record, to: &out)
-            pending.append(OutputEvent(id: info.id, json: out))
-        }
+        try decoder.finish(take)
         try await flush(true)
         journal.releaseMappedPages()
         if next < Int(total) {

@@ -89,9 +89,7 @@ extension Journal {
 
     /// Bytes in use by live pages, and `journal.max_size` (cheap: no scan of the records).
     public func diskUse() throws -> (used: Int, max: Int) {
-        let (pageSize, lastPage) = try resizeLockedInfo()
-        let free = try read { (try? env.freePages($0.txn).get()) ?? 0 }
-        return (max(0, lastPage + 1 - free) * pageSize, options.maxSize)
+        (try read { try usedBytes($0) }, options.maxSize)
     }
 
     // MARK: Status
@@ -99,7 +97,7 @@ extension Journal {
     /// Counts per stage, the quarantine (up to `quarantineLimit` entries, newest first), backfill jobs,
     /// the oldest unacknowledged item and disk use.
     public func status(quarantineLimit: Int = 100) throws -> JournalStatus {
-        let (pageSize, lastPage) = try resizeLockedInfo()
+        let pageSize = try pageInfo().pageSize
         return try read { txn in
             var byStage: [ObjectStage: Int] = [:]
             var oldest: Timestamp?
@@ -134,7 +132,6 @@ extension Journal {
                 if k.first == Databases.collectBody { awaiting += 1 }
                 return true
             }
-            let free = (try? env.freePages(txn.txn).get()) ?? 0
             let fileBytes =
                 (try? FileManager.default.attributesOfItem(atPath: path + "/data.mdb")[.size] as? Int) ?? 0
             var version = Journal.formatVersion
@@ -148,12 +145,19 @@ extension Journal {
                 oldestUnacknowledged: oldest, doneMarkers: try txn.count(txn.dbs.done),
                 bodiesAwaitingGC: awaiting, storedBodyBytes: storedBytes, bodyChunks: try txn.count(txn.dbs.bodies),
                 disk: .init(
-                    usedBytes: max(0, lastPage + 1 - free) * pageSize, mappedBytes: mappedSize, fileBytes: fileBytes,
+                    usedBytes: try usedBytes(txn), mappedBytes: mappedSize, fileBytes: fileBytes,
                     maxBytes: options.maxSize, pageSize: pageSize))
         }
     }
 
-    private func resizeLockedInfo() throws -> (pageSize: Int, lastPage: Int) {
+    /// Bytes of live pages: pages up to the last one used, less those on LMDB's free list.
+    private func usedBytes(_ txn: ReadContext) throws -> Int {
+        let (pageSize, lastPage) = try pageInfo()
+        let free = (try? env.freePages(txn.txn).get()) ?? 0
+        return max(0, lastPage + 1 - free) * pageSize
+    }
+
+    private func pageInfo() throws -> (pageSize: Int, lastPage: Int) {
         let st = try Journal.lift(env.stat(), "mdb_env_stat", path: path)
         let info = try Journal.lift(env.info(), "mdb_env_info", path: path)
         return (Int(st.ms_psize), info.me_last_pgno)

@@ -41,7 +41,11 @@ public enum ObjectClassifier {
 
     /// From the key, or else from the first uncompressed bytes of the body.
     public static func classify(key: String, head: some Collection<UInt8>) -> ObjectKind {
-        if let kind = classify(key: key) { return kind }
+        classify(key: key) ?? classify(head: head)
+    }
+
+    /// From the first uncompressed bytes of the body alone.
+    public static func classify(head: some Collection<UInt8>) -> ObjectKind {
         let text = String(decoding: head.prefix(8192), as: UTF8.self)
         if text.contains("\"Records\"") {
             return text.contains("AwsCloudTrailInsight") ? .insight : .log

@@ -6,6 +6,13 @@ import Stages
 import Glibc
 #endif
 
+/// The value after `name` on the command line, if given.
+public func option(_ name: String) -> String? {
+    let args = CommandLine.arguments
+    guard let i = args.firstIndex(of: name), i + 1 < args.count else { return nil }
+    return args[i + 1]
+}
+
 public func now() -> Double {
     var ts = timespec()
     clock_gettime(CLOCK_MONOTONIC, &ts)

@@ -17,10 +17,6 @@ import Glibc
 #endif
 
 let args = CommandLine.arguments
-func option(_ name: String) -> String? {
-    guard let i = args.firstIndex(of: name), i + 1 < args.count else { return nil }
-    return args[i + 1]
-}
 guard let binary = option("--binary"), FileManager.default.isExecutableFile(atPath: binary) else {
     FileHandle.standardError.write(Data("usage: e2e-benchmark --binary .build/release/cloudtrailbeat [--quick] [--mb N]\n".utf8))
     exit(2)

@@ -6,6 +6,7 @@
 // Prints: durable stage transitions per second, one at a time and with concurrent callers sharing
 // commits (group commit); acknowledgements per second when batched in one transition; and bytes
 // written to the journal per record over a full object life cycle.
+import BenchmarkSupport
 import Foundation
 import Journal
 
@@ -15,19 +16,9 @@ import Glibc
 
 let arguments = CommandLine.arguments
 let quick = arguments.contains("--quick")
-let base: String = {
-    if let i = arguments.firstIndex(of: "--dir"), i + 1 < arguments.count { return arguments[i + 1] }
-    return FileManager.default.temporaryDirectory.path
-}()
+let base = option("--dir") ?? FileManager.default.temporaryDirectory.path
 let scale = quick ? 10 : 1
 
-func now() -> Double {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
-}
-
-func median(_ xs: [Double]) -> Double { xs.sorted()[xs.count / 2] }
 
 /// Bytes this process has passed to write(2)/pwrite(2), from /proc/self/io.
 func bytesWritten() -> Int {

@@ -18,10 +18,6 @@ import Glibc
 #endif
 
 let args = CommandLine.arguments
-func option(_ name: String) -> String? {
-    guard let i = args.firstIndex(of: name), i + 1 < args.count else { return nil }
-    return args[i + 1]
-}
 let quick = args.contains("--quick")
 
 /// cloudtrailbeat's stages over the files, one thread: read, gunzip, split, build every event.
