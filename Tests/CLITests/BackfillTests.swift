@@ -100,9 +100,10 @@ struct BackfillTests {
         var rng = SplitMix64(seed: UInt64(Date().timeIntervalSince1970))
         var fetchedGets: [String: Int] = [:]
         var kills = 0
-        for round in 0..<22 {
+        // Kill early and often enough that the walk cannot finish before its 20th kill.
+        for round in 0..<40 where kills < 24 {
             let p = try stack.start(["-c", config, "-b", "org-trail-bucket", "--page-size", "50"])
-            usleep(UInt32.random(in: 200_000...1_500_000, using: &rng))
+            usleep(UInt32.random(in: 100_000...700_000, using: &rng))
             p.kill()
             let end = p.wait()
             if end.exited { break }  // it finished before the kill
@@ -124,7 +125,7 @@ struct BackfillTests {
         #expect(Double(interrupted) <= 1.5 * Double(uninterrupted), "\(interrupted) List calls vs \(uninterrupted) uninterrupted")
         let finalGets = stack.gets()
         for (key, count) in fetchedGets { #expect(finalGets[key] == count, "\(key) fetched again after its fetch was committed") }
-        print("backfill kill loop: \(expected.count) records, List calls \(interrupted) vs \(uninterrupted) uninterrupted, \(fetchedGets.count) objects fetched before a kill")
+        print("backfill kill loop: \(kills) kills, \(expected.count) records, List calls \(interrupted) vs \(uninterrupted) uninterrupted, \(fetchedGets.count) objects fetched before a kill")
         // Re-running a finished backfill re-sends nothing.
         let lines = got.count
         #expect(try stack.run(["-c", config, "-b", "org-trail-bucket", "--page-size", "50"]) == 0)
