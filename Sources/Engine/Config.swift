@@ -43,6 +43,7 @@ public struct Config: Sendable {
         public var rotateEveryKB = 10 * 1024
         public var numberOfFiles = 7
         public var bulkMaxSize = 2048
+        public var worker = 2
     }
     public struct ConsoleSection: Sendable { public var pretty = false }
     public struct ElasticsearchSection: Sendable {
@@ -50,6 +51,7 @@ public struct Config: Sendable {
         public var index = "cloudtrail-%{+yyyy.MM.dd}"
         public var bulkMaxSize = 1600
         public var bulkMaxBytes = 10 << 20
+        public var worker = 2
         public var username: String?
         public var password: String?
         public var apiKey: String?
@@ -62,6 +64,7 @@ public struct Config: Sendable {
         public var hosts: [String] = []
         public var loadbalance = false
         public var bulkMaxSize = 2048
+        public var worker = 2
         public var compressionLevel = 3
         public var timeout = 30.0
         public var tls: TLSConfig?
@@ -79,12 +82,13 @@ public struct Config: Sendable {
         public var db = 0
         public var timeout = 5.0
         public var bulkMaxSize = 2048
+        public var worker = 2
         public var tls: TLSConfig?
     }
     public struct Logging: Sendable {
         public var level = "info"
+        /// Debug lines only from these stages (`SelectorLogHandler.stages`); empty: all.
         public var selectors: [String] = []
-        public var toStderr = true
     }
 
     public var file: String
@@ -102,6 +106,17 @@ public struct Config: Sendable {
     public var spotInterruption = false
     public var hasInputSection = false
 
+    /// How many objects an output emits at once (`worker`); the console keeps one, in order, for people.
+    public func workers(forOutput name: String) -> Int {
+        switch name {
+        case "file": fileOutput?.worker ?? 1
+        case "elasticsearch": elasticsearch?.worker ?? 1
+        case "logstash": logstash?.worker ?? 1
+        case "redis": redis?.worker ?? 1
+        default: 1
+        }
+    }
+
     /// Every key the configuration accepts, for unknown-key errors and suggestions.
     static let known: [String: Set<String>] = [
         "": ["input", "journal", "output", "logging", "shutdown_timeout", "spot_interruption", "http"],
@@ -110,16 +125,16 @@ public struct Config: Sendable {
                   "max_receive_count", "workers", "wait_time", "leave_poison_to_dlq", "profile", "role_arn", "external_id", "max_fetch_attempts"],
         "journal": ["path", "max_size", "done_retention"],
         "output": ["file", "console", "elasticsearch", "logstash", "redis"],
-        "output.file": ["enabled", "path", "filename", "rotate_every_kb", "number_of_files", "bulk_max_size"],
+        "output.file": ["enabled", "path", "filename", "rotate_every_kb", "number_of_files", "bulk_max_size", "worker"],
         "output.console": ["enabled", "pretty"],
-        "output.elasticsearch": ["enabled", "hosts", "index", "bulk_max_size", "bulk_max_bytes", "username", "password", "api_key", "ssl", "timeout", "template"],
+        "output.elasticsearch": ["enabled", "hosts", "index", "bulk_max_size", "bulk_max_bytes", "worker", "username", "password", "api_key", "ssl", "timeout", "template"],
         "output.elasticsearch.ssl": ["certificate_authorities", "verification_mode"],
         "output.elasticsearch.template": ["enabled"],
-        "output.logstash": ["enabled", "hosts", "loadbalance", "bulk_max_size", "compression_level", "timeout", "ssl"],
+        "output.logstash": ["enabled", "hosts", "loadbalance", "bulk_max_size", "worker", "compression_level", "timeout", "ssl"],
         "output.logstash.ssl": ["enabled", "certificate_authorities", "verification_mode"],
-        "output.redis": ["enabled", "hosts", "key", "datatype", "password", "db", "timeout", "bulk_max_size", "ssl"],
+        "output.redis": ["enabled", "hosts", "key", "datatype", "password", "db", "timeout", "bulk_max_size", "worker", "ssl"],
         "output.redis.ssl": ["enabled", "certificate_authorities", "verification_mode"],
-        "logging": ["level", "selectors", "to_stderr"],
+        "logging": ["level", "selectors"],
     ]
 
     /// Loads and validates a YAML file.
@@ -185,6 +200,7 @@ public struct Config: Sendable {
                 s.rotateEveryKB = try r.int(f, "output.file", "rotate_every_kb", in: 1...Int(Int32.max)) ?? s.rotateEveryKB
                 s.numberOfFiles = try r.int(f, "output.file", "number_of_files", in: 1...1024) ?? s.numberOfFiles
                 s.bulkMaxSize = try r.int(f, "output.file", "bulk_max_size", in: 1...100_000) ?? s.bulkMaxSize
+                s.worker = try r.int(f, "output.file", "worker", in: 1...16) ?? s.worker
                 c.fileOutput = s
             }
             if out.keys.contains("console") {
@@ -201,6 +217,7 @@ public struct Config: Sendable {
                 guard !s.hosts.isEmpty else { throw ConfigError(file: file, key: "output.elasticsearch.hosts", message: "missing: e.g. [\"https://localhost:9200\"]") }
                 s.index = try r.string(e, "output.elasticsearch", "index") ?? s.index
                 s.bulkMaxSize = try r.int(e, "output.elasticsearch", "bulk_max_size", in: 1...100_000) ?? s.bulkMaxSize
+                s.worker = try r.int(e, "output.elasticsearch", "worker", in: 1...16) ?? s.worker
                 s.bulkMaxBytes = try r.size(e, "output.elasticsearch", "bulk_max_bytes") ?? s.bulkMaxBytes
                 s.username = try r.string(e, "output.elasticsearch", "username")
                 s.password = try r.string(e, "output.elasticsearch", "password")
@@ -229,6 +246,7 @@ public struct Config: Sendable {
                 guard !s.hosts.isEmpty else { throw ConfigError(file: file, key: "output.logstash.hosts", message: "missing: e.g. [\"localhost:5044\"]") }
                 s.loadbalance = try r.bool(l, "output.logstash", "loadbalance") ?? false
                 s.bulkMaxSize = try r.int(l, "output.logstash", "bulk_max_size", in: 1...100_000) ?? s.bulkMaxSize
+                s.worker = try r.int(l, "output.logstash", "worker", in: 1...16) ?? s.worker
                 s.compressionLevel = try r.int(l, "output.logstash", "compression_level", in: 0...9) ?? s.compressionLevel
                 s.timeout = try r.double(l, "output.logstash", "timeout", in: 1...3600) ?? s.timeout
                 s.tls = try r.tls(l, at: "output.logstash")
@@ -248,6 +266,7 @@ public struct Config: Sendable {
                 s.db = try r.int(d, "output.redis", "db", in: 0...1024) ?? 0
                 s.timeout = try r.double(d, "output.redis", "timeout", in: 0.1...3600) ?? s.timeout
                 s.bulkMaxSize = try r.int(d, "output.redis", "bulk_max_size", in: 1...100_000) ?? s.bulkMaxSize
+                s.worker = try r.int(d, "output.redis", "worker", in: 1...16) ?? s.worker
                 s.tls = try r.tls(d, at: "output.redis")
                 c.redis = s
             }
@@ -259,7 +278,9 @@ public struct Config: Sendable {
                 throw ConfigError(file: file, key: "logging.level", message: "'\(c.logging.level)' is not one of debug, info, warning, error")
             }
             c.logging.selectors = try r.strings(l, "logging", "selectors") ?? []
-            c.logging.toStderr = try r.bool(l, "logging", "to_stderr") ?? true
+            for name in c.logging.selectors where name != "*" && !SelectorLogHandler.stages.contains(name.lowercased()) {
+                throw ConfigError(file: file, key: "logging.selectors", message: "'\(name)' is not a stage: \(SelectorLogHandler.stages.joined(separator: ", ")) or *")
+            }
         }
         if let h = try r.section(flat, "http") {
             try r.checkKeys(h, at: "http")

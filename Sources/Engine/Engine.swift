@@ -44,7 +44,12 @@ public final class Engine: @unchecked Sendable {
     private let lock = NSLock()
     private var stopping = false
     private var fetching: Set<ObjectRef> = []
-    private var emitting: Set<String> = []  // "<output>\u{0}<object>"
+    /// (output, object) pairs an emitter is working on.
+    private var emitting: Set<EmitClaim> = []
+    private struct EmitClaim: Hashable {
+        var output: String
+        var object: ObjectRef
+    }
     private var retryAfter: [ObjectRef: Date] = [:]
     private var handles: [String: String] = [:]  // message id → receipt handle for the heartbeat
     private var lastPollEmpty = false
@@ -160,7 +165,7 @@ public final class Engine: @unchecked Sendable {
             do {
                 messages = try await sqs.receive(max: config.input.numQueueFetch, waitSeconds: config.input.waitTime, visibilityTimeout: config.input.visibilityTimeout)
             } catch let e as AWSError {
-                logger.error("SQS ReceiveMessage failed", metadata: ["error": "\(e)"])
+                logger.error("SQS ReceiveMessage failed", metadata: ["error": "\(e)"], source: "receive")
                 try await Task.sleep(nanoseconds: e.kind == .auth ? 10_000_000_000 : 2_000_000_000)
                 continue
             }
@@ -184,22 +189,22 @@ public final class Engine: @unchecked Sendable {
                 id: m.id, receiptHandle: m.receiptHandle, receiveCount: m.receiveCount,
                 reason: "received \(m.receiveCount) times (input.max_receive_count is \(config.input.maxReceiveCount))", detail: m.body)
             lock.withLock { counters.messagesQuarantined += 1 }
-            logger.warning("poison message quarantined", metadata: ["message": "\(m.id)", "receiveCount": "\(m.receiveCount)"])
+            logger.warning("poison message quarantined", metadata: ["message": "\(m.id)", "receiveCount": "\(m.receiveCount)"], source: "receive")
             return
         }
         switch NotificationDecoder.decode(m.body) {
         case .unrecognised(let reason):
             _ = try await journal.quarantineMessage(id: m.id, receiptHandle: m.receiptHandle, receiveCount: m.receiveCount, reason: "unrecognised message: \(reason)", detail: m.body)
             lock.withLock { counters.messagesQuarantined += 1 }
-            logger.warning("unrecognised message quarantined", metadata: ["message": "\(m.id)", "reason": "\(reason)"])
+            logger.warning("unrecognised message quarantined", metadata: ["message": "\(m.id)", "reason": "\(reason)"], source: "receive")
         case .nothingToDo(let reason):
             _ = try await journal.receive(ReceivedMessage(id: m.id, receiptHandle: m.receiptHandle, receiveCount: m.receiveCount, objects: []))
-            logger.debug("nothing to do", metadata: ["message": "\(m.id)", "reason": "\(reason)"])
+            logger.debug("nothing to do", metadata: ["message": "\(m.id)", "reason": "\(reason)"], source: "receive")
         case .objects(let refs, let shape):
             let objects = refs.map { DiscoveredObject(ObjectRef(bucket: $0.bucket, key: $0.key, version: $0.etag ?? $0.versionID ?? ""), size: $0.size) }
             let result = try await journal.receive(ReceivedMessage(id: m.id, receiptHandle: m.receiptHandle, receiveCount: m.receiveCount, objects: objects))
             if result.message.state == .received { lock.withLock { handles[m.id] = m.receiptHandle } }
-            logger.debug("received", metadata: ["message": "\(m.id)", "shape": "\(shape)", "objects": "\(objects.count)"])
+            logger.debug("received", metadata: ["message": "\(m.id)", "shape": "\(shape)", "objects": "\(objects.count)"], source: "receive")
         }
     }
 
@@ -273,7 +278,7 @@ public final class Engine: @unchecked Sendable {
                 counters.bytesDownloaded += Int(writer.bytesWritten)
                 retryAfter[ref] = nil
             }
-            logger.debug("fetched", metadata: ["object": "\(ref)", "records": "\(count)", "stage": "\(state.stage)"])
+            logger.debug("fetched", metadata: ["object": "\(ref)", "records": "\(count)", "stage": "\(state.stage)"], source: "fetch")
         } catch let e as SplitError {
             _ = try await journal.fetchFailed(ticket, error: e.description)
             if e.code == .notCloudTrailLog, ObjectClassifier.classify(head: (try? gunzipHead(head)) ?? head) == .digest {
@@ -296,7 +301,7 @@ public final class Engine: @unchecked Sendable {
                 let held = lock.withLock { state.messages.compactMap { id in handles.removeValue(forKey: id) } }
                 for handle in held { try? await sqs?.changeVisibility(handle, timeout: Int(delay)) }
                 lock.withLock { counters.messagesReturned += held.count }
-                logger.warning("fetch failed; retrying", metadata: ["object": "\(ref)", "error": "\(e)", "in": "\(delay)s"])
+                logger.warning("fetch failed; retrying", metadata: ["object": "\(ref)", "error": "\(e)", "in": "\(delay)s"], source: "fetch")
             }
         } catch let e as LocalReadError {
             _ = try await journal.fetchFailed(ticket, error: e.message)
@@ -304,19 +309,27 @@ public final class Engine: @unchecked Sendable {
         } catch let e as JournalError where e.code == .full {
             _ = try? await journal.fetchFailed(ticket, error: e.description)
             lock.withLock { retryAfter[ref] = Date().addingTimeInterval(5) }
-            logger.warning("journal full: fetch postponed until GC frees space", metadata: ["object": "\(ref)"])
+            logger.warning("journal full: fetch postponed until GC frees space", metadata: ["object": "\(ref)"], source: "fetch")
         }
     }
 
     /// Streams a local file (a backfill of a local copy) in 1 MiB chunks.
     private func readLocal(_ path: String, _ consume: ([UInt8]) async throws -> Void) async throws {
-        guard let handle = FileHandle(forReadingAtPath: path) else { throw LocalReadError(message: "cannot read '\(path)'") }
-        defer { try? handle.close() }
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw LocalReadError(message: "cannot read '\(path)': \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
         while true {
-            let data: Data
-            do { data = try handle.read(upToCount: 1 << 20) ?? Data() } catch { throw LocalReadError(message: "reading '\(path)': \(error.localizedDescription)") }
-            if data.isEmpty { return }
-            try await consume(Array(data))
+            var failure: Int32 = 0
+            // Read straight into the chunk's own storage: no zero-fill, no copy.
+            let chunk = [UInt8](unsafeUninitializedCapacity: 1 << 20) { buffer, count in
+                var n = -1
+                repeat { n = read(fd, buffer.baseAddress, buffer.count) } while n < 0 && errno == EINTR
+                if n < 0 { failure = errno }
+                count = max(0, n)
+            }
+            if failure != 0 { throw LocalReadError(message: "reading '\(path)': \(String(cString: strerror(failure)))") }
+            if chunk.isEmpty { return }
+            try await consume(chunk)
         }
     }
 
@@ -330,25 +343,49 @@ public final class Engine: @unchecked Sendable {
     private func quarantine(_ ref: ObjectRef, _ reason: String) async throws {
         _ = try await journal.quarantineObject(ref, reason: reason)
         lock.withLock { counters.objectsQuarantined += 1 }
-        logger.warning("object quarantined", metadata: ["object": "\(ref)", "reason": "\(reason)"])
+        logger.warning("object quarantined", metadata: ["object": "\(ref)", "reason": "\(reason)"], source: "fetch")
     }
 
     // MARK: Emitting
 
+    /// Runs the output's `worker` emitters; each claims one object at a time, oldest first, so an
+    /// output works on up to `worker` objects at once (each object's records stay in order).
     private func emitLoop(_ pump: OutputPump) async throws {
+        let workers = config.workers(forOutput: pump.output.name)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for _ in 0..<workers { group.addTask { try await self.emitWorker(pump) } }
+            try await group.waitForAll()
+        }
+    }
+
+    private func emitWorker(_ pump: OutputPump) async throws {
         let name = pump.output.name
         while true {
             try Task.checkCancellation()
             let ready = try journal.objects(in: [.fetched, .emitting]).filter { $0.cursor(name) < ($0.recordCount ?? 0) }
-            guard let object = ready.min(by: { $0.firstSeen < $1.firstSeen }) else {
+            let claimed: ObjectState? = lock.withLock {
+                for o in ready.sorted(by: { $0.firstSeen < $1.firstSeen }) where !emitting.contains(EmitClaim(output: name, object: o.ref)) {
+                    emitting.insert(EmitClaim(output: name, object: o.ref))
+                    return o
+                }
+                return nil
+            }
+            guard let claimed else {
                 try await Task.sleep(nanoseconds: 50_000_000)
                 continue
             }
-            try await emit(object, pump)
+            defer { lock.withLock { _ = emitting.remove(EmitClaim(output: name, object: claimed.ref)) } }
+            // Re-read after claiming: another emitter may have finished it since the snapshot.
+            guard let current = try journal.object(claimed.ref), current.cursor(name) < (current.recordCount ?? 0) else { continue }
+            try await emit(current, pump)
         }
     }
 
     /// Sends an object's records from the output's cursor, decoding the stored body chunk by chunk.
+    ///
+    /// Two stages overlap: while one batch is being delivered and its acknowledgement committed, the
+    /// next batch is decoded and built. At most one batch is in flight, so acknowledgements stay in
+    /// order and memory stays at two batches.
     private func emit(_ object: ObjectState, _ pump: OutputPump) async throws {
         let name = pump.output.name
         guard let body = object.body, let total = object.recordCount else { return }
@@ -356,43 +393,68 @@ public final class Engine: @unchecked Sendable {
         let builder = EventBuilder(bucket: object.ref.bucket, key: object.ref.key, receivedAt: object.firstSeen)
         let decoder = LogDecoder()
         var pending: [OutputEvent] = []
-        var next = start  // first record not yet delivered
+        var queued = start  // first record not yet handed to a delivery
+        var delivered = start  // first record not yet acknowledged
         let batch = pump.output.maxBatch
-        var out: [UInt8] = []
+        pending.reserveCapacity(batch)
+        var inFlight: Task<Int, any Error>?
         /// Records before the output's cursor were acknowledged already; the rest become events.
         func take(_ record: RecordView) {
             guard record.index >= UInt64(start) else { return }
-            out.removeAll(keepingCapacity: true)
+            var out: [UInt8] = []
+            out.reserveCapacity(record.bytes.count + 640)
             let info = builder.append(record, to: &out)
             pending.append(OutputEvent(id: info.id, json: out))
         }
+        /// Waits for the batch in flight; returns once its acknowledgement is committed.
+        func settle() async throws {
+            guard let task = inFlight else { return }
+            inFlight = nil
+            delivered = try await task.value
+        }
         func flush(_ all: Bool) async throws {
             while pending.count >= batch || (all && !pending.isEmpty) {
-                let slice = Array(pending.prefix(batch))
-                let base = next
-                try await pump.deliver(slice) { n in
-                    _ = try await self.journal.acknowledge(Acknowledgement(object: object.ref, output: name, count: UInt64(base + n)))
-                }
-                next += slice.count
+                let slice = pending.count <= batch ? pending : Array(pending.prefix(batch))
                 pending.removeFirst(slice.count)
-                lock.withLock { counters.recordsAcknowledged[name, default: 0] += slice.count }
+                try await settle()
+                let base = queued
+                queued += slice.count
+                inFlight = Task {
+                    try await pump.deliver(slice) { n in
+                        _ = try await self.journal.acknowledge(Acknowledgement(object: object.ref, output: name, count: UInt64(base + n)))
+                    }
+                    self.lock.withLock { self.counters.recordsAcknowledged[name, default: 0] += slice.count }
+                    return base + slice.count
+                }
             }
         }
-        for index in 0..<body.chunks {
-            try Task.checkCancellation()
-            guard let chunk = try journal.bodyChunk(body, index) else {
-                try await quarantine(object.ref, "stored body chunk \(index) is missing")
-                return
+        do {
+            for index in 0..<body.chunks {
+                try Task.checkCancellation()
+                guard let chunk = try journal.bodyChunk(body, index) else {
+                    try await settle()
+                    try await quarantine(object.ref, "stored body chunk \(index) is missing")
+                    return
+                }
+                try decoder.push(chunk, take)
+                try await flush(false)
+                if index % 64 == 63 { journal.releaseMappedPages() }
             }
-            try decoder.push(chunk, take)
-            try await flush(false)
-            if index % 64 == 63 { journal.releaseMappedPages() }
+            try decoder.finish(take)
+            try await flush(true)
+            try await settle()
+        } catch {
+            // Never leave a delivery running past this call: it would acknowledge into a closing journal.
+            if let task = inFlight {
+                task.cancel()
+                _ = try? await task.value
+            }
+            throw error
         }
-        try decoder.finish(take)
-        try await flush(true)
         journal.releaseMappedPages()
-        if next < Int(total) {
-            logger.error("the stored body yielded fewer records than counted at fetch", metadata: ["object": "\(object.ref)", "counted": "\(total)", "found": "\(next)"])
+        logger.debug("emitted", metadata: ["object": "\(object.ref)", "output": "\(name)", "records": "\(delivered - start)", "from": "\(start)"], source: "emit")
+        if delivered < Int(total) {
+            logger.error("the stored body yielded fewer records than counted at fetch", metadata: ["object": "\(object.ref)", "counted": "\(total)", "found": "\(delivered)"], source: "emit")
         }
     }
 
@@ -421,10 +483,10 @@ public final class Engine: @unchecked Sendable {
                             if let f = failures.first(where: { $0.id == "\(i)" }) {
                                 if f.isInvalidReceipt {
                                     // Expected after downtime: the message comes back, is recognised as done, and is deleted then.
-                                    logger.info("receipt handle expired; the message will be deleted on redelivery", metadata: ["message": "\(m.id)"])
+                                    logger.info("receipt handle expired; the message will be deleted on redelivery", metadata: ["message": "\(m.id)"], source: "delete")
                                     forget.append(m.id)
                                 } else {
-                                    logger.warning("SQS delete failed; retrying", metadata: ["message": "\(m.id)", "code": "\(f.code)"])
+                                    logger.warning("SQS delete failed; retrying", metadata: ["message": "\(m.id)", "code": "\(f.code)"], source: "delete")
                                 }
                             } else {
                                 forget.append(m.id)
@@ -432,11 +494,12 @@ public final class Engine: @unchecked Sendable {
                         }
                         lock.withLock { counters.messagesDeleted += toDelete.count - failures.count }
                     } catch let e as AWSError {
-                        logger.warning("SQS DeleteMessageBatch failed", metadata: ["error": "\(e)"])
+                        logger.warning("SQS DeleteMessageBatch failed", metadata: ["error": "\(e)"], source: "delete")
                         try await Task.sleep(nanoseconds: 1_000_000_000)
                     }
                 }
                 if !forget.isEmpty {
+                    logger.debug("messages done", metadata: ["messages": "\(forget)", "deleted": "\(!config.input.noPurge)"], source: "delete")
                     try await journal.messagesDeleted(forget)
                     lock.withLock { for id in forget { handles[id] = nil } }
                 }
@@ -456,12 +519,13 @@ public final class Engine: @unchecked Sendable {
             for group in stride(from: 0, to: entries.count, by: 10).map({ Array(entries[$0..<min(entries.count, $0 + 10)]) }) {
                 do {
                     let failures = try await sqs.changeVisibilityBatch(group.map { ($0.1, config.input.visibilityTimeout) })
+                    logger.debug("visibility extended", metadata: ["messages": "\(group.count - failures.count)", "timeout": "\(config.input.visibilityTimeout)s"], source: "visibility")
                     lock.withLock {
                         counters.visibilityExtensions += group.count - failures.count
                         for f in failures where f.isInvalidReceipt { if let i = Int(f.id) { handles[group[i].0] = nil } }
                     }
                 } catch {
-                    logger.warning("visibility extension failed", metadata: ["error": "\(error)"])
+                    logger.warning("visibility extension failed", metadata: ["error": "\(error)"], source: "visibility")
                 }
             }
         }

@@ -100,6 +100,7 @@ public final class FileOutput: Output, @unchecked Sendable {
             try openCurrent()
             let limit = configuration.rotateEveryKB * 1024
             var buffer: [UInt8] = []
+            buffer.reserveCapacity(min(limit, batch.reduce(0) { $0 + $1.json.count + 1 }))
             for event in batch {
                 let line = event.json.count + 1
                 if size + buffer.count > 0 && size + buffer.count + line > limit {

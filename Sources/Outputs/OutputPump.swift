@@ -9,10 +9,13 @@ public final class OutputPump: @unchecked Sendable {
     let deadLetters: DeadLetterFile?
     let minBackoff: Double
     let maxBackoff: Double
-    /// Retries so far (for metrics and tests).
-    public private(set) var retries = 0
-    public private(set) var deadLettered = 0
-    public private(set) var lastError: String?
+    private let lock = NSLock()
+    private var _retries = 0, _deadLettered = 0
+    private var _lastError: String?
+    /// Retries so far (for metrics and tests). Several emitters may deliver through one pump at once.
+    public var retries: Int { lock.withLock { _retries } }
+    public var deadLettered: Int { lock.withLock { _deadLettered } }
+    public var lastError: String? { lock.withLock { _lastError } }
 
     public init(output: any Output, deadLetters: DeadLetterFile?, minBackoff: Double = 0.1, maxBackoff: Double = 30) {
         self.output = output
@@ -33,7 +36,7 @@ public final class OutputPump: @unchecked Sendable {
                 let report = try await output.deliver(batch)
                 if !report.deadLetters.isEmpty {
                     try deadLetters?.write(output: output.name, events: report.deadLetters.map { (batch[$0.index], $0.reason) })
-                    deadLettered += report.deadLetters.count
+                    lock.withLock { _deadLettered += report.deadLetters.count }
                 }
                 if report.handled > 0 {
                     done += report.handled
@@ -41,13 +44,15 @@ public final class OutputPump: @unchecked Sendable {
                     try await progress(done)
                 } else {
                     failures += 1
-                    retries += 1
+                    lock.withLock { _retries += 1 }
                     try await Task.sleep(nanoseconds: UInt64(backoff(failures) * 1e9))
                 }
             } catch let e as OutputError where e.retryable {
                 failures += 1
-                retries += 1
-                lastError = e.description
+                lock.withLock {
+                    _retries += 1
+                    _lastError = e.description
+                }
                 try await Task.sleep(nanoseconds: UInt64(backoff(failures) * 1e9))
             }
         }

@@ -23,7 +23,7 @@ struct Run: AsyncParsableCommand {
     @Option(name: .customShort("c"), help: "The configuration file.")
     var config: String = "cloudtrailbeat.yml"
 
-    @Option(name: .customShort("d"), help: "Debug selectors (\"*\" for all).")
+    @Option(name: .customShort("d"), help: "Debug logging for these stages, comma-separated: receive, fetch, emit, delete, visibility, backfill (\"*\" for all).")
     var selectors: String?
 
     @Flag(name: .customShort("e"), help: "Log to stderr (the default; accepted for compatibility).")
@@ -57,6 +57,10 @@ struct Run: AsyncParsableCommand {
     var pageSize: Int = 1000
 
     func validate() throws {
+        for name in (selectors ?? "").split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces).lowercased() })
+        where name != "*" && !SelectorLogHandler.stages.contains(name) {
+            throw ValidationError("-d: '\(name)' is not a stage: \(SelectorLogHandler.stages.joined(separator: ", ")) or *")
+        }
         if backfill == nil && (prefix != nil || prefixAlias != nil || since != nil || until != nil || force || enqueue) {
             throw ValidationError("-p, --since, --until, --force and --enqueue go with -b <bucket>")
         }
@@ -75,12 +79,10 @@ struct Run: AsyncParsableCommand {
 
     func run() async throws {
         let c = try loadConfig(config)
+        // -d "<selectors>" means debug for those stages (as Filebeat's -d); otherwise logging.level and logging.selectors.
         let level: Logger.Level = selectors != nil ? .debug : Logger.Level(rawValue: c.logging.level) ?? .info
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
+        let chosen = selectors.map { $0.split(separator: ",").map(String.init) } ?? c.logging.selectors
+        LoggingSystem.bootstrap { label in SelectorLogHandler(label: label, level: level, selectors: chosen) }
         let logger = Logger(label: "cloudtrailbeat")
         do {
             var request: Bootstrap.BackfillRequest?

@@ -161,6 +161,31 @@ struct BackfillTests {
         #expect(Set(try stack.emitted("s3")) == (try stack.expected()))
     }
 
+    /// `-d <stages>` turns on debug lines for those stages only; info lines always show; a typo is refused.
+    @Test func debugSelectorsPickStages() throws {
+        let stack = try BackfillStack(objects: 24)
+        func debugRun(_ name: String, _ selectors: String) throws -> (code: Int32, log: String) {
+            let p = try ChildProcess(binary(), ["-c", try stack.config(name, s3: false), "-b", stack.dir.sub("local"), "-d", selectors],
+                                     environment: stack.env, stderrPath: stack.dir.sub("\(name).log"))
+            _ = p.readAll()
+            let end = p.wait()
+            return (end.exited ? end.code : 128 + end.code, (try? String(contentsOfFile: stack.dir.sub("\(name).log"), encoding: .utf8)) ?? "")
+        }
+        let objects = try FileManager.default.subpathsOfDirectory(atPath: stack.dir.sub("local")).filter { $0.hasSuffix(".json.gz") }.count
+        let emit = try debugRun("emit", "emit")
+        #expect(emit.code == 0)
+        let emitted = emit.log.split(separator: "\n").filter { $0.contains(" debug ") && $0.contains("[emit] emitted") }
+        #expect(objects > 0 && emitted.count == objects, "one emit debug line per object: \(emitted.count) of \(objects)")
+        #expect(!emit.log.contains("[fetch] fetched") && !emit.log.contains("[backfill] page listed"), "no debug line of another stage")
+        #expect(emit.log.contains(" info ") && emit.log.contains("cloudtrailbeat started"), "info lines still show")
+        let several = try debugRun("several", "fetch, backfill")
+        #expect(several.log.contains("[fetch] fetched") && several.log.contains("[backfill] page listed") && !several.log.contains("[emit] emitted"))
+        let all = try debugRun("all", "*")
+        #expect(all.log.contains("[fetch] fetched") && all.log.contains("[emit] emitted"))
+        let typo = try debugRun("typo", "fech")
+        #expect(typo.code == 64 && typo.log.contains("'fech' is not a stage"), "\(typo)")
+    }
+
     @Test func enqueueFansOutAndResumes() throws {
         let stack = try BackfillStack(objects: 600)
         let script = """

@@ -31,6 +31,9 @@ struct ConfigTests {
         #expect(c.logstash?.hosts == ["logstash:5044"] && c.elasticsearch?.verifyTLS == false)
         #expect(c.journal.maxSize == 512 << 20)
         #expect(c.outputNames == ["elasticsearch", "logstash"])
+        #expect(c.workers(forOutput: "elasticsearch") == 2 && c.workers(forOutput: "console") == 1)
+        let one = try Config.parse("output:\n  file:\n    path: /tmp/o\n    worker: 1\n  console: {}", file: "c.yml")
+        #expect(one.workers(forOutput: "file") == 1)
     }
 
     @Test(arguments: [
@@ -43,6 +46,8 @@ struct ConfigTests {
         ("output:\n  redis:\n    hosts: [a]\n    datatype: set", "output.redis.datatype: 'set' is not one of list, channel"),
         ("journal:\n  path: /tmp/x", "output: no output is configured"),
         ("input: [1, 2]\noutput:\n  console: {}", "input: must be a mapping"),
+        ("output:\n  file:\n    path: /tmp/o\n    worker: 0", "output.file.worker: 0 is out of range (1–16)"),
+        ("output:\n  console: {}\nlogging:\n  selectors: [fech]", "logging.selectors: 'fech' is not a stage"),
         ("input:\n  sqs_url: [", "not valid YAML"),
     ])
     func errorsNameTheFileAndTheKey(yaml: String, message: String) {

@@ -38,4 +38,33 @@ struct DocsTests {
         let c = try Config.parse(try text("cloudtrailbeat.example.yml"), file: "cloudtrailbeat.example.yml")
         #expect(c.input.sqsURL != nil && c.fileOutput != nil && c.journal.maxSize == 4 << 30)
     }
+
+    /// The example claims to list every key: each key the parser accepts appears in it, under its section.
+    @Test func theExampleConfigurationNamesEveryKey() throws {
+        let example = try text("cloudtrailbeat.example.yml")
+        // The example's lines with comment markers removed ("  #   hosts:" → "    hosts:"), grouped under the
+        // top-level section or output they follow.
+        var sections: [String: String] = [:]
+        var current = ""
+        for raw in example.split(separator: "\n") {
+            var line = String(raw)
+            while let r = line.range(of: "# "), line[..<r.lowerBound].allSatisfy({ $0 == " " }) { line.removeSubrange(r) }
+            let indent = line.prefix { $0 == " " }.count
+            let key = line.trimmingCharacters(in: .whitespaces).split(separator: ":").first.map(String.init) ?? ""
+            if indent == 0 && line.contains(":") { current = key }
+            if indent == 2 && (current == "output" || current.hasPrefix("output.")) && Config.known["output"]!.contains(key) { current = "output." + key }
+            sections[current, default: ""] += line + "\n"
+        }
+        for (section, keys) in Config.known where !section.contains(".ssl") && !section.hasSuffix(".template") {
+            let scope = section.isEmpty ? example : (sections[section] ?? "")
+            for key in keys {
+                if section == "output" {
+                    #expect(sections["output." + key] != nil, "cloudtrailbeat.example.yml does not show 'output.\(key)'")
+                    continue
+                }
+                #expect(scope.contains(" \(key):") || scope.contains("\n\(key):") || scope.hasPrefix("\(key):") || scope.contains(".\(key):"),
+                        "cloudtrailbeat.example.yml does not show '\(section.isEmpty ? "" : section + ".")\(key)'")
+            }
+        }
+    }
 }

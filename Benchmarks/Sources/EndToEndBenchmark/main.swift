@@ -1,6 +1,6 @@
 // cloudtrailbeat end to end, the real binary, against reference tools in the same invocation:
 //
-//   e2e-benchmark --binary PATH [--quick] [--mb N] [--repo DIR]
+//   e2e-benchmark --binary PATH [--quick] [--mb N] [--repo DIR] [--keep DIR]
 //
 // 1. Journaled throughput: a local-directory backfill of a generated >= 100 MB (uncompressed) corpus →
 //    journal → file output, versus `zcat FILES | jq -c '.Records[]' > out` and bare `zcat FILES > /dev/null`
@@ -23,9 +23,11 @@ guard let binary = option("--binary"), FileManager.default.isExecutableFile(atPa
 }
 let quick = args.contains("--quick")
 let repo = option("--repo") ?? FileManager.default.currentDirectoryPath
-let base = FileManager.default.temporaryDirectory.path + "/ctb-e2e-bench-\(getpid())"
+// --keep DIR works in DIR and leaves the corpus and journals there (for profiling the binary by hand).
+let kept = option("--keep")
+let base = kept ?? FileManager.default.temporaryDirectory.path + "/ctb-e2e-bench-\(getpid())"
 try FileManager.default.createDirectory(atPath: base, withIntermediateDirectories: true)
-defer { try? FileManager.default.removeItem(atPath: base) }
+defer { if kept == nil { try? FileManager.default.removeItem(atPath: base) } }
 
 struct Run {
     var seconds: Double

@@ -10,16 +10,18 @@
   next appearances (then normal); {"reject": {"<id>": "reason"}} answers 400 mapper_parsing_exception;
   {"whole": [500]} answers these statuses to the next whole requests; {"max_items": N} answers 413 to
   any request with more than N items.
-- PUT /_index_template/<name> stores a template. GET /_test/stats returns what was seen.
+- PUT /_index_template/<name> stores a template. GET /_test/stats returns what was seen, including
+  max_in_flight: the most _bulk requests it was handling at one time.
 """
 import json, sys, threading, time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 PORT = int(sys.argv[1])
-LOCK = threading.Lock()
+LOCK = threading.RLock()  # reentrant: reply() counts a request out while some callers hold it
 DOCS = {}
 SCRIPT = {"ids": {}, "reject": {}, "whole": [], "max_items": None, "delay": float(sys.argv[2]) if len(sys.argv) > 2 else 0.0}
-STATS = {"requests": 0, "items": [], "auth": [], "templates": {}, "bad": []}
+STATS = {"requests": 0, "items": [], "auth": [], "templates": {}, "bad": [], "max_in_flight": 0}
+IN_FLIGHT = [0]
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
@@ -28,6 +30,7 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
     def reply(self, status, obj):
+        self.done()
         data = json.dumps(obj).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
@@ -64,6 +67,23 @@ class Handler(BaseHTTPRequestHandler):
             return self.reply(200, {"ok": True})
         if not self.path.endswith("/_bulk"):
             return self.reply(404, {"error": "no handler for %s" % self.path})
+        with LOCK:
+            IN_FLIGHT[0] += 1
+            STATS["max_in_flight"] = max(STATS["max_in_flight"], IN_FLIGHT[0])
+        self.in_flight = True
+        try:
+            self.bulk(data)
+        finally:
+            self.done()
+
+    def done(self):
+        # Counted out before the reply is written: the client cannot send its next request earlier.
+        if getattr(self, "in_flight", False):
+            self.in_flight = False
+            with LOCK:
+                IN_FLIGHT[0] -= 1
+
+    def bulk(self, data):
         if SCRIPT["delay"]:
             time.sleep(SCRIPT["delay"])  # a slow receiver
         with LOCK:

@@ -1,0 +1,47 @@
+import Logging
+
+/// Debug selectors, as Filebeat's `-d "fetch,emit"` and `logging.selectors`: debug (and trace) lines
+/// pass only for the selected pipeline stages; `*` or an empty list selects all. Lines at info and
+/// above always pass.
+///
+/// A log line's stage is its `source`: `receive`, `fetch`, `emit`, `delete`, `visibility`, `backfill`
+/// (lines without one carry their module's name, e.g. `Engine`). Matching ignores case.
+public struct SelectorLogHandler: LogHandler {
+    /// The stages debug lines come from; they are what `-d` and `logging.selectors` take.
+    public static let stages = ["receive", "fetch", "emit", "delete", "visibility", "backfill"]
+
+    private var inner: StreamLogHandler
+    private let selected: Set<String>?  // nil: all
+
+    public init(label: String, level: Logger.Level, selectors: [String]) {
+        inner = StreamLogHandler.standardError(label: label)
+        inner.logLevel = level
+        let names = Set(selectors.map { $0.trimmingCharacters(in: .whitespaces).lowercased() }.filter { !$0.isEmpty })
+        selected = names.isEmpty || names.contains("*") ? nil : names
+    }
+
+    public func log(event: LogEvent) {
+        if event.level <= .debug, let selected, !selected.contains(event.source.lowercased()) { return }
+        inner.log(event: event)
+    }
+
+    public var logLevel: Logger.Level {
+        get { inner.logLevel }
+        set { inner.logLevel = newValue }
+    }
+
+    public var metadata: Logger.Metadata {
+        get { inner.metadata }
+        set { inner.metadata = newValue }
+    }
+
+    public var metadataProvider: Logger.MetadataProvider? {
+        get { inner.metadataProvider }
+        set { inner.metadataProvider = newValue }
+    }
+
+    public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { inner[metadataKey: key] }
+        set { inner[metadataKey: key] = newValue }
+    }
+}
