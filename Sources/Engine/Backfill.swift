@@ -39,7 +39,7 @@ public struct LocalSource: BackfillSource {
                 let key = dir.isEmpty ? rel : dir + "/" + rel
                 guard key.hasPrefix(prefix) else { continue }
                 var isDir: ObjCBool = false
-                FileManager.default.fileExists(atPath: root + "/" + key, isDirectory: &isDir)
+                _ = FileManager.default.fileExists(atPath: root + "/" + key, isDirectory: &isDir)
                 if let delimiter {
                     let rest = key.dropFirst(prefix.count)
                     if let d = rest.range(of: delimiter) {
@@ -247,7 +247,7 @@ public final class Backfill: @unchecked Sendable {
                 let discovered = objects.map { DiscoveredObject(ObjectRef(bucket: source.bucket, key: $0.key, version: $0.etag), size: $0.size) }
                 _ = try await journal.saveListing(cursor, discovered: discovered, force: options.force)
             }
-            logger.debug("page listed", metadata: ["partition": "\(cursor.partition)", "objects": "\(objects.count)", "after": "\(cursor.lastKey)", "complete": "\(cursor.complete)"], source: "backfill")
+            logger.debug("page listed", metadata: ["partition": "\(cursor.partition)", "objects": "\(objects.count)", "after": "\(cursor.lastKey ?? "")", "complete": "\(cursor.complete)"], source: "backfill")
         }
     }
 }

@@ -46,7 +46,7 @@ final class EngineMetrics: @unchecked Sendable {
                 gauge("cloudtrailbeat_journal_max_bytes", [], status.disk.maxBytes)
                 gauge("cloudtrailbeat_journal_quarantined", [], (try? engine.journal.quarantine().count) ?? 0)
                 let age = status.oldestUnacknowledged.map { max(0, Date().timeIntervalSince1970 - Double($0) / 1000) } ?? 0
-                registry.makeGauge(name: "cloudtrailbeat_oldest_unacknowledged_age_seconds", labels: []).set(age)
+                registry.makeGauge(descriptor: descriptor("cloudtrailbeat_oldest_unacknowledged_age_seconds"), labels: []).set(age)
                 var jobs: [String: (listed: UInt64, complete: Int, partitions: Int)] = [:]
                 for cursor in status.backfill where !cursor.partition.isEmpty {
                     var j = jobs[cursor.job] ?? (0, 0, 0)
@@ -70,14 +70,46 @@ final class EngineMetrics: @unchecked Sendable {
     private func count(_ name: String, _ labels: [(String, String)], _ value: Int) {
         let key = name + labels.map { "|\($0.0)=\($0.1)" }.joined()
         let delta = Double(value) - (reported[key] ?? 0)
-        let counter = registry.makeCounter(name: name, labels: labels)
+        let counter = registry.makeCounter(descriptor: descriptor(name), labels: labels)
         if delta > 0 { counter.increment(by: delta) }
         reported[key] = Double(value)
     }
 
     private func gauge(_ name: String, _ labels: [(String, String)], _ value: Int) {
-        registry.makeGauge(name: name, labels: labels).set(Double(value))
+        registry.makeGauge(descriptor: descriptor(name), labels: labels).set(Double(value))
     }
+
+    private func descriptor(_ name: String) -> MetricNameDescriptor {
+        MetricNameDescriptor(namespace: "cloudtrailbeat", metricName: String(name.dropFirst("cloudtrailbeat_".count)), unitName: "",
+                             helpText: EngineMetrics.help[name] ?? "")
+    }
+
+    /// The `# HELP` line of each metric.
+    static let help: [String: String] = [
+        "cloudtrailbeat_sqs_messages_received_total": "SQS messages received (each receipt, redeliveries included).",
+        "cloudtrailbeat_sqs_messages_deleted_total": "SQS messages deleted after every output acknowledged all their records.",
+        "cloudtrailbeat_sqs_messages_returned_total": "SQS messages handed back early (visibility set to a backoff) after a retryable failure.",
+        "cloudtrailbeat_sqs_messages_quarantined_total": "SQS messages quarantined (unrecognised, or received too often).",
+        "cloudtrailbeat_sqs_visibility_extensions_total": "Visibility timeouts extended for messages still in flight.",
+        "cloudtrailbeat_s3_objects_fetched_total": "Log objects downloaded, validated and stored in the journal.",
+        "cloudtrailbeat_s3_objects_quarantined_total": "Log objects quarantined (corrupt, malformed, forbidden), with the reason in journal status.",
+        "cloudtrailbeat_s3_objects_skipped_total": "Objects skipped as not CloudTrail logs (digests, other files).",
+        "cloudtrailbeat_s3_bytes_downloaded_total": "Bytes of log objects downloaded (compressed).",
+        "cloudtrailbeat_output_records_acknowledged_total": "Records an output acknowledged (its receiver has them).",
+        "cloudtrailbeat_output_retries_total": "Deliveries an output retried after a failure.",
+        "cloudtrailbeat_output_dead_letters_total": "Events an output refused permanently, written to the dead-letter file.",
+        "cloudtrailbeat_journal_objects": "Objects in the journal per stage.",
+        "cloudtrailbeat_journal_messages": "Messages in the journal per state.",
+        "cloudtrailbeat_journal_used_bytes": "Bytes of the journal in use.",
+        "cloudtrailbeat_journal_mapped_bytes": "Bytes of the journal's memory map.",
+        "cloudtrailbeat_journal_max_bytes": "The journal's configured maximum size (journal.max_size).",
+        "cloudtrailbeat_journal_quarantined": "Items in quarantine.",
+        "cloudtrailbeat_oldest_unacknowledged_age_seconds": "Age of the oldest item some output has not acknowledged yet.",
+        "cloudtrailbeat_backfill_listed_objects": "Objects a backfill job has listed.",
+        "cloudtrailbeat_backfill_done_objects": "Objects of a backfill job that every output has acknowledged.",
+        "cloudtrailbeat_backfill_partitions_complete": "Partitions (account/region) whose listing a backfill job finished.",
+        "cloudtrailbeat_backfill_partitions": "Partitions (account/region) a backfill job walks.",
+    ]
 }
 
 /// A minimal HTTP/1.1 endpoint for `GET /metrics` (Prometheus text exposition), bound to loopback by

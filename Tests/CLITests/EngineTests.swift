@@ -284,10 +284,15 @@ struct EngineScaleTests {
 
 @Suite("Metrics endpoint", .serialized)
 struct MetricsTests {
-    func scrape(_ port: Int) -> [String: Double] {
+    func text(_ port: Int) -> String {
         let p = try? ChildProcess("/usr/bin/curl", ["-s", "--max-time", "5", "http://127.0.0.1:\(port)/metrics"])
         let text = p?.readAll() ?? ""
         _ = p?.wait()
+        return text
+    }
+
+    func scrape(_ port: Int) -> [String: Double] {
+        let text = text(port)
         var values: [String: Double] = [:]
         for line in text.split(separator: "\n") where !line.hasPrefix("#") {
             let parts = line.split(separator: " ")
@@ -344,5 +349,12 @@ struct MetricsTests {
             #expect(stable["cloudtrailbeat_journal_messages{state=\"\(state)\"}"].map(Int.init) == n, "messages \(state)")
         }
         #expect(Int(scrape(port)["cloudtrailbeat_journal_quarantined"] ?? -1) == (status["quarantined"] as? [Any])?.count)
+        // Every metric says what it is: a HELP and a TYPE line each.
+        let exposition = text(port)
+        let names = Set(scrape(port).keys.map { String($0.prefix { $0 != "{" }) })
+        #expect(names.count >= 15)
+        for name in names {
+            #expect(exposition.contains("# HELP \(name) ") && exposition.contains("# TYPE \(name) "), "\(name) has HELP and TYPE")
+        }
     }
 }
