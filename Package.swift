@@ -13,6 +13,8 @@ let crypto: Target.Dependency = .product(name: "Crypto", package: "swift-crypto"
 let yams: Target.Dependency = .product(name: "Yams", package: "Yams")
 let logging: Target.Dependency = .product(name: "Logging", package: "swift-log")
 let prometheus: Target.Dependency = .product(name: "Prometheus", package: "swift-prometheus")
+let serviceLifecycle: Target.Dependency = .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")
+let unixSignals: Target.Dependency = .product(name: "UnixSignals", package: "swift-service-lifecycle")
 
 // MARK: - Package
 
@@ -34,6 +36,7 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams", from: "5.0.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.0.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
     ],
     targets: [
         // MARK: C shims (system libraries, one concern each)
@@ -57,7 +60,7 @@ let package = Package(
         .target(name: "HTTP", dependencies: ["CCurl"]),
         .target(name: "AWS", dependencies: ["HTTP", crypto]),
         .target(name: "Outputs", dependencies: ["HTTP", "CZlib", "COpenSSL"], resources: [.copy("Resources/cloudtrail-index-template.json")]),
-        .target(name: "Engine", dependencies: ["Journal", "Stages", "AWS", "Outputs", yams, logging, prometheus]),
+        .target(name: "Engine", dependencies: ["Journal", "Stages", "AWS", "Outputs", yams, logging, prometheus, serviceLifecycle, unixSignals]),
         .executableTarget(name: "cloudtrailbeat", dependencies: ["Engine", argumentParser, logging]),
 
         // MARK: Tests

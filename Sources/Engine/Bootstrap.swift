@@ -4,6 +4,8 @@ import HTTP
 import Journal
 import Logging
 import Outputs
+import ServiceLifecycle
+import UnixSignals
 
 #if canImport(Glibc)
 import Glibc
@@ -150,41 +152,68 @@ public enum Bootstrap {
         return try Journal(path: c.journal.path, options: options)
     }
 
+    /// Runs the engine in a `ServiceGroup` beside the metrics endpoint and the spot-notice watch.
+    ///
+    /// SIGTERM and SIGINT shut the group down gracefully: the engine first (intake stops, in-flight work
+    /// reaches its next checkpoint), then the watch, then the endpoint. The engine ending by itself
+    /// (`--drain`, a finished backfill) or a spot notice does the same. After `shutdown_timeout` the
+    /// group cancels what is left; the process then exits 0 and the journal resumes the rest.
     static func runWithSignals(_ engine: Engine, _ c: Config, _ http: HTTPClient, _ logger: Logger) async throws {
-        var metrics: MetricsServer?
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
         if c.http.enabled {
-            metrics = try MetricsServer(host: c.http.host, port: c.http.port) { engine.metricsText() }
-            logger.info("metrics at http://\(c.http.host):\(metrics!.port)/metrics")
+            let server = try MetricsServer(host: c.http.host, port: c.http.port) { engine.metricsText() }
+            logger.info("metrics at http://\(c.http.host):\(server.port)/metrics")
+            services.append(.init(service: MetricsService(server: server), successTerminationBehavior: .gracefullyShutdownGroup))
         }
-        defer { metrics?.stop() }
+        if c.spotInterruption {
+            services.append(.init(service: SpotInterruptionWatch(http: http, logger: logger), successTerminationBehavior: .gracefullyShutdownGroup))
+        }
+        services.append(.init(service: engine, successTerminationBehavior: .gracefullyShutdownGroup))
+        var configuration = ServiceGroupConfiguration(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        configuration.maximumGracefulShutdownDuration = .milliseconds(Int64(c.shutdownTimeout * 1000))
+        // A last resort should cancellation itself hang (a receiver blocking a socket write): every
+        // committed transition is durable, so exiting is as safe as a crash, and quicker to recover from.
+        let watchdog = Task {
+            while !engine.isStopping { try await Task.sleep(nanoseconds: 100_000_000) }
+            try await Task.sleep(nanoseconds: UInt64((c.shutdownTimeout + 5) * 1e9))
+            logger.warning("shutdown_timeout passed and cancellation did not finish: exiting; the journal resumes the rest")
+            exit(0)
+        }
+        defer { watchdog.cancel() }
+        do {
+            try await ServiceGroup(configuration: configuration).run()
+        } catch is CancellationError where engine.isStopping {
+            logger.warning("shutdown_timeout reached: in-flight work was cancelled; the journal resumes the rest")
+        }
+    }
+}
 
-        // SIGTERM / SIGINT: stop intake, let in-flight work reach a checkpoint, exit 0 within shutdown_timeout.
-        let signals = [SIGTERM, SIGINT].map { sig -> any DispatchSourceSignal in
-            signal(sig, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-            source.setEventHandler {
-                logger.info("signal received: shutting down", metadata: ["signal": "\(sig)"])
-                engine.stop()
-                DispatchQueue.global().asyncAfter(deadline: .now() + c.shutdownTimeout) {
-                    logger.warning("shutdown_timeout reached: exiting; the journal resumes the rest")
-                    exit(0)
-                }
-            }
-            source.resume()
-            return source
-        }
-        defer { signals.forEach { $0.cancel() } }
-        let spot: Task<Void, Never>? = c.spotInterruption ? Task {
+/// The metrics endpoint as a service: serves until the group shuts down.
+struct MetricsService: Service {
+    let server: MetricsServer
+
+    func run() async throws {
+        defer { server.stop() }
+        try? await gracefulShutdown()
+    }
+}
+
+/// Polls the EC2 spot interruption notice (IMDS `spot/instance-action`) every five seconds; a notice
+/// ends this service, and with it (gracefully) the group.
+struct SpotInterruptionWatch: Service {
+    let http: HTTPClient
+    let logger: Logger
+    var interval: UInt64 = 5_000_000_000
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
                 if let notice = try? await IMDS.spotInterruption(http) {
                     logger.warning("spot interruption notice: shutting down", metadata: ["notice": "\(notice)"])
-                    engine.stop()
                     return
                 }
-                try? await Task.sleep(nanoseconds: 5_000_000_000)
+                try? await Task.sleep(nanoseconds: interval)
             }
-        } : nil
-        defer { spot?.cancel() }
-        try await engine.run()
+        }
     }
 }

@@ -4,6 +4,7 @@ import HTTP
 import Journal
 import Logging
 import Outputs
+import ServiceLifecycle
 import Stages
 
 struct LocalReadError: Error {
@@ -19,7 +20,7 @@ struct LocalReadError: Error {
 ///
 /// A restart resumes from the journal alone: fetched objects are never downloaded again, each output
 /// resumes at its cursor, finished messages are deleted (an expired receipt handle is expected then).
-public final class Engine: @unchecked Sendable {
+public final class Engine: Service, @unchecked Sendable {
     public struct Options: Sendable {
         /// Exit once a long poll returns no message and no journaled work is left.
         public var drain = false
@@ -86,8 +87,19 @@ public final class Engine: @unchecked Sendable {
     public func stop() { lock.withLock { stopping = true } }
     var isStopping: Bool { lock.withLock { stopping } }
 
-    /// Runs until stopped (or, with `drain`, until the queue and the journal are empty).
+    /// Runs until stopped (or, with `drain`, until the queue and the journal are empty). In a
+    /// `ServiceGroup`, graceful shutdown (SIGTERM, SIGINT, a spot notice) stops intake and lets in-flight
+    /// work reach its next checkpoint; the journal resumes the rest on the next start.
     public func run() async throws {
+        try await withGracefulShutdownHandler {
+            try await work()
+        } onGracefulShutdown: { [self] in
+            logger.info("graceful shutdown: intake stopped, in-flight work ends at its next checkpoint")
+            stop()
+        }
+    }
+
+    private func work() async throws {
         logger.info("cloudtrailbeat started", metadata: ["journal": "\(journal.path)", "outputs": "\(pumps.map(\.output.name))", "queue": "\(sqs?.queueURL ?? "-")"])
         try await withThrowingTaskGroup(of: Void.self) { group in
             if let backfill {
@@ -410,7 +422,8 @@ public final class Engine: @unchecked Sendable {
         func settle() async throws {
             guard let task = inFlight else { return }
             inFlight = nil
-            delivered = try await task.value
+            // The delivery is an unstructured task: pass a cancellation (shutdown_timeout) on to it.
+            delivered = try await withTaskCancellationHandler { try await task.value } onCancel: { task.cancel() }
         }
         func flush(_ all: Bool) async throws {
             while pending.count >= batch || (all && !pending.isEmpty) {

@@ -233,15 +233,115 @@ struct EngineScaleTests {
                 worker: \(worker)
             """.write(toFile: config, atomically: true, encoding: .utf8)
         #expect(try stack.run(["-c", config, "-b", stack.dir.sub("local")]) == 0)
-        let curl = try ChildProcess("/usr/bin/curl", ["-s", "--max-time", "5", "\(es.url)/_test/stats"])
-        let body = curl.readAll()
-        _ = curl.wait()
-        let stats = try #require(try JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any])
+        let stats = try esStats(es)
         let expected = try stack.expected()
         let docs = stats["docs"] as? [String: Any] ?? [:]
         #expect(stats["max_in_flight"] as? Int == worker, "bulk requests at once: \(stats["max_in_flight"] ?? "-")")
         #expect(docs.count == expected.count, "every record indexed once: \(docs.count) of \(expected.count)")
         #expect((stats["items"] as? [String])?.count == expected.count, "no record sent twice")
+    }
+
+    /// A spot interruption notice (IMDSv2 `spot/instance-action`) shuts the engine down gracefully:
+    /// exit 0 before the work is done, and the next start finishes it with nothing lost.
+    @Test func aSpotNoticeStopsGracefullyAndTheNextRunFinishes() throws {
+        let stack = try BackfillStack(objects: 24)
+        let esPort = freePort(), imdsPort = freePort()
+        let es = try LocalServer(["python3", Stack.repo.appendingPathComponent("Tests/OutputsTests/Fixtures/es_server.py").path, String(esPort), "1"],
+                                 port: esPort, name: "es", installHint: "python3 is needed")
+        let notice = stack.dir.sub("notice.json")
+        let imds = try LocalServer(["python3", Stack.repo.appendingPathComponent("Tests/AWSTests/Fixtures/imds_server.py").path, String(imdsPort), notice],
+                                   port: imdsPort, name: "imds", installHint: "python3 is needed")
+        let config = stack.dir.sub("spot.yml")
+        let text = "journal:\n  path: \(stack.dir.sub("spot"))/journal\noutput:\n  elasticsearch:\n    hosts: [\"\(es.url)\"]\n    bulk_max_size: 2\n"
+        try (text + "spot_interruption: true\n").write(toFile: config, atomically: true, encoding: .utf8)
+        var env = stack.env
+        env["AWS_EC2_METADATA_SERVICE_ENDPOINT"] = imds.url
+        let p = try ChildProcess(binary(), ["-c", config, "-b", stack.dir.sub("local")], environment: env, stderrPath: stack.dir.sub("spot.log"))
+        usleep(2_000_000)
+        try #"{"action": "terminate", "time": "2026-11-29T12:00:00Z"}"#.write(toFile: notice, atomically: true, encoding: .utf8)
+        _ = p.readAll()
+        let end = p.wait()
+        let log = (try? String(contentsOfFile: stack.dir.sub("spot.log"), encoding: .utf8)) ?? ""
+        #expect(end.exited && end.code == 0, "a spot notice ends the run with exit 0: \(end)")
+        #expect(log.contains("spot interruption notice") && log.contains("\"action\": \"terminate\""), "\(log.suffix(800))")
+        let expected = try stack.expected()
+        let before = try esStats(es)["docs"] as? [String: Any] ?? [:]
+        #expect(before.count < expected.count, "it stopped before the work was done (\(before.count) of \(expected.count))")
+        #expect((try esStats(imds)["polls"] as? Int ?? 0) >= 1, "the notice was polled with an IMDSv2 token")
+        // The next start (no notice now) finishes from the journal.
+        try FileManager.default.removeItem(atPath: notice)
+        try text.write(toFile: config, atomically: true, encoding: .utf8)
+        try esScript(es, #"{"delay": 0}"#)
+        #expect(try stack.run(["-c", config, "-b", stack.dir.sub("local")]) == 0)
+        let after = try esStats(es)["docs"] as? [String: Any] ?? [:]
+        #expect(after.count == expected.count, "nothing lost: \(after.count) of \(expected.count)")
+    }
+
+    /// A receiver that never answers cannot hold a shutdown: SIGTERM ends the run with exit 0 (an HTTP
+    /// request is cancelled at once; a blocking Logstash socket is cut off after `shutdown_timeout` and
+    /// a 5 s last resort), and the next start delivers everything.
+    @Test(arguments: ["elasticsearch", "logstash"])
+    func aStuckReceiverCannotHoldAShutdown(output: String) throws {
+        let stack = try BackfillStack(objects: 12)
+        let fixtures = Stack.repo.appendingPathComponent("Tests/OutputsTests/Fixtures").path
+        let stuckPort = freePort()
+        let stuck = output == "elasticsearch"
+            ? try LocalServer(["python3", fixtures + "/es_server.py", String(stuckPort), "600"], port: stuckPort, name: "es", installHint: "python3 is needed")
+            : try LocalServer(["python3", fixtures + "/silent_server.py", String(stuckPort)], port: stuckPort, name: "silent", installHint: "python3 is needed")
+        let host = output == "elasticsearch" ? stuck.url : "127.0.0.1:\(stuckPort)"
+        let config = stack.dir.sub("stuck.yml")
+        func write(_ host: String) throws {
+            try "journal:\n  path: \(stack.dir.sub("stuck"))/journal\nshutdown_timeout: 1s\noutput:\n  \(output):\n    hosts: [\"\(host)\"]\n    bulk_max_size: 5\n"
+                .write(toFile: config, atomically: true, encoding: .utf8)
+        }
+        try write(host)
+        let p = try ChildProcess(binary(), ["-c", config, "-b", stack.dir.sub("local")], environment: stack.env, stderrPath: stack.dir.sub("stuck.log"))
+        usleep(2_500_000)
+        let signalled = Date()
+        p.kill(SIGTERM)
+        _ = p.readAll()
+        let end = p.wait()
+        let took = Date().timeIntervalSince(signalled)
+        let log = (try? String(contentsOfFile: stack.dir.sub("stuck.log"), encoding: .utf8)) ?? ""
+        #expect(end.exited && end.code == 0, "exit 0: \(end)")
+        #expect(took < 20, "bounded by shutdown_timeout (1 s) and the 5 s last resort, not by the receiver: \(took) s")
+        #expect(log.contains("graceful shutdown"), "\(log.suffix(800))")
+        // An HTTP request is cancelled at once; a blocking socket needs the timeout.
+        #expect(log.contains("shutdown_timeout") == (output == "logstash"), "\(log.suffix(800))")
+        // A receiver that answers gets everything on the next start.
+        let goodPort = freePort()
+        let expected = try stack.expected()
+        if output == "elasticsearch" {
+            let es = try LocalServer(["python3", fixtures + "/es_server.py", String(goodPort)], port: goodPort, name: "es", installHint: "python3 is needed")
+            try write(es.url)
+            #expect(try stack.run(["-c", config, "-b", stack.dir.sub("local")]) == 0)
+            #expect((try esStats(es)["docs"] as? [String: Any] ?? [:]).count == expected.count, "nothing lost")
+        } else {
+            let events = stack.dir.sub("lumberjack.log")
+            let ls = try LocalServer(["python3", fixtures + "/lumberjack_server.py", String(goodPort), "full", events], port: goodPort, name: "lumberjack", installHint: "python3 is needed")
+            try write("127.0.0.1:\(ls.port)")
+            #expect(try stack.run(["-c", config, "-b", stack.dir.sub("local")]) == 0)
+            var got = Set<String>()
+            for line in try String(contentsOfFile: events, encoding: .utf8).split(separator: "\n") {
+                guard let o = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], let e = o["event"] as? [String: Any],
+                    let ct = e["cloudtrail"], let d = try? JSONSerialization.data(withJSONObject: ct, options: [.sortedKeys]) else { continue }
+                got.insert(String(decoding: d, as: UTF8.self))
+            }
+            #expect(got.count == expected.count, "nothing lost: \(got.count) of \(expected.count)")
+        }
+    }
+
+    func esScript(_ es: LocalServer, _ json: String) throws {
+        let curl = try ChildProcess("/usr/bin/curl", ["-s", "--max-time", "10", "-X", "POST", "-H", "Content-Type: application/json", "-d", json, "\(es.url)/_script"])
+        #expect(curl.readAll().contains("ok"))
+        _ = curl.wait()
+    }
+
+    func esStats(_ es: LocalServer) throws -> [String: Any] {
+        let curl = try ChildProcess("/usr/bin/curl", ["-s", "--max-time", "10", "\(es.url)/_test/stats"])
+        let body = curl.readAll()
+        _ = curl.wait()
+        return try #require(try JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any])
     }
 
     @Test func threeInstancesOneKilledRepeatedlyLoseNothing() throws {
