@@ -138,6 +138,56 @@ struct MotoTests {
         }
     }
 
+    @Test func webIdentityAndContainerCredentials() async throws {
+        // AssumeRoleWithWebIdentity is unsigned (as on AWS); moto's signature check fails on an unsigned
+        // request with a 500 (KeyError HTTP_AUTHORIZATION), so it is the one free call after the account's
+        // five. Everything after it is signature-checked.
+        let moto = try LocalServer.moto(freeCalls: 6)
+        let http = HTTPClient()
+        let account = try await MotoAccount.create(moto, http: http)
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ctb-aws-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+
+        // AWS_WEB_IDENTITY_TOKEN_FILE + AWS_ROLE_ARN (EKS IRSA): STS AssumeRoleWithWebIdentity, then S3 with those keys.
+        let tokenFile = dir.appendingPathComponent("token").path
+        try "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzeXN0ZW06c2VydmljZWFjY291bnQ6Y3Q6c2hpcHBlciJ9.c2ln\n".write(toFile: tokenFile, atomically: true, encoding: .utf8)
+        var settings = CredentialChain.Settings()
+        settings.environment = ["HOME": "/nonexistent", "AWS_WEB_IDENTITY_TOKEN_FILE": tokenFile, "AWS_ROLE_ARN": account.roleArn, "AWS_ROLE_SESSION_NAME": "irsa"]
+        settings.stsEndpoint = moto.url
+        let web = CredentialChain(settings: settings, http: http)
+        let webCreds = try await web.credentials()
+        #expect(webCreds.source.hasPrefix("web identity") && webCreds.sessionToken != nil && webCreds.expiration != nil)
+        let setup = S3Client(service: service("s3", moto, account.user, http: http), pathStyle: true)
+        try await setup.createBucket("federated-bucket")
+        let viaWeb = S3Client(service: AWSService(http: http, service: "s3", region: "us-east-1", endpoint: moto.url, credentials: web), pathStyle: true)
+        #expect(try await viaWeb.list(bucket: "federated-bucket").objects.isEmpty)
+
+        // AWS_CONTAINER_CREDENTIALS_FULL_URI + AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE (ECS, EKS Pod Identity).
+        let port = freePort()
+        let json = dir.appendingPathComponent("creds.json").path
+        let expiry = ISO8601DateFormatter().string(from: Date().addingTimeInterval(3600))
+        try JSONSerialization.data(withJSONObject: ["AccessKeyId": webCreds.accessKeyID, "SecretAccessKey": webCreds.secretAccessKey,
+                                                    "Token": webCreds.sessionToken!, "Expiration": expiry]).write(to: URL(fileURLWithPath: json))
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/container_credentials.py").path
+        let endpoint = try LocalServer(["python3", script, String(port), "Bearer pod-identity", json], port: port, name: "container-credentials", installHint: "python3 is needed")
+        try "Bearer pod-identity\n".write(toFile: dir.appendingPathComponent("auth").path, atomically: true, encoding: .utf8)
+        var containerSettings = CredentialChain.Settings()
+        containerSettings.environment = ["HOME": "/nonexistent", "AWS_CONTAINER_CREDENTIALS_FULL_URI": endpoint.url + "/v1/credentials",
+                                         "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE": dir.appendingPathComponent("auth").path]
+        let container = CredentialChain(settings: containerSettings, http: http)
+        let containerCreds = try await container.credentials()
+        #expect(containerCreds.source == "container" && containerCreds.accessKeyID == webCreds.accessKeyID && containerCreds.expiration != nil)
+        let viaContainer = S3Client(service: AWSService(http: http, service: "s3", region: "us-east-1", endpoint: moto.url, credentials: container), pathStyle: true)
+        #expect(try await viaContainer.list(bucket: "federated-bucket").objects.isEmpty)
+        // A wrong authorization token is refused by the endpoint, and the chain says so.
+        containerSettings.environment["AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"] = nil
+        containerSettings.environment["AWS_CONTAINER_AUTHORIZATION_TOKEN"] = "Bearer wrong"
+        await #expect { _ = try await CredentialChain(settings: containerSettings, http: http).credentials() } throws: {
+            "\($0)".contains("HTTP 401")
+        }
+    }
+
     @Test func credentialsFromInstanceMetadata() async throws {
         let moto = try LocalServer.moto()
         let http = HTTPClient()
@@ -201,6 +251,32 @@ struct FlakyTransferTests {
         #expect(got == 300_000)
         let log = try JSONSerialization.jsonObject(with: Data(try await http.send(HTTPRequest(method: "GET", url: server.url + "/stats")).body)) as! [[String: Any]]
         #expect(log.count == 4, "three 503 SlowDown answers, then success")
+    }
+
+    /// Credentials that report one key until refreshed, counting refreshes.
+    actor RotatingCredentials: CredentialProvider {
+        var current = Credentials(accessKeyID: "AKIAEXPIRED", secretAccessKey: "old", sessionToken: "old-token")
+        var refreshes = 0
+        func credentials() async throws -> Credentials { current }
+        func refresh() async throws -> Credentials {
+            refreshes += 1
+            current = Credentials(accessKeyID: "AKIAFRESH", secretAccessKey: "new", sessionToken: "new-token")
+            return current
+        }
+    }
+
+    @Test func anExpiredTokenIsRefreshedOnceAndTheRequestRetried() async throws {
+        let server = try LocalServer.flakyS3("expired")
+        let http = HTTPClient()
+        let provider = RotatingCredentials()
+        let s3 = S3Client(service: AWSService(http: http, service: "s3", region: "us-east-1", endpoint: server.url, credentials: provider,
+                                              retry: RetryPolicy(maxAttempts: 1, base: 0.05, cap: 1)), pathStyle: true)
+        var got = 0
+        _ = try await s3.get(bucket: "b", key: "k") { got += $0.count }
+        #expect(got == 300_000)
+        #expect(await provider.refreshes == 1)
+        let log = try JSONSerialization.jsonObject(with: Data(try await http.send(HTTPRequest(method: "GET", url: server.url + "/stats")).body)) as! [[String: Any]]
+        #expect(log.map { $0["key"] as? String } == ["AKIAEXPIRED", "AKIAFRESH"], "refused, refreshed, signed anew (no retry budget was needed)")
     }
 
     @Test func forbiddenIsNotRetried() async throws {

@@ -4,6 +4,7 @@
   MODE cut:      serves one object; the first two answers cut the connection mid-body; Range resumes work.
   MODE throttle: answers 503 SlowDown three times, then the object; every request is counted.
   MODE forbidden: always answers 403 AccessDenied.
+  MODE expired:  answers 400 ExpiredToken to requests signed with access key AKIAEXPIRED, serves others.
 GET /stats returns the request log as JSON.
 """
 import hashlib, json, random, sys
@@ -31,10 +32,14 @@ class Handler(BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(data)
             return
+        auth = self.headers.get("Authorization", "")
+        key = auth.split("Credential=")[1].split("/")[0] if "Credential=" in auth else None
         LOG.append({"path": self.path, "range": self.headers.get("Range"), "ifMatch": self.headers.get("If-Match"),
-                    "signed": self.headers.get("Authorization", "").startswith("AWS4-HMAC-SHA256")})
+                    "signed": auth.startswith("AWS4-HMAC-SHA256"), "key": key})
         if MODE == "forbidden":
             return self.error(403, "AccessDenied", "Access Denied")
+        if MODE == "expired" and key == "AKIAEXPIRED":
+            return self.error(400, "ExpiredToken", "The provided token has expired.")
         if MODE == "throttle" and THROTTLES[0] > 0:
             THROTTLES[0] -= 1
             return self.error(503, "SlowDown", "Please reduce your request rate.")
