@@ -363,4 +363,30 @@ struct TLSOutputTests {
         let received = try String(contentsOfFile: dir.sub("log"), encoding: .utf8).split(separator: "\n").filter { $0.contains("\"event\"") }
         #expect(received.count == 15)
     }
+
+    /// Against a real redis-server with TLS only (`--port 0 --tls-port`): delivered with the CA, refused without.
+    @Test func redisOverTLSAgainstARealServer() async throws {
+        let dir = TempDir("redis-tls")
+        let openssl = try #require(LocalServer.which("openssl"), "openssl missing: apt-get install openssl")
+        #expect(system("\(openssl) req -x509 -newkey rsa:2048 -nodes -keyout \(dir.sub("key.pem")) -out \(dir.sub("cert.pem")) -days 1 -subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 2>/dev/null") == 0)
+        let port = freePort()
+        let server = try LocalServer(
+            ["redis-server", "--port", "0", "--tls-port", String(port), "--bind", "127.0.0.1", "--dir", dir.path, "--save", "",
+             "--tls-cert-file", dir.sub("cert.pem"), "--tls-key-file", dir.sub("key.pem"), "--tls-auth-clients", "no"],
+            port: port, name: "redis-tls", installHint: "apt-get install redis-server (Debian's is built with TLS)")
+        defer { server.stop() }
+        var config = RedisOutput.Configuration()
+        config.hosts = ["localhost:\(port)"]
+        config.key = "tls-list"
+        config.tls = TLSSettings(caFile: dir.sub("cert.pem"))
+        #expect(try await RedisOutput(config).deliver(events(0..<40)).handled == 40)
+        config.tls = TLSSettings()
+        await #expect { _ = try await RedisOutput(config).deliver(events(40..<41)) } throws: { "\($0)".contains("TLS handshake with localhost failed") }
+        // What the server holds, read back over TLS with redis-cli.
+        let cli = try #require(LocalServer.which("redis-cli"), "redis-cli missing: apt-get install redis-tools")
+        let p = try ChildProcess(cli, ["--tls", "--cacert", dir.sub("cert.pem"), "-h", "localhost", "-p", String(port), "LLEN", "tls-list"])
+        let count = p.readAll().trimmingCharacters(in: .whitespacesAndNewlines)
+        _ = p.wait()
+        #expect(count == "40")
+    }
 }
