@@ -4,6 +4,10 @@ import Journal
 import Logging
 import Stages
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// Where a backfill lists and reads objects: an S3 bucket, or a local copy (`aws s3 sync`).
 public protocol BackfillSource: Sendable {
     /// The bucket name used in object identities (`file:///abs/path` for a local copy).
@@ -20,6 +24,10 @@ public struct S3Source: BackfillSource {
 }
 
 /// A local directory read as a bucket: keys are paths relative to the root, in S3's (byte) order.
+///
+/// A page costs the directories on the way to `startAfter` and the entries it returns, not the whole
+/// tree: directories are walked in key order (a directory sorts as its name plus `/`), subtrees wholly
+/// before `startAfter` are skipped, and the walk stops once the page is full.
 public struct LocalSource: BackfillSource {
     public let root: String
     public var bucket: String { "file://" + root }
@@ -29,42 +37,91 @@ public struct LocalSource: BackfillSource {
     }
 
     public func list(prefix: String, delimiter: String?, startAfter: String?, maxKeys: Int) async throws -> S3ListPage {
-        // Walk only the directory the prefix names (and below it).
-        let dir = prefix.contains("/") ? String(prefix[..<prefix.lastIndex(of: "/")!]) : ""
-        let base = dir.isEmpty ? root : root + "/" + dir
-        var keys: [(String, UInt64)] = []
-        var prefixes = Set<String>()
-        if let walker = FileManager.default.enumerator(atPath: base) {
-            while let rel = walker.nextObject() as? String {
-                let key = dir.isEmpty ? rel : dir + "/" + rel
-                guard key.hasPrefix(prefix) else { continue }
-                var isDir: ObjCBool = false
-                _ = FileManager.default.fileExists(atPath: root + "/" + key, isDirectory: &isDir)
-                if let delimiter {
-                    let rest = key.dropFirst(prefix.count)
-                    if let d = rest.range(of: delimiter) {
-                        prefixes.insert(prefix + rest[..<d.upperBound])
-                        walker.skipDescendants()
-                        continue
-                    }
-                    if isDir.boolValue {
-                        prefixes.insert(key + delimiter)
-                        walker.skipDescendants()
-                        continue
-                    }
+        var walk = LocalWalk(root: root, prefix: prefix, delimiter: delimiter, after: startAfter ?? "", limit: maxKeys)
+        // Start in the directory the prefix names; every key below it is a candidate.
+        _ = walk.visit(prefix.contains("/") ? String(prefix[..<prefix.lastIndex(of: "/")!]) : "")
+        return S3ListPage(objects: walk.objects, commonPrefixes: walk.prefixes, isTruncated: walk.truncated, nextContinuationToken: nil)
+    }
+}
+
+/// One page of a `LocalSource` listing.
+struct LocalWalk {
+    let root: String
+    let prefix: String
+    let delimiter: String?
+    let after: String
+    let limit: Int
+    var objects: [S3ListPage.Entry] = []
+    var prefixes: [String] = []
+    var truncated = false
+
+    static func precedes(_ a: String, _ b: String) -> Bool { a.utf8.lexicographicallyPrecedes(b.utf8) }
+
+    /// Adds a key or a common prefix; false once the page is full (there is more: truncated).
+    private mutating func add(key: String? = nil, commonPrefix: String? = nil) -> Bool {
+        if let commonPrefix, prefixes.last == commonPrefix { return true }
+        if objects.count + prefixes.count == limit {
+            truncated = true
+            return false
+        }
+        if let commonPrefix { prefixes.append(commonPrefix) }
+        if let key {
+            let size = (try? FileManager.default.attributesOfItem(atPath: root + "/" + key)[.size] as? Int) ?? 0
+            objects.append(.init(key: key, size: UInt64(size), etag: "", lastModified: ""))
+        }
+        return true
+    }
+
+    /// The common prefix `key` rolls into under the delimiter, if any.
+    private func rollUp(_ key: String) -> String? {
+        guard let delimiter, key.hasPrefix(prefix) else { return nil }
+        let rest = key.dropFirst(prefix.count)
+        guard let d = rest.range(of: delimiter) else { return nil }
+        return prefix + rest[..<d.upperBound]
+    }
+
+    /// Visits `dir` (relative to the root) in key order; false once the page is full.
+    mutating func visit(_ dir: String) -> Bool {
+        for (key, isDirectory) in LocalWalk.entries(root: root, dir: dir) {
+            if isDirectory {
+                // Every key below starts with `key` (which ends in "/").
+                guard key.hasPrefix(prefix) || prefix.hasPrefix(key) else { continue }
+                if let cp = rollUp(key) {  // the whole subtree rolls into it
+                    if LocalWalk.precedes(after, cp), !add(commonPrefix: cp) { return false }
+                    continue
                 }
-                if isDir.boolValue { continue }
-                let size = (try? FileManager.default.attributesOfItem(atPath: root + "/" + key)[.size] as? Int) ?? 0
-                keys.append((key, UInt64(size)))
+                if !LocalWalk.precedes(after, key) && !after.hasPrefix(key) { continue }  // all of it is before startAfter
+                if !visit(String(key.dropLast())) { return false }
+            } else {
+                guard key.hasPrefix(prefix) else { continue }
+                if let cp = rollUp(key) {
+                    if LocalWalk.precedes(after, cp), !add(commonPrefix: cp) { return false }
+                    continue
+                }
+                if LocalWalk.precedes(after, key), !add(key: key) { return false }
             }
         }
-        let after = startAfter ?? ""
-        let sorted = keys.filter { $0.0 > after }.sorted { Array($0.0.utf8).lexicographicallyPrecedes(Array($1.0.utf8)) }
-        let page = sorted.prefix(maxKeys)
-        return S3ListPage(
-            objects: page.map { .init(key: $0.0, size: $0.1, etag: "", lastModified: "") },
-            commonPrefixes: prefixes.filter { $0 > after }.sorted(),
-            isTruncated: sorted.count > maxKeys, nextContinuationToken: nil)
+        return true
+    }
+
+    /// A directory's entries as keys (directories with a trailing "/"), in byte order.
+    static func entries(root: String, dir: String) -> [(key: String, isDirectory: Bool)] {
+        let path = dir.isEmpty ? root : root + "/" + dir
+        guard let stream = opendir(path) else { return [] }
+        defer { closedir(stream) }
+        var out: [(key: String, isDirectory: Bool)] = []
+        while let entry = readdir(stream) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            if name == "." || name == ".." { continue }
+            let key = dir.isEmpty ? name : dir + "/" + name
+            var isDirectory = Int32(entry.pointee.d_type) == Int32(DT_DIR)
+            if Int32(entry.pointee.d_type) == Int32(DT_UNKNOWN) || Int32(entry.pointee.d_type) == Int32(DT_LNK) {
+                var flag: ObjCBool = false
+                isDirectory = FileManager.default.fileExists(atPath: root + "/" + key, isDirectory: &flag) && flag.boolValue
+            }
+            out.append((isDirectory ? key + "/" : key, isDirectory))
+        }
+        return out.sorted { precedes($0.key, $1.key) }
     }
 }
 
@@ -223,7 +280,7 @@ public final class Backfill: @unchecked Sendable {
         while !cursor.complete {
             try Task.checkCancellation()
             if !options.enqueue {
-                while try journal.objects(in: [.received, .fetched, .emitting]).count >= options.maxPending {
+                while try journal.countObjects(in: [.received, .fetched, .emitting]) >= options.maxPending {
                     try await Task.sleep(nanoseconds: 100_000_000)
                 }
             }
@@ -270,7 +327,7 @@ final class BackfillProgress: @unchecked Sendable {
         let cursors = (try? journal.cursors(job: job).filter { $0.partition != "" }) ?? []
         let listed = cursors.reduce(0) { $0 + $1.listed }
         let bytes = cursors.reduce(0) { $0 + $1.listedBytes }
-        let pending = (try? journal.objects(in: [.received, .fetched, .emitting]).count) ?? 0
+        let pending = (try? journal.countObjects(in: [.received, .fetched, .emitting])) ?? 0
         let done = max(0, Int(listed) - pending)
         let elapsed = max(0.001, Date().timeIntervalSince(started))
         let rate = Double(done) / elapsed

@@ -151,9 +151,9 @@ public final class Engine: Service, @unchecked Sendable {
         if let backfill, !backfill.isFinished { return false }
         let (pollEmpty, since) = lock.withLock { (lastPollEmpty || sqs == nil || backfill != nil, lastReceive) }
         guard pollEmpty, Date().timeIntervalSince(since) > 0.2 else { return false }
-        let pendingObjects = try journal.objects(in: [.received, .fetched, .emitting])
+        let pendingObjects = try journal.countObjects(in: [.received, .fetched, .emitting])
         let messages = try journal.messages()
-        if pendingObjects.isEmpty && messages.isEmpty {
+        if pendingObjects == 0 && messages.isEmpty {
             logger.info("drained: the queue answered empty and no journaled work is left")
             return true
         }
@@ -167,7 +167,7 @@ public final class Engine: Service, @unchecked Sendable {
         while !isStopping {
             try Task.checkCancellation()
             // Backpressure: bounded objects in flight, and no intake while the journal is near max_size.
-            let pending = try journal.objects(in: [.received, .fetched, .emitting]).count
+            let pending = try journal.countObjects(in: [.received, .fetched, .emitting])
             let disk = try journal.diskUse()
             if pending >= config.input.workers * 16 || disk.used >= disk.max / 10 * 9 {
                 try await Task.sleep(nanoseconds: 100_000_000)
@@ -234,14 +234,14 @@ public final class Engine: Service, @unchecked Sendable {
         while true {
             try Task.checkCancellation()
             let now = Date()
-            let candidates = try journal.objects(in: [.received])
-            let claimed: ObjectRef? = lock.withLock {
-                for o in candidates where !fetching.contains(o.ref) && (retryAfter[o.ref].map { $0 <= now } ?? true) {
+            // Claim the first received object no other worker has and no backoff holds back.
+            let claimed: ObjectRef? = try journal.firstObject(in: [.received]) { o in
+                lock.withLock {
+                    guard !fetching.contains(o.ref), retryAfter[o.ref].map({ $0 <= now }) ?? true else { return false }
                     fetching.insert(o.ref)
-                    return o.ref
+                    return true
                 }
-                return nil
-            }
+            }?.ref
             guard let ref = claimed else {
                 try await Task.sleep(nanoseconds: 50_000_000)
                 continue

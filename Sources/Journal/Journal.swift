@@ -72,8 +72,11 @@ public final class Journal: @unchecked Sendable {
     let dbs: Databases
     let resizeLock = ReadWriteLock()
     private let writer = WriterThread()
-    private var mapSize: Int
+    /// The map's size; changes only under `resizeLock` held for writing.
+    private(set) var mapSize: Int
     private let state = NSLock()
+    /// Body bytes through the map since the resident pages were last dropped.
+    let residency = LockedValue(0)
     private var broken: JournalError?
     private var closed = false
     /// The journal directory with symbolic links resolved.
@@ -543,6 +546,18 @@ enum OpenRegistry {
 }
 
 /// A pthread read-write lock: readers hold it for their snapshot, the map is resized under the write lock.
+/// A value behind a lock.
+final class LockedValue<Value>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value: Value
+    init(_ value: Value) { self.value = value }
+    func withLock<T>(_ body: (inout Value) -> T) -> T {
+        lock.lock()
+        defer { lock.unlock() }
+        return body(&value)
+    }
+}
+
 final class ReadWriteLock: @unchecked Sendable {
     private var lock = pthread_rwlock_t()
     init() { pthread_rwlock_init(&lock, nil) }

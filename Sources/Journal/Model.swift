@@ -118,6 +118,27 @@ public struct ObjectState: Sendable, Equatable {
         return w.bytes
     }
 
+    /// The stage of an encoded state, read past the identity without decoding anything else (nil when
+    /// the bytes are not a well-formed prefix of one).
+    static func peekStage(_ v: UnsafeRawBufferPointer) -> ObjectStage? {
+        guard v.count > 0, v[0] == 1 else { return nil }
+        var i = 1
+        for _ in 0..<3 {  // bucket, key, version: varint length, then the bytes
+            var n = 0, shift = 0
+            while true {
+                guard i < v.count, shift < 63 else { return nil }
+                let b = v[i]
+                i += 1
+                n |= Int(b & 0x7f) << shift
+                if b & 0x80 == 0 { break }
+                shift += 7
+            }
+            guard n >= 0, n <= v.count - i else { return nil }
+            i += n
+        }
+        return i < v.count ? ObjectStage(rawValue: v[i]) : nil
+    }
+
     static func decode(_ bytes: [UInt8]) throws -> ObjectState {
         var r = ByteReader(bytes)
         guard try r.byte() == 1 else { throw ByteReader.Truncated() }

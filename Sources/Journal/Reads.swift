@@ -23,11 +23,47 @@ extension Journal {
         try read { txn in
             var out: [ObjectState] = []
             try txn.scan(txn.dbs.objects) { k, v in
+                // Only records of the asked stages are decoded (a malformed one is decoded, and reported).
+                if let stages, let stage = ObjectState.peekStage(v), !stages.contains(stage) { return true }
                 let state = try txn.decode(txn.dbs.objects, Array(k), Array(v), ObjectState.decode)
                 if stages?.contains(state.stage) ?? true { out.append(state) }
                 return true
             }
             return out
+        }
+    }
+
+    /// The first object (in key order) of the given stages that `accept` takes; the scan stops there.
+    /// For workers claiming one item at a time: the cost is the items passed over, not the whole set.
+    public func firstObject(in stages: Set<ObjectStage>, where accept: (ObjectState) -> Bool) throws -> ObjectState? {
+        try read { txn in
+            var found: ObjectState?
+            try txn.scan(txn.dbs.objects) { k, v in
+                if let stage = ObjectState.peekStage(v), !stages.contains(stage) { return true }
+                let state = try txn.decode(txn.dbs.objects, Array(k), Array(v), ObjectState.decode)
+                if stages.contains(state.stage) && accept(state) {
+                    found = state
+                    return false
+                }
+                return true
+            }
+            return found
+        }
+    }
+
+    /// How many objects are in the given stages (no record is decoded).
+    public func countObjects(in stages: Set<ObjectStage>) throws -> Int {
+        try read { txn in
+            var n = 0
+            try txn.scan(txn.dbs.objects) { k, v in
+                guard let stage = ObjectState.peekStage(v) else {
+                    _ = try txn.decode(txn.dbs.objects, Array(k), Array(v), ObjectState.decode)  // reports the corruption
+                    return true
+                }
+                if stages.contains(stage) { n += 1 }
+                return true
+            }
+            return n
         }
     }
 
@@ -71,13 +107,24 @@ extension Journal {
 
     /// Releases the map's pages from the resident set after reading large bodies, so memory stays bounded
     /// whatever the objects' sizes (the pages stay in the page cache).
+    /// Cheap to call often: it acts once 8 MiB of bodies were read or written since it last did.
     public func releaseMappedPages() {
-        resizeLock.withReadLock { env.dropResidentPages(dataFile: registryKey + "/data.mdb") }
+        guard residency.withLock({ touched in
+            guard touched >= 8 << 20 else { return false }
+            touched = 0
+            return true
+        }) else { return }
+        resizeLock.withReadLock { env.dropResidentPages(dataFile: registryKey + "/data.mdb", mapSize: mapSize) }
     }
+
+    /// Counts body bytes that went through the map (for ``releaseMappedPages()``).
+    func touched(_ bytes: Int) { residency.withLock { $0 += bytes } }
 
     /// One chunk of a stored body, or nil when there is no such chunk.
     public func bodyChunk(_ body: BodyRef, _ index: UInt32) throws -> [UInt8]? {
-        try read { try $0.get($0.dbs.bodies, Transitions.chunkKey(body.id, index)) }
+        let chunk = try read { try $0.get($0.dbs.bodies, Transitions.chunkKey(body.id, index)) }
+        touched(chunk?.count ?? 0)
+        return chunk
     }
 
     /// The stored body of a fetched object, chunk by chunk; each chunk is read in its own snapshot,

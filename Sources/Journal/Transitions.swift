@@ -44,6 +44,7 @@ extension Journal {
     /// Stores body chunks of a fetch in progress (not a stage transition: the chunks belong to no
     /// object until ``finishFetch(_:chunks:bytes:recordCount:)`` commits).
     func storeChunks(_ ticket: FetchTicket, first index: UInt32, _ chunks: [[UInt8]]) async throws {
+        touched(chunks.reduce(0) { $0 + $1.count })
         try await write { txn in
             guard try txn.get(txn.dbs.fetching, Transitions.bodyKey(ticket.bodyID)) != nil else {
                 throw JournalError(

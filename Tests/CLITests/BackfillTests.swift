@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import TestSupport
 
+@testable import Engine
 @testable import Journal
 
 #if canImport(Glibc)
@@ -222,5 +223,50 @@ struct BackfillTests {
         let consume = try stack.config("consume", queue: queue)
         #expect(try stack.run(["-c", consume, "--drain"]) == 0)
         #expect(Set(try stack.emitted("consume")) == (try stack.expected()))
+    }
+}
+
+@Suite("Local copies listed as a bucket")
+struct LocalSourceTests {
+    /// Keys in S3's byte order, paged with start-after, common prefixes under a delimiter: the same as
+    /// sorting the whole tree, whatever the page size, with names that sort differently as paths.
+    @Test(arguments: [1, 3, 7, 1000])
+    func pagesMatchAFullSortedListing(pageSize: Int) async throws {
+        let dir = TempDir("local-source")
+        let files = ["a/b/1.json.gz", "a/b/2.json.gz", "a-c/x.json.gz", "a/b-c/3.json.gz", "a/b.json.gz", "a/é/4.json.gz",
+                     "a/B/5.json.gz", "a/b/sub/6.json.gz", "z.json.gz", "a/b/0.json.gz", "a/bb/7.json.gz"]
+        for f in files {
+            let path = dir.sub(f)
+            try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            try Data(repeating: 1, count: f.count).write(to: URL(fileURLWithPath: path))
+        }
+        let source = LocalSource(root: dir.path)
+        func all(_ prefix: String, delimiter: String? = nil) async throws -> (keys: [String], prefixes: [String], sizes: [UInt64]) {
+            var keys: [String] = [], prefixes: [String] = [], sizes: [UInt64] = []
+            var after: String?
+            while true {
+                let page = try await source.list(prefix: prefix, delimiter: delimiter, startAfter: after, maxKeys: pageSize)
+                #expect(page.objects.count + page.commonPrefixes.count <= pageSize)
+                keys += page.objects.map(\.key)
+                sizes += page.objects.map(\.size)
+                prefixes += page.commonPrefixes
+                guard page.isTruncated, let last = (page.commonPrefixes + page.objects.map(\.key)).max(by: { $0.utf8.lexicographicallyPrecedes($1.utf8) }) else { break }
+                after = last
+            }
+            return (keys, prefixes, sizes)
+        }
+        func sorted(_ xs: [String]) -> [String] { xs.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) } }
+        let everything = try await all("")
+        #expect(everything.keys == sorted(files), "byte order across pages of \(pageSize)")
+        #expect(everything.sizes == sorted(files).map { UInt64($0.count) })
+        #expect(try await all("a/b").keys == sorted(files.filter { $0.hasPrefix("a/b") }))
+        #expect(try await all("a/b/").keys == sorted(files.filter { $0.hasPrefix("a/b/") }))
+        let top = try await all("", delimiter: "/")
+        #expect(top.keys == ["z.json.gz"] && top.prefixes == ["a-c/", "a/"])
+        let underA = try await all("a/", delimiter: "/")
+        #expect(underA.keys == ["a/b.json.gz"] && underA.prefixes == ["a/B/", "a/b-c/", "a/b/", "a/bb/", "a/é/"])
+        // Resuming inside a subtree skips what is before it.
+        let resumed = try await source.list(prefix: "", delimiter: nil, startAfter: "a/b/1.json.gz", maxKeys: 2)
+        #expect(resumed.objects.map(\.key) == ["a/b/2.json.gz", "a/b/sub/6.json.gz"] && resumed.isTruncated)
     }
 }

@@ -318,6 +318,20 @@ struct ModelTests {
     func compare(_ journal: Journal, _ model: Model, _ context: String) throws {
         let objects = try journal.objects()
         #expect(objects.count == model.objects.count, "\(context): object count")
+        // The stage-filtered reads (which peek at the stage without decoding) agree with the model.
+        for stages: Set<ObjectStage> in [[.received], [.fetched, .emitting], [.done, .quarantined], Set(ObjectStage.allCases)] {
+            let expected = model.objects.filter { stages.contains($0.value.stage) }
+            #expect(try journal.countObjects(in: stages) == expected.count, "\(context): count in \(stages)")
+            #expect(Set(try journal.objects(in: stages).map(\.ref)) == Set(expected.keys), "\(context): objects in \(stages)")
+            let first = try journal.firstObject(in: stages) { _ in true }
+            #expect(first?.ref == expected.keys.min(by: { $0.storageKey.lexicographicallyPrecedes($1.storageKey) }), "\(context): first in \(stages)")
+            var passed = 0
+            let second = try journal.firstObject(in: stages) { _ in
+                passed += 1
+                return passed == 2
+            }
+            #expect((second == nil) == (expected.count < 2) && passed == min(2, expected.count), "\(context): the scan stops at the accepted one")
+        }
         var chunks = 0
         for o in objects {
             guard let m = model.objects[o.ref] else {

@@ -98,16 +98,28 @@ final class LMDBEnvironment: @unchecked Sendable {
     /// /proc/self/maps.
     ///
     /// The corresponding C function is `madvise`.
-    func dropResidentPages(dataFile: String) {
-        guard let maps = try? String(contentsOfFile: "/proc/self/maps", encoding: .utf8) else { return }
-        for line in maps.split(separator: "\n") where line.hasSuffix(" " + dataFile) {
-            let range = line.prefix { $0 != " " }.split(separator: "-")
-            guard range.count == 2, let start = UInt(range[0], radix: 16), let end = UInt(range[1], radix: 16), end > start,
-                let address = UnsafeMutableRawPointer(bitPattern: start)
-            else { continue }
-            _ = madvise(address, Int(end - start), MADV_DONTNEED)
+    ///
+    /// The mapping is looked up once per map size (LMDB maps anew only when the size changes); callers
+    /// hold the journal's resize lock for reading, so the map cannot move meanwhile.
+    func dropResidentPages(dataFile: String, mapSize: Int) {
+        let ranges: [(start: UInt, length: Int)] = mapsCache.withLock { cache in
+            if let cached = cache, cached.mapSize == mapSize { return cached.ranges }
+            guard let maps = try? String(contentsOfFile: "/proc/self/maps", encoding: .utf8) else { return [] }
+            var found: [(start: UInt, length: Int)] = []
+            for line in maps.split(separator: "\n") where line.hasSuffix(" " + dataFile) {
+                let range = line.prefix { $0 != " " }.split(separator: "-")
+                guard range.count == 2, let start = UInt(range[0], radix: 16), let end = UInt(range[1], radix: 16), end > start else { continue }
+                found.append((start, Int(end - start)))
+            }
+            cache = (mapSize, found)
+            return found
+        }
+        for r in ranges {
+            guard let address = UnsafeMutableRawPointer(bitPattern: r.start) else { continue }
+            _ = madvise(address, r.length, MADV_DONTNEED)
         }
     }
+    private let mapsCache = LockedValue<(mapSize: Int, ranges: [(start: UInt, length: Int)])?>(nil)
 
     /// Closes the environment and frees its handle. Call once.
     ///
