@@ -360,7 +360,7 @@ public final class Engine: Service, @unchecked Sendable {
 
     // MARK: Emitting
 
-    /// Runs the output's `worker` emitters; each claims one object at a time, oldest first, so an
+    /// Runs the output's `worker` emitters; each claims one object at a time, in key order, so an
     /// output works on up to `worker` objects at once (each object's records stay in order).
     private func emitLoop(_ pump: OutputPump) async throws {
         let workers = config.workers(forOutput: pump.output.name)
@@ -374,13 +374,12 @@ public final class Engine: Service, @unchecked Sendable {
         let name = pump.output.name
         while true {
             try Task.checkCancellation()
-            let ready = try journal.objects(in: [.fetched, .emitting]).filter { $0.cursor(name) < ($0.recordCount ?? 0) }
-            let claimed: ObjectState? = lock.withLock {
-                for o in ready.sorted(by: { $0.firstSeen < $1.firstSeen }) where !emitting.contains(EmitClaim(output: name, object: o.ref)) {
-                    emitting.insert(EmitClaim(output: name, object: o.ref))
-                    return o
-                }
-                return nil
+            // The first object (in key order: for CloudTrail's keys, account, region, then time) with records
+            // this output has not acknowledged and no other emitter holds. Backpressure bounds how many
+            // objects wait, so none waits long.
+            let claimed = try journal.firstObject(in: [.fetched, .emitting]) { o in
+                guard o.cursor(name) < (o.recordCount ?? 0) else { return false }
+                return lock.withLock { emitting.insert(EmitClaim(output: name, object: o.ref)).inserted }
             }
             guard let claimed else {
                 try await Task.sleep(nanoseconds: 50_000_000)

@@ -268,8 +268,14 @@ public final class BodyWriter: @unchecked Sendable {
             buffer = []
             chunkCount += 1
         }
-        try await flush()
-        return try await journal.finishFetch(ticket, chunks: chunkCount, bytes: byteCount, recordCount: recordCount)
+        // The last chunks commit with the `fetched` transition: one commit fewer per object, and a small
+        // object's whole body lands atomically with its new stage.
+        let last = pending
+        pending.removeAll()
+        journal.touched(last.reduce(0) { $0 + $1.count })
+        let state = try await journal.finishFetch(ticket, chunks: chunkCount, bytes: byteCount, recordCount: recordCount, storing: last, from: firstPending)
+        journal.releaseMappedPages()
+        return state
     }
 }
 

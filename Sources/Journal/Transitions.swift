@@ -59,8 +59,18 @@ extension Journal {
 
     /// Marks a download complete: the stored body, its size and record count become the object's,
     /// and the object is `fetched` (or `done` when there is nothing to emit).
-    public func finishFetch(_ ticket: FetchTicket, chunks: UInt32, bytes: UInt64, recordCount: UInt64) async throws -> ObjectState {
-        try await write { try Transitions.finishFetch($0, ticket, chunks, bytes, recordCount) }
+    ///
+    /// `storing` are the body's last chunks (numbered from `from`), stored in the same transaction.
+    public func finishFetch(
+        _ ticket: FetchTicket, chunks: UInt32, bytes: UInt64, recordCount: UInt64, storing last: [[UInt8]] = [], from first: UInt32 = 0
+    ) async throws -> ObjectState {
+        try await write { txn in
+            let state = try Transitions.finishFetch(txn, ticket, chunks, bytes, recordCount)
+            for (i, chunk) in last.enumerated() {
+                try txn.put(txn.dbs.bodies, Transitions.chunkKey(ticket.bodyID, first + UInt32(i)), chunk)
+            }
+            return state
+        }
     }
 
     /// Records a failed download attempt (the object stays `received`; its partial body is freed).

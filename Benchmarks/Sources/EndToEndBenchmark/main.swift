@@ -6,6 +6,8 @@
 //    journal → file output, versus `zcat FILES | jq -c '.Records[]' > out` and bare `zcat FILES > /dev/null`
 //    (same files, medians). Targets: >= 5x jq and >= 0.4x bare zcat. Also records/s, MB/s, peak RSS and
 //    journal bytes written per record.
+//    Also many small objects (a few records each, CloudTrail's usual shape): objects/s against the same
+//    jq pipeline, which shows the per-object cost (journal commits and the output's fsync per object).
 // 2. Memory: one object of 1 GiB uncompressed, end to end; peak RSS must stay <= 128 MiB.
 // 3. The queue path against moto: our CPU seconds per 1 000 records (moto itself is slow: we measure our
 //    CPU, not its speed).
@@ -128,6 +130,31 @@ print(String(format: "  ratio vs jq:   %.2fx (target >= 5x)   %@", vsJq, vsJq >=
 print(String(format: "  ratio vs zcat: %.2fx (target >= 0.4x) %@", vsZcat, vsZcat >= 0.4 ? "met" : "MISSED"))
 print(String(format: "  peak RSS %.1f MiB; bytes written per record %.0f (journal, bodies, file output and fsyncs included)",
              Double(median(ours.map { Double($0.peakRSS) })) / 1048576, median(ours.map { Double($0.written) }) / Double(records)))
+
+// MARK: 1b. Many small objects (CloudTrail's usual shape: a file every five minutes, a few records each)
+let smallCount = quick ? 2_000 : 10_000
+let smallRoot = base + "/small"
+var smallFiles: [String] = []
+var smallRecords = 0
+for i in 0..<smallCount {
+    let dayDir = smallRoot + "/AWSLogs/123456789012/CloudTrail/us-east-1/2026/11/\(String(format: "%02d", 1 + i / 288 % 28))"
+    if i % 288 == 0 { try FileManager.default.createDirectory(atPath: dayDir, withIntermediateDirectories: true) }
+    let path = dayDir + "/123456789012_CloudTrail_us-east-1_20261101T\(String(format: "%04d", i % 288))Z_\(String(format: "%016d", i)).json.gz"
+    let (_, n) = writeLog(path: path, bytes: 1 + 1500 * (1 + i % 4), corpus: &corpus, start: records + smallRecords)
+    smallFiles.append(path)
+    smallRecords += n
+}
+try smallFiles.joined(separator: "\n").write(toFile: base + "/small.list", atomically: true, encoding: .utf8)
+var smallOurs: [Double] = [], smallJq: [Double] = []
+for _ in 0..<(quick ? 1 : 3) {
+    smallOurs.append(run(["-c", config("small-run"), "-b", smallRoot]).seconds)
+    let out = try String(contentsOfFile: "\(base)/small-run/out/cloudtrailbeat.ndjson", encoding: .utf8).utf8.reduce(0) { $0 + ($1 == 0x0a ? 1 : 0) }
+    precondition(out == smallRecords, "the file output holds \(out) events, expected \(smallRecords)")
+    smallJq.append(shell("xargs -a \(base)/small.list zcat | jq -c '.Records[]' > \(base)/jq-small.out"))
+}
+let ts = median(smallOurs), tj = median(smallJq)
+print(String(format: "  %d small objects (%d records): %.0f objects/s, %.0f records/s; %.2fx zcat | jq (%.0f objects/s)",
+             smallCount, smallRecords, Double(smallCount) / ts, Double(smallRecords) / ts, tj / ts, Double(smallCount) / tj))
 
 // MARK: 2. Memory on one 1 GiB object
 let bigMB = quick ? 128 : 1024
