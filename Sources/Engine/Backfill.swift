@@ -259,7 +259,7 @@ public final class Backfill: @unchecked Sendable {
             }
             _ = try await journal.saveListing(BackfillCursor(job: job, partition: "", listed: UInt64(partitions.count), complete: true), discovered: [])
             cursors = try journal.cursors(job: job)
-            logger.info("backfill: partitions discovered", metadata: ["job": "\(job)", "partitions": "\(partitions.count)"], source: "backfill")
+            logger.info("backfill: partitions discovered", metadata: ["job": "\(job)", "partitions": "\(partitions.count)"], source: LogStage.backfill.rawValue)
         }
         let open = cursors.filter { $0.partition != "" && !$0.complete }
         try await withThrowingTaskGroup(of: Void.self) { group in
@@ -304,7 +304,7 @@ public final class Backfill: @unchecked Sendable {
                 let discovered = objects.map { DiscoveredObject(ObjectRef(bucket: source.bucket, key: $0.key, version: $0.etag), size: $0.size) }
                 _ = try await journal.saveListing(cursor, discovered: discovered, force: options.force)
             }
-            logger.debug("page listed", metadata: ["partition": "\(cursor.partition)", "objects": "\(objects.count)", "after": "\(cursor.lastKey ?? "")", "complete": "\(cursor.complete)"], source: "backfill")
+            logger.debug("page listed", metadata: ["partition": "\(cursor.partition)", "objects": "\(objects.count)", "after": "\(cursor.lastKey ?? "")", "complete": "\(cursor.complete)"], source: LogStage.backfill.rawValue)
         }
     }
 }
@@ -343,13 +343,13 @@ final class BackfillProgress: @unchecked Sendable {
             if tty {
                 FileHandle.standardError.write(Data(("\r\u{1b}[K" + line()).utf8))
             } else {
-                logger.info("\(line())", source: "backfill")
+                logger.info("\(line())", source: LogStage.backfill.rawValue)
             }
         }
     }
 
     func summary() {
         if tty { FileHandle.standardError.write(Data("\n".utf8)) }
-        logger.info("\(line()) — finished in \(String(format: "%.1f", Date().timeIntervalSince(started)))s", source: "backfill")
+        logger.info("\(line()) — finished in \(String(format: "%.1f", Date().timeIntervalSince(started)))s", source: LogStage.backfill.rawValue)
     }
 }

@@ -177,7 +177,7 @@ public final class Engine: Service, @unchecked Sendable {
             do {
                 messages = try await sqs.receive(max: config.input.numQueueFetch, waitSeconds: config.input.waitTime, visibilityTimeout: config.input.visibilityTimeout)
             } catch let e as AWSError {
-                logger.error("SQS ReceiveMessage failed", metadata: ["error": "\(e)"], source: "receive")
+                logger.error("SQS ReceiveMessage failed", metadata: ["error": "\(e)"], source: LogStage.receive.rawValue)
                 try await Task.sleep(nanoseconds: e.kind == .auth ? 10_000_000_000 : 2_000_000_000)
                 continue
             }
@@ -201,22 +201,22 @@ public final class Engine: Service, @unchecked Sendable {
                 id: m.id, receiptHandle: m.receiptHandle, receiveCount: m.receiveCount,
                 reason: "received \(m.receiveCount) times (input.max_receive_count is \(config.input.maxReceiveCount))", detail: m.body)
             lock.withLock { counters.messagesQuarantined += 1 }
-            logger.warning("poison message quarantined", metadata: ["message": "\(m.id)", "receiveCount": "\(m.receiveCount)"], source: "receive")
+            logger.warning("poison message quarantined", metadata: ["message": "\(m.id)", "receiveCount": "\(m.receiveCount)"], source: LogStage.receive.rawValue)
             return
         }
         switch NotificationDecoder.decode(m.body) {
         case .unrecognised(let reason):
             _ = try await journal.quarantineMessage(id: m.id, receiptHandle: m.receiptHandle, receiveCount: m.receiveCount, reason: "unrecognised message: \(reason)", detail: m.body)
             lock.withLock { counters.messagesQuarantined += 1 }
-            logger.warning("unrecognised message quarantined", metadata: ["message": "\(m.id)", "reason": "\(reason)"], source: "receive")
+            logger.warning("unrecognised message quarantined", metadata: ["message": "\(m.id)", "reason": "\(reason)"], source: LogStage.receive.rawValue)
         case .nothingToDo(let reason):
             _ = try await journal.receive(ReceivedMessage(id: m.id, receiptHandle: m.receiptHandle, receiveCount: m.receiveCount, objects: []))
-            logger.debug("nothing to do", metadata: ["message": "\(m.id)", "reason": "\(reason)"], source: "receive")
+            logger.debug("nothing to do", metadata: ["message": "\(m.id)", "reason": "\(reason)"], source: LogStage.receive.rawValue)
         case .objects(let refs, let shape):
             let objects = refs.map { DiscoveredObject(ObjectRef(bucket: $0.bucket, key: $0.key, version: $0.etag ?? $0.versionID ?? ""), size: $0.size) }
             let result = try await journal.receive(ReceivedMessage(id: m.id, receiptHandle: m.receiptHandle, receiveCount: m.receiveCount, objects: objects))
             if result.message.state == .received { lock.withLock { handles[m.id] = m.receiptHandle } }
-            logger.debug("received", metadata: ["message": "\(m.id)", "shape": "\(shape)", "objects": "\(objects.count)"], source: "receive")
+            logger.debug("received", metadata: ["message": "\(m.id)", "shape": "\(shape)", "objects": "\(objects.count)"], source: LogStage.receive.rawValue)
         }
     }
 
@@ -229,27 +229,34 @@ public final class Engine: Service, @unchecked Sendable {
         }
     }
 
-    /// Claims one `received` object at a time and fetches it.
+    /// Claims one `received` object at a time, the first no other worker has and no backoff holds back,
+    /// and fetches it.
     private func fetchWorker() async throws {
+        try await claimLoop(
+            [.received],
+            claim: { o, now in !self.fetching.contains(o.ref) && (self.retryAfter[o.ref].map { $0 <= now } ?? true) && self.fetching.insert(o.ref).inserted },
+            release: { self.fetching.remove($0) },
+            due: { $0.stage == .received },
+            work: fetch)
+    }
+
+    /// The workers' loop: claims (under the lock) the first object of `stages` that `claim` takes, re-reads
+    /// it (another worker may have finished it since the scan), works on it if still `due`, and releases
+    /// the claim; sleeps 50 ms when nothing is claimable.
+    private func claimLoop(
+        _ stages: Set<ObjectStage>, claim: @escaping (ObjectState, Date) -> Bool, release: @escaping (ObjectRef) -> Void,
+        due: (ObjectState) -> Bool, work: (ObjectState) async throws -> Void
+    ) async throws {
         while true {
             try Task.checkCancellation()
             let now = Date()
-            // Claim the first received object no other worker has and no backoff holds back.
-            let claimed: ObjectRef? = try journal.firstObject(in: [.received]) { o in
-                lock.withLock {
-                    guard !fetching.contains(o.ref), retryAfter[o.ref].map({ $0 <= now }) ?? true else { return false }
-                    fetching.insert(o.ref)
-                    return true
-                }
-            }?.ref
-            guard let ref = claimed else {
+            guard let claimed = try journal.firstObject(in: stages, where: { o in lock.withLock { claim(o, now) } })?.ref else {
                 try await Task.sleep(nanoseconds: 50_000_000)
                 continue
             }
-            defer { lock.withLock { _ = fetching.remove(ref) } }
-            // Re-read after claiming: another worker may have finished it since the snapshot.
-            guard let current = try journal.object(ref), current.stage == .received else { continue }
-            try await fetch(current)
+            defer { lock.withLock { release(claimed) } }
+            guard let current = try journal.object(claimed), due(current) else { continue }
+            try await work(current)
         }
     }
 
@@ -290,7 +297,7 @@ public final class Engine: Service, @unchecked Sendable {
                 counters.bytesDownloaded += Int(writer.bytesWritten)
                 retryAfter[ref] = nil
             }
-            logger.debug("fetched", metadata: ["object": "\(ref)", "records": "\(count)", "stage": "\(state.stage)"], source: "fetch")
+            logger.debug("fetched", metadata: ["object": "\(ref)", "records": "\(count)", "stage": "\(state.stage)"], source: LogStage.fetch.rawValue)
         } catch let e as SplitError {
             _ = try await journal.fetchFailed(ticket, error: e.description)
             if e.code == .notCloudTrailLog, ObjectClassifier.classify(head: (try? gunzipHead(head)) ?? head) == .digest {
@@ -313,7 +320,7 @@ public final class Engine: Service, @unchecked Sendable {
                 let held = lock.withLock { state.messages.compactMap { id in handles.removeValue(forKey: id) } }
                 for handle in held { try? await sqs?.changeVisibility(handle, timeout: Int(delay)) }
                 lock.withLock { counters.messagesReturned += held.count }
-                logger.warning("fetch failed; retrying", metadata: ["object": "\(ref)", "error": "\(e)", "in": "\(delay)s"], source: "fetch")
+                logger.warning("fetch failed; retrying", metadata: ["object": "\(ref)", "error": "\(e)", "in": "\(delay)s"], source: LogStage.fetch.rawValue)
             }
         } catch let e as LocalReadError {
             _ = try await journal.fetchFailed(ticket, error: e.message)
@@ -321,7 +328,7 @@ public final class Engine: Service, @unchecked Sendable {
         } catch let e as JournalError where e.code == .full {
             _ = try? await journal.fetchFailed(ticket, error: e.description)
             lock.withLock { retryAfter[ref] = Date().addingTimeInterval(5) }
-            logger.warning("journal full: fetch postponed until GC frees space", metadata: ["object": "\(ref)"], source: "fetch")
+            logger.warning("journal full: fetch postponed until GC frees space", metadata: ["object": "\(ref)"], source: LogStage.fetch.rawValue)
         }
     }
 
@@ -355,7 +362,7 @@ public final class Engine: Service, @unchecked Sendable {
     private func quarantine(_ ref: ObjectRef, _ reason: String) async throws {
         _ = try await journal.quarantineObject(ref, reason: reason)
         lock.withLock { counters.objectsQuarantined += 1 }
-        logger.warning("object quarantined", metadata: ["object": "\(ref)", "reason": "\(reason)"], source: "fetch")
+        logger.warning("object quarantined", metadata: ["object": "\(ref)", "reason": "\(reason)"], source: LogStage.fetch.rawValue)
     }
 
     // MARK: Emitting
@@ -370,26 +377,18 @@ public final class Engine: Service, @unchecked Sendable {
         }
     }
 
+    /// The first object (in key order: for CloudTrail's keys, account, region, then time) with records this
+    /// output has not acknowledged and no other emitter holds. Backpressure bounds how many objects wait,
+    /// so none waits long.
     private func emitWorker(_ pump: OutputPump) async throws {
         let name = pump.output.name
-        while true {
-            try Task.checkCancellation()
-            // The first object (in key order: for CloudTrail's keys, account, region, then time) with records
-            // this output has not acknowledged and no other emitter holds. Backpressure bounds how many
-            // objects wait, so none waits long.
-            let claimed = try journal.firstObject(in: [.fetched, .emitting]) { o in
-                guard o.cursor(name) < (o.recordCount ?? 0) else { return false }
-                return lock.withLock { emitting.insert(EmitClaim(output: name, object: o.ref)).inserted }
-            }
-            guard let claimed else {
-                try await Task.sleep(nanoseconds: 50_000_000)
-                continue
-            }
-            defer { lock.withLock { _ = emitting.remove(EmitClaim(output: name, object: claimed.ref)) } }
-            // Re-read after claiming: another emitter may have finished it since the snapshot.
-            guard let current = try journal.object(claimed.ref), current.cursor(name) < (current.recordCount ?? 0) else { continue }
-            try await emit(current, pump)
-        }
+        let due = { (o: ObjectState) in o.cursor(name) < (o.recordCount ?? 0) }
+        try await claimLoop(
+            [.fetched, .emitting],
+            claim: { o, _ in due(o) && self.emitting.insert(EmitClaim(output: name, object: o.ref)).inserted },
+            release: { self.emitting.remove(EmitClaim(output: name, object: $0)) },
+            due: due,
+            work: { try await self.emit($0, pump) })
     }
 
     /// Sends an object's records from the output's cursor, decoding the stored body chunk by chunk.
@@ -450,7 +449,7 @@ public final class Engine: Service, @unchecked Sendable {
                 }
                 try decoder.push(chunk, take)
                 try await flush(false)
-                if index % 64 == 63 { journal.releaseMappedPages() }
+                journal.releaseMappedPages()
             }
             try decoder.finish(take)
             try await flush(true)
@@ -464,9 +463,9 @@ public final class Engine: Service, @unchecked Sendable {
             throw error
         }
         journal.releaseMappedPages()
-        logger.debug("emitted", metadata: ["object": "\(object.ref)", "output": "\(name)", "records": "\(delivered - start)", "from": "\(start)"], source: "emit")
+        logger.debug("emitted", metadata: ["object": "\(object.ref)", "output": "\(name)", "records": "\(delivered - start)", "from": "\(start)"], source: LogStage.emit.rawValue)
         if delivered < Int(total) {
-            logger.error("the stored body yielded fewer records than counted at fetch", metadata: ["object": "\(object.ref)", "counted": "\(total)", "found": "\(delivered)"], source: "emit")
+            logger.error("the stored body yielded fewer records than counted at fetch", metadata: ["object": "\(object.ref)", "counted": "\(total)", "found": "\(delivered)"], source: LogStage.emit.rawValue)
         }
     }
 
@@ -495,10 +494,10 @@ public final class Engine: Service, @unchecked Sendable {
                             if let f = failures.first(where: { $0.id == "\(i)" }) {
                                 if f.isInvalidReceipt {
                                     // Expected after downtime: the message comes back, is recognised as done, and is deleted then.
-                                    logger.info("receipt handle expired; the message will be deleted on redelivery", metadata: ["message": "\(m.id)"], source: "delete")
+                                    logger.info("receipt handle expired; the message will be deleted on redelivery", metadata: ["message": "\(m.id)"], source: LogStage.delete.rawValue)
                                     forget.append(m.id)
                                 } else {
-                                    logger.warning("SQS delete failed; retrying", metadata: ["message": "\(m.id)", "code": "\(f.code)"], source: "delete")
+                                    logger.warning("SQS delete failed; retrying", metadata: ["message": "\(m.id)", "code": "\(f.code)"], source: LogStage.delete.rawValue)
                                 }
                             } else {
                                 forget.append(m.id)
@@ -506,12 +505,12 @@ public final class Engine: Service, @unchecked Sendable {
                         }
                         lock.withLock { counters.messagesDeleted += toDelete.count - failures.count }
                     } catch let e as AWSError {
-                        logger.warning("SQS DeleteMessageBatch failed", metadata: ["error": "\(e)"], source: "delete")
+                        logger.warning("SQS DeleteMessageBatch failed", metadata: ["error": "\(e)"], source: LogStage.delete.rawValue)
                         try await Task.sleep(nanoseconds: 1_000_000_000)
                     }
                 }
                 if !forget.isEmpty {
-                    logger.debug("messages done", metadata: ["messages": "\(forget)", "deleted": "\(!config.input.noPurge)"], source: "delete")
+                    logger.debug("messages done", metadata: ["messages": "\(forget)", "deleted": "\(!config.input.noPurge)"], source: LogStage.delete.rawValue)
                     try await journal.messagesDeleted(forget)
                     lock.withLock { for id in forget { handles[id] = nil } }
                 }
@@ -531,13 +530,13 @@ public final class Engine: Service, @unchecked Sendable {
             for group in stride(from: 0, to: entries.count, by: 10).map({ Array(entries[$0..<min(entries.count, $0 + 10)]) }) {
                 do {
                     let failures = try await sqs.changeVisibilityBatch(group.map { ($0.1, config.input.visibilityTimeout) })
-                    logger.debug("visibility extended", metadata: ["messages": "\(group.count - failures.count)", "timeout": "\(config.input.visibilityTimeout)s"], source: "visibility")
+                    logger.debug("visibility extended", metadata: ["messages": "\(group.count - failures.count)", "timeout": "\(config.input.visibilityTimeout)s"], source: LogStage.visibility.rawValue)
                     lock.withLock {
                         counters.visibilityExtensions += group.count - failures.count
                         for f in failures where f.isInvalidReceipt { if let i = Int(f.id) { handles[group[i].0] = nil } }
                     }
                 } catch {
-                    logger.warning("visibility extension failed", metadata: ["error": "\(error)"], source: "visibility")
+                    logger.warning("visibility extension failed", metadata: ["error": "\(error)"], source: LogStage.visibility.rawValue)
                 }
             }
         }

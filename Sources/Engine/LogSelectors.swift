@@ -1,5 +1,10 @@
 import Logging
 
+/// The pipeline stage a log line comes from: its `source`, and what debug selectors name.
+enum LogStage: String, CaseIterable {
+    case receive, fetch, emit, delete, visibility, backfill
+}
+
 /// Debug selectors, as Filebeat's `-d "fetch,emit"` and `logging.selectors`: debug (and trace) lines
 /// pass only for the selected pipeline stages; `*` or an empty list selects all. Lines at info and
 /// above always pass.
@@ -8,7 +13,7 @@ import Logging
 /// (lines without one carry their module's name, e.g. `Engine`). Matching ignores case.
 public struct SelectorLogHandler: LogHandler {
     /// The stages debug lines come from; they are what `-d` and `logging.selectors` take.
-    public static let stages = ["receive", "fetch", "emit", "delete", "visibility", "backfill"]
+    public static let stages = LogStage.allCases.map(\.rawValue)
 
     private var inner: StreamLogHandler
     private let selected: Set<String>?  // nil: all

@@ -272,7 +272,6 @@ public final class BodyWriter: @unchecked Sendable {
         // object's whole body lands atomically with its new stage.
         let last = pending
         pending.removeAll()
-        journal.touched(last.reduce(0) { $0 + $1.count })
         let state = try await journal.finishFetch(ticket, chunks: chunkCount, bytes: byteCount, recordCount: recordCount, storing: last, from: firstPending)
         journal.releaseMappedPages()
         return state

@@ -64,7 +64,8 @@ extension Journal {
     public func finishFetch(
         _ ticket: FetchTicket, chunks: UInt32, bytes: UInt64, recordCount: UInt64, storing last: [[UInt8]] = [], from first: UInt32 = 0
     ) async throws -> ObjectState {
-        try await write { txn in
+        touched(last.reduce(0) { $0 + $1.count })
+        return try await write { txn in
             let state = try Transitions.finishFetch(txn, ticket, chunks, bytes, recordCount)
             for (i, chunk) in last.enumerated() {
                 try txn.put(txn.dbs.bodies, Transitions.chunkKey(ticket.bodyID, first + UInt32(i)), chunk)

@@ -42,10 +42,12 @@ struct BackfillStack {
         return path
     }
 
-    func start(_ args: [String]) throws -> ChildProcess { try ChildProcess(binary(), args, environment: env, stderrPath: dir.sub("engine.log")) }
+    func start(_ args: [String], log: String = "engine.log") throws -> ChildProcess {
+        try ChildProcess(binary(), args, environment: env, stderrPath: dir.sub(log))
+    }
 
-    func run(_ args: [String]) throws -> Int32 {
-        let p = try start(args)
+    func run(_ args: [String], log: String = "engine.log") throws -> Int32 {
+        let p = try start(args, log: log)
         _ = p.readAll()
         let end = p.wait()
         return end.exited ? end.code : 128 + end.code
@@ -166,11 +168,8 @@ struct BackfillTests {
     @Test func debugSelectorsPickStages() throws {
         let stack = try BackfillStack(objects: 24)
         func debugRun(_ name: String, _ selectors: String) throws -> (code: Int32, log: String) {
-            let p = try ChildProcess(binary(), ["-c", try stack.config(name, s3: false), "-b", stack.dir.sub("local"), "-d", selectors],
-                                     environment: stack.env, stderrPath: stack.dir.sub("\(name).log"))
-            _ = p.readAll()
-            let end = p.wait()
-            return (end.exited ? end.code : 128 + end.code, (try? String(contentsOfFile: stack.dir.sub("\(name).log"), encoding: .utf8)) ?? "")
+            let code = try stack.run(["-c", try stack.config(name, s3: false), "-b", stack.dir.sub("local"), "-d", selectors], log: "\(name).log")
+            return (code, (try? String(contentsOfFile: stack.dir.sub("\(name).log"), encoding: .utf8)) ?? "")
         }
         let objects = try FileManager.default.subpathsOfDirectory(atPath: stack.dir.sub("local")).filter { $0.hasSuffix(".json.gz") }.count
         let emit = try debugRun("emit", "emit")

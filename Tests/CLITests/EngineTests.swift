@@ -8,6 +8,21 @@ import TestSupport
 import Glibc
 #endif
 
+/// A Python test server from Tests/ (a path below it) on a free loopback port: `python3 SCRIPT PORT ARGS…`.
+func fixtureServer(_ script: String, _ arguments: [String] = [], name: String) throws -> LocalServer {
+    let port = freePort()
+    return try LocalServer(["python3", Stack.repo.appendingPathComponent("Tests/" + script).path, String(port)] + arguments,
+                           port: port, name: name, installHint: "python3 is needed")
+}
+
+/// The body curl gets from a loopback URL (a POST of `json` when given).
+func curl(_ url: String, postJSON json: String? = nil) -> String {
+    let post = json.map { ["-X", "POST", "-H", "Content-Type: application/json", "-d", $0] } ?? []
+    guard let p = try? ChildProcess("/usr/bin/curl", ["-s", "--max-time", "10"] + post + [url]) else { return "" }
+    defer { _ = p.wait() }
+    return p.readAll()
+}
+
 /// A moto_server with a bucket, topic and queue set up by scripts/demo_aws.py, and the binary's config.
 struct Stack {
     let moto: LocalServer
@@ -193,9 +208,7 @@ struct EngineTests {
 @Suite("The engine under load and scale-out", .serialized)
 struct EngineScaleTests {
     @Test func aSlowOutputNeverLetsAMessageReappearWhileInFlight() throws {
-        let esPort = freePort()
-        let script = Stack.repo.appendingPathComponent("Tests/OutputsTests/Fixtures/es_server.py").path
-        let es = try LocalServer(["python3", script, String(esPort), "0.4"], port: esPort, name: "es", installHint: "python3 is needed")
+        let es = try fixtureServer("OutputsTests/Fixtures/es_server.py", ["0.4"], name: "es")
         let stack = try Stack(objects: 24, bad: false) { text in
             text = text.replacingOccurrences(of: "  visibility_timeout: 30\n", with: "  visibility_timeout: 4\n  max_receive_count: 0\n")
             text = text.replacingOccurrences(of: "output:\n", with: "output:\n  elasticsearch:\n    hosts: [\"\(es.url)\"]\n    bulk_max_size: 25\n")
@@ -219,9 +232,7 @@ struct EngineScaleTests {
     @Test(arguments: [1, 2])
     func anOutputHasAtMostWorkerObjectsInFlight(worker: Int) throws {
         let stack = try BackfillStack(objects: 40)
-        let esPort = freePort()
-        let script = Stack.repo.appendingPathComponent("Tests/OutputsTests/Fixtures/es_server.py").path
-        let es = try LocalServer(["python3", script, String(esPort), "0.15"], port: esPort, name: "es", installHint: "python3 is needed")
+        let es = try fixtureServer("OutputsTests/Fixtures/es_server.py", ["0.15"], name: "es")
         let config = stack.dir.sub("workers.yml")
         try """
             journal:
@@ -245,12 +256,9 @@ struct EngineScaleTests {
     /// exit 0 before the work is done, and the next start finishes it with nothing lost.
     @Test func aSpotNoticeStopsGracefullyAndTheNextRunFinishes() throws {
         let stack = try BackfillStack(objects: 24)
-        let esPort = freePort(), imdsPort = freePort()
-        let es = try LocalServer(["python3", Stack.repo.appendingPathComponent("Tests/OutputsTests/Fixtures/es_server.py").path, String(esPort), "1"],
-                                 port: esPort, name: "es", installHint: "python3 is needed")
+        let es = try fixtureServer("OutputsTests/Fixtures/es_server.py", ["1"], name: "es")
         let notice = stack.dir.sub("notice.json")
-        let imds = try LocalServer(["python3", Stack.repo.appendingPathComponent("Tests/AWSTests/Fixtures/imds_server.py").path, String(imdsPort), notice],
-                                   port: imdsPort, name: "imds", installHint: "python3 is needed")
+        let imds = try fixtureServer("AWSTests/Fixtures/imds_server.py", [notice], name: "imds")
         let config = stack.dir.sub("spot.yml")
         let text = "journal:\n  path: \(stack.dir.sub("spot"))/journal\noutput:\n  elasticsearch:\n    hosts: [\"\(es.url)\"]\n    bulk_max_size: 2\n"
         try (text + "spot_interruption: true\n").write(toFile: config, atomically: true, encoding: .utf8)
@@ -283,19 +291,17 @@ struct EngineScaleTests {
     @Test(arguments: ["elasticsearch", "logstash"])
     func aStuckReceiverCannotHoldAShutdown(output: String) throws {
         let stack = try BackfillStack(objects: 12)
-        let fixtures = Stack.repo.appendingPathComponent("Tests/OutputsTests/Fixtures").path
-        let stuckPort = freePort()
         let stuck = output == "elasticsearch"
-            ? try LocalServer(["python3", fixtures + "/es_server.py", String(stuckPort), "600"], port: stuckPort, name: "es", installHint: "python3 is needed")
-            : try LocalServer(["python3", fixtures + "/silent_server.py", String(stuckPort)], port: stuckPort, name: "silent", installHint: "python3 is needed")
-        let host = output == "elasticsearch" ? stuck.url : "127.0.0.1:\(stuckPort)"
+            ? try fixtureServer("OutputsTests/Fixtures/es_server.py", ["600"], name: "es")
+            : try fixtureServer("OutputsTests/Fixtures/silent_server.py", name: "silent")
+        let host = output == "elasticsearch" ? stuck.url : "127.0.0.1:\(stuck.port)"
         let config = stack.dir.sub("stuck.yml")
         func write(_ host: String) throws {
             try "journal:\n  path: \(stack.dir.sub("stuck"))/journal\nshutdown_timeout: 1s\noutput:\n  \(output):\n    hosts: [\"\(host)\"]\n    bulk_max_size: 5\n"
                 .write(toFile: config, atomically: true, encoding: .utf8)
         }
         try write(host)
-        let p = try ChildProcess(binary(), ["-c", config, "-b", stack.dir.sub("local")], environment: stack.env, stderrPath: stack.dir.sub("stuck.log"))
+        let p = try stack.start(["-c", config, "-b", stack.dir.sub("local")], log: "stuck.log")
         usleep(2_500_000)
         let signalled = Date()
         p.kill(SIGTERM)
@@ -309,16 +315,15 @@ struct EngineScaleTests {
         // An HTTP request is cancelled at once; a blocking socket needs the timeout.
         #expect(log.contains("shutdown_timeout") == (output == "logstash"), "\(log.suffix(800))")
         // A receiver that answers gets everything on the next start.
-        let goodPort = freePort()
         let expected = try stack.expected()
         if output == "elasticsearch" {
-            let es = try LocalServer(["python3", fixtures + "/es_server.py", String(goodPort)], port: goodPort, name: "es", installHint: "python3 is needed")
+            let es = try fixtureServer("OutputsTests/Fixtures/es_server.py", name: "es")
             try write(es.url)
             #expect(try stack.run(["-c", config, "-b", stack.dir.sub("local")]) == 0)
             #expect((try esStats(es)["docs"] as? [String: Any] ?? [:]).count == expected.count, "nothing lost")
         } else {
             let events = stack.dir.sub("lumberjack.log")
-            let ls = try LocalServer(["python3", fixtures + "/lumberjack_server.py", String(goodPort), "full", events], port: goodPort, name: "lumberjack", installHint: "python3 is needed")
+            let ls = try fixtureServer("OutputsTests/Fixtures/lumberjack_server.py", ["full", events], name: "lumberjack")
             try write("127.0.0.1:\(ls.port)")
             #expect(try stack.run(["-c", config, "-b", stack.dir.sub("local")]) == 0)
             var got = Set<String>()
@@ -332,16 +337,11 @@ struct EngineScaleTests {
     }
 
     func esScript(_ es: LocalServer, _ json: String) throws {
-        let curl = try ChildProcess("/usr/bin/curl", ["-s", "--max-time", "10", "-X", "POST", "-H", "Content-Type: application/json", "-d", json, "\(es.url)/_script"])
-        #expect(curl.readAll().contains("ok"))
-        _ = curl.wait()
+        #expect(curl(es.url + "/_script", postJSON: json).contains("ok"))
     }
 
     func esStats(_ es: LocalServer) throws -> [String: Any] {
-        let curl = try ChildProcess("/usr/bin/curl", ["-s", "--max-time", "10", "\(es.url)/_test/stats"])
-        let body = curl.readAll()
-        _ = curl.wait()
-        return try #require(try JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any])
+        try #require(try JSONSerialization.jsonObject(with: Data(curl(es.url + "/_test/stats").utf8)) as? [String: Any])
     }
 
     @Test func threeInstancesOneKilledRepeatedlyLoseNothing() throws {
@@ -384,12 +384,7 @@ struct EngineScaleTests {
 
 @Suite("Metrics endpoint", .serialized)
 struct MetricsTests {
-    func text(_ port: Int) -> String {
-        let p = try? ChildProcess("/usr/bin/curl", ["-s", "--max-time", "5", "http://127.0.0.1:\(port)/metrics"])
-        let text = p?.readAll() ?? ""
-        _ = p?.wait()
-        return text
-    }
+    func text(_ port: Int) -> String { curl("http://127.0.0.1:\(port)/metrics") }
 
     func scrape(_ port: Int) -> [String: Double] {
         let text = text(port)
