@@ -52,7 +52,13 @@ public final class Engine: Service, @unchecked Sendable {
         var object: ObjectRef
     }
     private var retryAfter: [ObjectRef: Date] = [:]
-    private var handles: [String: String] = [:]  // message id → receipt handle for the heartbeat
+    /// Messages this process holds in flight, by id: the receipt handle the heartbeat extends with, and
+    /// the earliest moment SQS may make the message visible again (a conservative estimate).
+    private var handles: [String: HeldMessage] = [:]
+    private struct HeldMessage {
+        var receiptHandle: String
+        var visibleAgainBy: Date
+    }
     private var lastPollEmpty = false
     private var lastReceive = Date.distantPast
     public private(set) var counters = Counters()
@@ -174,6 +180,7 @@ public final class Engine: Service, @unchecked Sendable {
                 continue
             }
             let messages: [SQSMessage]
+            let requested = Date()
             do {
                 messages = try await sqs.receive(max: config.input.numQueueFetch, waitSeconds: config.input.waitTime, visibilityTimeout: config.input.visibilityTimeout)
             } catch let e as AWSError {
@@ -186,10 +193,20 @@ public final class Engine: Service, @unchecked Sendable {
                 if config.input.sleepTime > 0 { try await Task.sleep(nanoseconds: UInt64(config.input.sleepTime * 1e9)) }
                 continue
             }
+            // SQS started each message's visibility clock somewhere between the request and the answer.
+            // A long poll answers as soon as a message arrives, so a second before the answer (or the
+            // request, if later) is a safe start for the heartbeat's deadline.
+            let answered = Date()
+            let clockStart = max(requested, answered.addingTimeInterval(-1))
+            // The heartbeat keeps them invisible from now on, not only once each is journaled: journaling
+            // ten messages may wait on other commits. Every message ends with its handle dropped, by the
+            // delete loop (once complete, quarantined or left alone) or by a fetch backoff.
+            let deadline = clockStart.addingTimeInterval(Double(config.input.visibilityTimeout))
             lock.withLock {
                 lastPollEmpty = false
-                lastReceive = Date()
+                lastReceive = answered
                 counters.messagesReceived += messages.count
+                for m in messages { handles[m.id] = HeldMessage(receiptHandle: m.receiptHandle, visibleAgainBy: deadline) }
             }
             for m in messages { try await handle(m) }
         }
@@ -214,8 +231,7 @@ public final class Engine: Service, @unchecked Sendable {
             logger.debug("nothing to do", metadata: ["message": "\(m.id)", "reason": "\(reason)"], source: LogStage.receive.rawValue)
         case .objects(let refs, let shape):
             let objects = refs.map { DiscoveredObject(ObjectRef(bucket: $0.bucket, key: $0.key, version: $0.etag ?? $0.versionID ?? ""), size: $0.size) }
-            let result = try await journal.receive(ReceivedMessage(id: m.id, receiptHandle: m.receiptHandle, receiveCount: m.receiveCount, objects: objects))
-            if result.message.state == .received { lock.withLock { handles[m.id] = m.receiptHandle } }
+            _ = try await journal.receive(ReceivedMessage(id: m.id, receiptHandle: m.receiptHandle, receiveCount: m.receiveCount, objects: objects))
             logger.debug("received", metadata: ["message": "\(m.id)", "shape": "\(shape)", "objects": "\(objects.count)"], source: LogStage.receive.rawValue)
         }
     }
@@ -317,7 +333,7 @@ public final class Engine: Service, @unchecked Sendable {
                 let delay = min(300, pow(2, Double(state.attempts)))
                 lock.withLock { retryAfter[ref] = Date().addingTimeInterval(delay) }
                 // Let the messages come back after the backoff rather than after their full visibility timeout.
-                let held = lock.withLock { state.messages.compactMap { id in handles.removeValue(forKey: id) } }
+                let held = lock.withLock { state.messages.compactMap { id in handles.removeValue(forKey: id)?.receiptHandle } }
                 for handle in held { try? await sqs?.changeVisibility(handle, timeout: Int(delay)) }
                 lock.withLock { counters.messagesReturned += held.count }
                 logger.warning("fetch failed; retrying", metadata: ["object": "\(ref)", "error": "\(e)", "in": "\(delay)s"], source: LogStage.fetch.rawValue)
@@ -518,22 +534,38 @@ public final class Engine: Service, @unchecked Sendable {
         }
     }
 
-    /// Extends the visibility of messages still in flight at half their timeout.
+    /// Keeps every message this process holds invisible until it is deleted (or handed back). Each
+    /// message has its own deadline (when SQS could show it again); it is extended once a third of its
+    /// timeout has passed, so two thirds remain for the ChangeMessageVisibilityBatch call to land. The
+    /// loop ticks at a tenth of the timeout (0.2–5 s), and a slow call shifts no other deadline: each
+    /// new deadline counts from the moment its own request was sent.
     private func heartbeatLoop() async throws {
         guard let sqs else { return }
-        let half = max(1, Double(config.input.visibilityTimeout) / 2)
+        let timeout = Double(config.input.visibilityTimeout)
+        let tick = min(5, max(0.2, timeout / 10))
         while true {
-            try await Task.sleep(nanoseconds: UInt64(half * 1e9))
-            let inFlight = try journal.messages(in: [.received])
-            let current = lock.withLock { handles }
-            let entries = inFlight.compactMap { m in current[m.id].map { (m.id, $0) } }
-            for group in stride(from: 0, to: entries.count, by: 10).map({ Array(entries[$0..<min(entries.count, $0 + 10)]) }) {
+            try await Task.sleep(nanoseconds: UInt64(tick * 1e9))
+            let now = Date()
+            let due = lock.withLock {
+                handles.filter { $0.value.visibleAgainBy.timeIntervalSince(now) < timeout * 2 / 3 }
+                    .map { (id: $0.key, handle: $0.value.receiptHandle) }
+            }
+            for group in stride(from: 0, to: due.count, by: 10).map({ Array(due[$0..<min(due.count, $0 + 10)]) }) {
+                let sent = Date()
                 do {
-                    let failures = try await sqs.changeVisibilityBatch(group.map { ($0.1, config.input.visibilityTimeout) })
+                    let failures = try await sqs.changeVisibilityBatch(group.map { ($0.handle, config.input.visibilityTimeout) })
                     logger.debug("visibility extended", metadata: ["messages": "\(group.count - failures.count)", "timeout": "\(config.input.visibilityTimeout)s"], source: LogStage.visibility.rawValue)
                     lock.withLock {
                         counters.visibilityExtensions += group.count - failures.count
-                        for f in failures where f.isInvalidReceipt { if let i = Int(f.id) { handles[group[i].0] = nil } }
+                        for (i, entry) in group.enumerated() {
+                            // The handle may have been replaced (redelivery) or dropped meanwhile.
+                            guard handles[entry.id]?.receiptHandle == entry.handle else { continue }
+                            if let f = failures.first(where: { $0.id == "\(i)" }) {
+                                if f.isInvalidReceipt { handles[entry.id] = nil }
+                            } else {
+                                handles[entry.id]?.visibleAgainBy = sent.addingTimeInterval(timeout)
+                            }
+                        }
                     }
                 } catch {
                     logger.warning("visibility extension failed", metadata: ["error": "\(error)"], source: LogStage.visibility.rawValue)

@@ -40,31 +40,15 @@ public final class FileOutput: Output, @unchecked Sendable {
 
     private func openCurrent() throws {
         guard fd < 0 else { return }
-        fd = open(current, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
+        // Read-write, not write-only: the torn-tail check below reads the end of the file back.
+        fd = open(current, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw OutputError(output: name, message: "cannot open '\(current)': \(String(cString: strerror(errno)))") }
-        var st = stat()
-        fstat(fd, &st)
-        size = Int(st.st_size)
-        // A crash may have left part of an unacknowledged batch: cut the file back to its last whole line.
-        if size > 0 {
-            var end = size
-            var chunk = [UInt8](repeating: 0, count: 4096)
-            search: while end > 0 {
-                let start = max(0, end - chunk.count)
-                let n = pread(fd, &chunk, end - start, off_t(start))
-                guard n > 0 else { break }
-                for i in stride(from: n - 1, through: 0, by: -1) where chunk[i] == 0x0a {
-                    end = start + i + 1
-                    break search
-                }
-                end = start
-            }
-            if end != size {
-                guard ftruncate(fd, off_t(end)) == 0, fsync(fd) == 0 else {
-                    throw OutputError(output: name, message: "cannot cut the torn tail of '\(current)': \(String(cString: strerror(errno)))")
-                }
-                size = end
-            }
+        do {
+            size = try cutTornTail(fd, path: current, output: name)
+        } catch {
+            Glibc.close(fd)
+            fd = -1
+            throw error
         }
     }
 
@@ -98,26 +82,45 @@ public final class FileOutput: Output, @unchecked Sendable {
     public func deliver(_ batch: [OutputEvent]) async throws -> DeliveryReport {
         try await lane.run { [self] in
             try openCurrent()
-            let limit = configuration.rotateEveryKB * 1024
-            var buffer: [UInt8] = []
-            buffer.reserveCapacity(min(limit, batch.reduce(0) { $0 + $1.json.count + 1 }))
-            for event in batch {
-                let line = event.json.count + 1
-                if size + buffer.count > 0 && size + buffer.count + line > limit {
-                    try writeAll(fd, buffer, output: name, path: current)
-                    guard fsync(fd) == 0 else { throw OutputError(output: name, message: "fsync of '\(current)' failed: \(String(cString: strerror(errno)))") }
-                    size += buffer.count
-                    buffer.removeAll(keepingCapacity: true)
-                    try rotate()
+            do {
+                try write(batch)
+            } catch {
+                // A failed write (a full disk, an I/O error) must not leave part of this batch for the retry
+                // to append after: cut the current file back to its last durable line end, or, failing
+                // that, close it so that reopening cuts the torn tail.
+                if fd >= 0 && (ftruncate(fd, off_t(size)) != 0 || fsync(fd) != 0) {
+                    Glibc.close(fd)
+                    fd = -1
                 }
-                buffer += event.json
-                buffer.append(0x0a)
+                throw error
             }
-            try writeAll(fd, buffer, output: name, path: current)
-            size += buffer.count
-            guard fsync(fd) == 0 else { throw OutputError(output: name, message: "fsync of '\(current)' failed: \(String(cString: strerror(errno)))") }
             return DeliveryReport(handled: batch.count)
         }
+    }
+
+    /// Appends `batch`, rotating where a line would cross `rotate_every_kb`. `size` only ever counts
+    /// bytes that are written and fsynced, so it is always a line end the file can be cut back to.
+    private func write(_ batch: [OutputEvent]) throws {
+        let limit = configuration.rotateEveryKB * 1024
+        var buffer: [UInt8] = []
+        buffer.reserveCapacity(min(limit, batch.reduce(0) { $0 + $1.json.count + 1 }))
+        for event in batch {
+            let line = event.json.count + 1
+            if size + buffer.count > 0 && size + buffer.count + line > limit {
+                try flush(&buffer)
+                try rotate()
+            }
+            buffer += event.json
+            buffer.append(0x0a)
+        }
+        try flush(&buffer)
+    }
+
+    private func flush(_ buffer: inout [UInt8]) throws {
+        try writeAll(fd, buffer, output: name, path: current)
+        guard fsync(fd) == 0 else { throw OutputError(output: name, message: "fsync of '\(current)' failed: \(String(cString: strerror(errno)))") }
+        size += buffer.count
+        buffer.removeAll(keepingCapacity: true)
     }
 
     public func close() async {

@@ -98,9 +98,10 @@ public final class DeadLetterFile: @unchecked Sendable {
     public func write(output: String, events: [(OutputEvent, String)]) throws {
         guard !events.isEmpty else { return }
         try lock.withLock {
-            let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
+            let fd = open(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
             guard fd >= 0 else { throw OutputError(output: output, message: "cannot open dead-letter file '\(path)': \(String(cString: strerror(errno)))", retryable: true) }
             defer { close(fd) }
+            let end = try cutTornTail(fd, path: path, output: output)
             var buffer: [UInt8] = []
             let stamp = ISO8601DateFormatter().string(from: Date())
             for (event, reason) in events {
@@ -108,10 +109,44 @@ public final class DeadLetterFile: @unchecked Sendable {
                 buffer += Array(head.dropLast())  // reopen the object to append the event verbatim
                 buffer += Array(",\"event\":".utf8) + event.json + [UInt8(ascii: "}"), 0x0a]
             }
-            try writeAll(fd, buffer, output: output, path: path)
-            guard fsync(fd) == 0 else { throw OutputError(output: output, message: "fsync of '\(path)' failed: \(String(cString: strerror(errno)))") }
+            do {
+                try writeAll(fd, buffer, output: output, path: path)
+                guard fsync(fd) == 0 else { throw OutputError(output: output, message: "fsync of '\(path)' failed: \(String(cString: strerror(errno)))") }
+            } catch {
+                _ = ftruncate(fd, off_t(end))  // a torn tail left despite this is cut at the next open
+                throw error
+            }
         }
     }
+}
+
+/// Cuts an append-only NDJSON file back to its last whole line and returns its new size: a crash (or a
+/// failed write) may have left part of an unacknowledged batch after it. `fd` must be open for reading.
+func cutTornTail(_ fd: Int32, path: String, output: String) throws -> Int {
+    var st = stat()
+    guard fstat(fd, &st) == 0 else { throw OutputError(output: output, message: "cannot stat '\(path)': \(String(cString: strerror(errno)))") }
+    let size = Int(st.st_size)
+    var end = size
+    var chunk = [UInt8](repeating: 0, count: 4096)
+    search: while end > 0 {
+        let start = max(0, end - chunk.count)
+        let n = pread(fd, &chunk, end - start, off_t(start))
+        guard n == end - start else {
+            let reason = n < 0 ? String(cString: strerror(errno)) : "the file shrank while being read"
+            throw OutputError(output: output, message: "cannot read back the tail of '\(path)': \(reason)")
+        }
+        for i in stride(from: n - 1, through: 0, by: -1) where chunk[i] == 0x0a {
+            end = start + i + 1
+            break search
+        }
+        end = start
+    }
+    if end != size {
+        guard ftruncate(fd, off_t(end)) == 0, fsync(fd) == 0 else {
+            throw OutputError(output: output, message: "cannot cut the torn tail of '\(path)': \(String(cString: strerror(errno)))")
+        }
+    }
+    return end
 }
 
 func writeAll(_ fd: Int32, _ bytes: [UInt8], output: String, path: String) throws {

@@ -268,7 +268,9 @@ struct FileOutputTests {
             _ = p.wait()
             let reported = p.readAll().split(separator: "\n").compactMap { Int($0) }
             acked = reported.last ?? acked
-            // Read every file back: each line whole JSON, every acknowledged event present.
+            // Read every file back: each line whole JSON, every acknowledged event present. Only the
+            // current file may end in a torn line (the batch the kill interrupted); the next start cuts
+            // it, which the next round sees: a tail left uncut would be a torn line in the middle.
             var ids = Set<Int>()
             for name in try FileManager.default.contentsOfDirectory(atPath: dir.path) {
                 let text = try String(contentsOfFile: dir.sub(name), encoding: .utf8)
@@ -276,11 +278,56 @@ struct FileOutputTests {
                     let o = try #require(try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], "round \(round): a torn line in \(name)")
                     ids.insert(Int((o["id"] as! String).dropFirst())!)
                 }
-                #expect(text.isEmpty || text.hasSuffix("\n"))
+                #expect(name == "cloudtrailbeat.ndjson" || text.hasSuffix("\n"), "round \(round): \(name) was rotated with a torn tail")
             }
             #expect(Set(0..<acked).isSubset(of: ids), "round \(round): an acknowledged event is missing")
         }
         #expect(acked > 500, "the child made progress (\(acked))")
+    }
+
+    /// What a crash leaves after the last whole line is cut before anything is appended, in the output
+    /// file and in the dead-letter file alike.
+    @Test func aTornTailIsCutBeforeTheNextAppend() async throws {
+        let dir = TempDir("torn")
+        let whole = #"{"id":"e0"}"# + "\n"
+        for (existing, kept) in [(whole + #"{"id":"e1","pa"#, whole), (#"{"id":"#, ""), (whole, whole), ("", "")] {
+            try FileManager.default.createDirectory(atPath: dir.sub("out"), withIntermediateDirectories: true)
+            try existing.write(toFile: dir.sub("out/cloudtrailbeat.ndjson"), atomically: false, encoding: .utf8)
+            let output = try FileOutput(FileOutput.Configuration(path: dir.sub("out")))
+            #expect(try await output.deliver(events(5..<7)).handled == 2)
+            await output.close()
+            let text = try String(contentsOfFile: dir.sub("out/cloudtrailbeat.ndjson"), encoding: .utf8)
+            #expect(text.hasPrefix(kept) && indices(text.dropFirst(kept.count).split(separator: "\n").map(String.init)) == [5, 6], "after \(existing.debugDescription): \(text.debugDescription)")
+
+            try (existing.isEmpty ? "" : #"{"output":"x","id":"e0"}"# + "\n" + #"{"output":"x","i"#).write(toFile: dir.sub("dead.ndjson"), atomically: false, encoding: .utf8)
+            try DeadLetterFile(path: dir.sub("dead.ndjson")).write(output: "file", events: [(events(9..<10)[0], "refused")])
+            let dead = try String(contentsOfFile: dir.sub("dead.ndjson"), encoding: .utf8).split(separator: "\n", omittingEmptySubsequences: false)
+            #expect(dead.last == "" && dead.dropLast().allSatisfy { (try? JSONSerialization.jsonObject(with: Data($0.utf8))) != nil }, "dead letters: \(dead)")
+            #expect(dead.count == (existing.isEmpty ? 2 : 3))
+            try FileManager.default.removeItem(atPath: dir.sub("out"))
+        }
+    }
+
+    /// A write that fails part-way (here RLIMIT_FSIZE, as a full disk would) leaves no part of its batch
+    /// behind: the retry appends after the last whole line, and nothing acknowledged is lost.
+    @Test func aWriteThatFailsPartWayLeavesNoTornLine() throws {
+        let child = productsDirectory().appendingPathComponent("output-crash-child").path
+        try #require(FileManager.default.isExecutableFile(atPath: child), "build the output-crash-child product first")
+        let dir = TempDir("fsize")
+        // 64 KiB files; a 40 000-byte limit makes a batch fail in the middle of the first file.
+        let p = try ChildProcess(child, [dir.path, "0", "40000"])
+        let said = p.readAll().split(separator: "\n").map(String.init)
+        let end = p.wait()
+        #expect(end.exited && end.code == 0, "\(end) \(said.suffix(3))")
+        let failure = try #require(said.first { $0.hasPrefix("failed: ") }, "no write failed: \(said.suffix(3))")
+        #expect(failure.contains("File too large"), "\(failure)")
+        let acked = try #require(Int(said.last ?? ""))
+        let text = try String(contentsOfFile: dir.sub("cloudtrailbeat.ndjson"), encoding: .utf8)
+        #expect(text.hasSuffix("\n"))
+        let lines = text.split(separator: "\n")
+        let ids = lines.compactMap { (try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])?["id"] as? String }
+        #expect(ids.count == lines.count, "every line is whole JSON")
+        #expect(ids == (0..<acked).map { "e\($0)" }, "every event once, in order, after the retry")
     }
 
     @Test func rotationKeepsNumberOfFilesAndFilesAre0600() async throws {
