@@ -44,7 +44,15 @@ public struct SQSClient: Sendable {
         call.timeout = timeout ?? 30
         let r = try await service.send(call)
         if r.body.isEmpty { return [:] }
-        return (try? JSONSerialization.jsonObject(with: Data(r.body)) as? [String: Any]) ?? [:]
+        // A 2xx answer that is not a JSON object says nothing reliable (a proxy's page, a cut-off body):
+        // an error to retry, never an empty success (which would read as "nothing failed").
+        guard let answer = try? JSONSerialization.jsonObject(with: Data(r.body)) as? [String: Any] else {
+            throw AWSError(
+                kind: .server, code: "MalformedResponse",
+                message: "the answer is not a JSON object: \(String(decoding: r.body.prefix(120), as: UTF8.self).debugDescription)",
+                requestID: r.head.header("x-amzn-requestid"), status: r.status, service: "sqs", operation: op)
+        }
+        return answer
     }
 
     /// Long-polls for up to `max` (1–10) messages, waiting up to `waitSeconds` (≤ 20).
@@ -71,7 +79,7 @@ public struct SQSClient: Sendable {
         precondition(receiptHandles.count <= SQSClient.maxBatchEntries)
         guard !receiptHandles.isEmpty else { return [] }
         let entries = receiptHandles.enumerated().map { ["Id": "\($0.offset)", "ReceiptHandle": $0.element] }
-        return SQSClient.failures(try await call("DeleteMessageBatch", ["Entries": entries]))
+        return SQSClient.failures(try await call("DeleteMessageBatch", ["Entries": entries]), entries: receiptHandles.count)
     }
 
     public func changeVisibility(_ receiptHandle: String, timeout: Int) async throws {
@@ -83,7 +91,7 @@ public struct SQSClient: Sendable {
         precondition(entries.count <= SQSClient.maxBatchEntries)
         guard !entries.isEmpty else { return [] }
         let list = entries.enumerated().map { ["Id": "\($0.offset)", "ReceiptHandle": $0.element.receiptHandle, "VisibilityTimeout": $0.element.timeout] as [String: Any] }
-        return SQSClient.failures(try await call("ChangeMessageVisibilityBatch", ["Entries": list]))
+        return SQSClient.failures(try await call("ChangeMessageVisibilityBatch", ["Entries": list]), entries: entries.count)
     }
 
     /// Sends bodies in as many batches as SQS's limits (10 entries, 256 KiB) require; returns the
@@ -92,7 +100,7 @@ public struct SQSClient: Sendable {
         var failed: [(Int, SQSBatchFailure)] = []
         for batch in SQSClient.batches(bodies) {
             let entries = batch.map { ["Id": "\($0)", "MessageBody": bodies[$0]] }
-            for f in SQSClient.failures(try await call("SendMessageBatch", ["Entries": entries])) {
+            for f in SQSClient.failures(try await call("SendMessageBatch", ["Entries": entries]), ids: batch.map { "\($0)" }) {
                 failed.append((Int(f.id) ?? -1, f))
             }
         }
@@ -141,11 +149,24 @@ public struct SQSClient: Sendable {
         return (answer["Attributes"] as? [String: Any] ?? [:]).compactMapValues { $0 as? String ?? ($0 as? NSNumber)?.stringValue }
     }
 
-    static func failures(_ answer: [String: Any]) -> [SQSBatchFailure] {
-        (answer["Failed"] as? [[String: Any]] ?? []).map {
+    /// The failed entries of a batch answer whose entry ids are `0..<entries`.
+    static func failures(_ answer: [String: Any], entries: Int) -> [SQSBatchFailure] {
+        failures(answer, ids: (0..<entries).map { "\($0)" })
+    }
+
+    /// The failed entries of a batch answer, by `Id`: those it lists under `Failed`, and any of `ids` it
+    /// lists under neither `Failed` nor `Successful` (counted as failed, so the caller tries again).
+    static func failures(_ answer: [String: Any], ids: [String]) -> [SQSBatchFailure] {
+        var failed = (answer["Failed"] as? [[String: Any]] ?? []).map {
             SQSBatchFailure(
                 id: $0["Id"] as? String ?? "", code: $0["Code"] as? String ?? "", message: $0["Message"] as? String ?? "",
                 senderFault: $0["SenderFault"] as? Bool ?? false)
         }
+        var answered = Set(failed.map(\.id))
+        for entry in answer["Successful"] as? [[String: Any]] ?? [] { if let id = entry["Id"] as? String { answered.insert(id) } }
+        for id in ids where !answered.contains(id) {
+            failed.append(SQSBatchFailure(id: id, code: "NotAnswered", message: "the batch answer lists this entry as neither successful nor failed", senderFault: false))
+        }
+        return failed
     }
 }

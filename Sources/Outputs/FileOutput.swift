@@ -58,17 +58,24 @@ public final class FileOutput: Output, @unchecked Sendable {
             fd = -1
         }
         let n = configuration.numberOfFiles
-        let fm = FileManager.default
-        if n == 1 {
-            try? fm.removeItem(atPath: current)
-        } else {
-            try? fm.removeItem(atPath: "\(current).\(n - 1)")
-            if n > 2 {
-                for i in stride(from: n - 2, through: 1, by: -1) where fm.fileExists(atPath: "\(current).\(i)") {
-                    rename("\(current).\(i)", "\(current).\(i + 1)")
-                }
+        func move(_ from: String, _ to: String) throws {
+            guard rename(from, to) == 0 || errno == ENOENT else {
+                throw OutputError(output: name, message: "cannot rotate '\(from)' to '\(to)': \(String(cString: strerror(errno)))")
             }
-            rename(current, "\(current).1")
+        }
+        func remove(_ path: String) throws {
+            guard unlink(path) == 0 || errno == ENOENT else {
+                throw OutputError(output: name, message: "cannot remove the oldest file '\(path)': \(String(cString: strerror(errno)))")
+            }
+        }
+        if n == 1 {
+            try remove(current)
+        } else {
+            try remove("\(current).\(n - 1)")
+            if n > 2 {
+                for i in stride(from: n - 2, through: 1, by: -1) { try move("\(current).\(i)", "\(current).\(i + 1)") }
+            }
+            try move(current, "\(current).1")
         }
         // Make the renames durable before writing on.
         let dir = open(configuration.path, O_RDONLY | O_DIRECTORY)

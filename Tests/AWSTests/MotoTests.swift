@@ -291,6 +291,24 @@ struct FlakyTransferTests {
         #expect(log.count == 1)
     }
 
+    /// An SQS batch answer that leaves entries out counts them as failed (so a delete is tried again
+    /// rather than taken for done), and a 200 that is not JSON is a retryable error, not an empty success.
+    @Test func sqsAnswersThatSayTooLittleAreNotSuccesses() async throws {
+        let http = HTTPClient()
+        let partial = try LocalServer.flakyS3("sqs-partial")
+        let sqs = SQSClient(service: service("sqs", partial, creds, http: http), queueURL: partial.url + "/123456789012/q")
+        let failures = try await sqs.deleteBatch(["h0", "h1", "h2"])
+        #expect(failures.map(\.id) == ["1", "2"] && failures.map(\.code) == ["InternalError", "NotAnswered"], "\(failures)")
+        #expect(try await sqs.changeVisibilityBatch([("h0", 30), ("h1", 30)]).map(\.id) == ["1"])
+
+        let garbage = try LocalServer.flakyS3("sqs-garbage")
+        let broken = SQSClient(service: service("sqs", garbage, creds, http: http, retry: RetryPolicy(maxAttempts: 2, base: 0.01, cap: 0.05)), queueURL: garbage.url + "/123456789012/q")
+        await #expect { _ = try await broken.deleteBatch(["h0"]) } throws: {
+            guard let e = $0 as? AWSError else { return false }
+            return e.kind == .server && e.isRetryable && e.code == "MalformedResponse" && "\(e)".contains("502 Bad Gateway")
+        }
+    }
+
     @Test func errorKinds() {
         #expect(AWSError.classify(status: 403, code: "AccessDenied", message: "User is not authorized to perform: kms:Decrypt") == .kmsAccess)
         #expect(AWSError.classify(status: 400, code: "KMS.DisabledException", message: "") == .kmsAccess)

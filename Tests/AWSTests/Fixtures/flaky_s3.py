@@ -5,6 +5,8 @@
   MODE throttle: answers 503 SlowDown three times, then the object; every request is counted.
   MODE forbidden: always answers 403 AccessDenied.
   MODE expired:  answers 400 ExpiredToken to requests signed with access key AKIAEXPIRED, serves others.
+  MODE sqs-partial: answers SQS JSON batch calls with 200, entry "0" successful, "1" failed, others unnamed.
+  MODE sqs-garbage: answers SQS JSON calls with 200 and an HTML page (a proxy's, say).
 GET /stats returns the request log as JSON.
 """
 import hashlib, json, random, sys
@@ -64,6 +66,23 @@ class Handler(BaseHTTPRequestHandler):
             self.connection.shutdown(2)
             return
         self.wfile.write(body)
+
+    def do_POST(self):
+        request = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))) or b"{}")
+        LOG.append({"path": self.path, "target": self.headers.get("X-Amz-Target")})
+        if MODE == "sqs-partial":
+            data = json.dumps({"Successful": [{"Id": "0"}],
+                               "Failed": [{"Id": "1", "Code": "InternalError", "Message": "try again", "SenderFault": False}]}).encode()
+            ctype = "application/x-amz-json-1.0"
+        else:
+            data = b"<html><body>502 Bad Gateway</body></html>"
+            ctype = "text/html"
+        self.send_response(200)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("x-amzn-RequestId", "req-%d" % len(LOG))
+        self.end_headers()
+        self.wfile.write(data)
 
     def error(self, status, code, message):
         data = ("<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>%s</Code><Message>%s</Message>"
