@@ -107,6 +107,11 @@ public final class Engine: Service, @unchecked Sendable {
 
     private func work() async throws {
         logger.info("cloudtrailbeat started", metadata: ["journal": "\(journal.path)", "outputs": "\(pumps.map(\.output.name))", "queue": "\(sqs?.queueURL ?? "-")"])
+        #if DEBUG
+        if let delay = ProcessInfo.processInfo.environment["CLOUDTRAILBEAT_DEBUG_COMMIT_DELAY_MS"] {
+            logger.warning("debug build: every journal commit waits \(delay) ms first (CLOUDTRAILBEAT_DEBUG_COMMIT_DELAY_MS)")
+        }
+        #endif
         try await withThrowingTaskGroup(of: Void.self) { group in
             if let backfill {
                 let progress = BackfillProgress(journal: journal, job: backfill.job, logger: logger)

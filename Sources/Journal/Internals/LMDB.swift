@@ -150,6 +150,7 @@ final class LMDBEnvironment: @unchecked Sendable {
             mdb_txn_abort(txn)
             return .failure(LMDBCode(code))
         }
+        if faults.commitDelay > 0 { usleep(faults.commitDelay) }
         #endif
         return check(mdb_txn_commit(txn))
     }

@@ -11,6 +11,10 @@ final class FaultInjector: @unchecked Sendable {
     private let lock = NSLock()
     private var plans: [JournalFaultPoint: (countdown: Int, code: Int32, times: Int)] = [:]
 
+    /// Microseconds every commit waits before `mdb_txn_commit`, as a slow disk's fsync would: from the
+    /// environment variable `CLOUDTRAILBEAT_DEBUG_COMMIT_DELAY_MS`, so tests can slow the real binary.
+    let commitDelay: UInt32 = UInt32(ProcessInfo.processInfo.environment["CLOUDTRAILBEAT_DEBUG_COMMIT_DELAY_MS"] ?? "").map { $0 * 1000 } ?? 0
+
     func arm(_ point: JournalFaultPoint, code: Int32, onCall n: Int, times: Int) {
         lock.withLock { plans[point] = (max(1, n), code, max(1, times)) }
     }
