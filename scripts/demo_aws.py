@@ -7,11 +7,13 @@ Creates (with moto's free unauthenticated calls) an IAM user and access key, the
 a bucket, an SNS topic, an SQS queue subscribed to it, N gzipped CloudTrail log files uploaded under
 AWSLogs/..., and CloudTrail-style notifications published to the topic (several keys per message).
 With --bad it adds the cases cloudtrailbeat must survive: a digest file, an Insight file, the
-CloudTrail validation message, a corrupt gzip, the malformed sample, a redelivered notification and an
-unrecognised message.
+CloudTrail validation message, a corrupt gzip, the malformed sample, a log the IAM policy denies
+(403 AccessDenied), a key that does not exist (404 NoSuchKey), a redelivered notification, an
+unrecognised message and a poison message (already received 10 times).
 
 Writes into DIR: env (AWS_* variables), queue_url, expected.ndjson (every valid record, byte for byte),
-expected_bad.json (keys that must be quarantined), and cloudtrailbeat.yml.
+expected_bad.json (each key that must be quarantined, with a word its reason must contain), and
+cloudtrailbeat.yml.
 """
 import argparse, gzip, json, os, random, sys, uuid
 
@@ -65,23 +67,34 @@ def log_key(kind, i):
 def setup(args):
     os.makedirs(args.dir, exist_ok=True)
     rng = random.Random(args.seed)
+    bucket = "cloudtrail-demo-bucket"
+    denied = log_key("log", 900003)
     free = dict(endpoint_url=args.endpoint, region_name="us-east-1", aws_access_key_id="AKIASETUP", aws_secret_access_key="setup")
     iam = boto3.client("iam", **free)
     iam.create_user(UserName="cloudtrailbeat")
-    iam.put_user_policy(UserName="cloudtrailbeat", PolicyName="ship", PolicyDocument=json.dumps(
-        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": ["s3:*", "sqs:*", "sns:*", "sts:*"], "Resource": "*"}]}))
+    statements = [{"Effect": "Allow", "Action": ["s3:*", "sqs:*", "sns:*", "sts:*"], "Resource": "*"}]
+    if args.bad:  # moto enforces IAM policies on signed requests: this one object answers 403
+        statements.append({"Effect": "Deny", "Action": ["s3:GetObject"], "Resource": "arn:aws:s3:::%s/%s" % (bucket, denied)})
+    iam.put_user_policy(UserName="cloudtrailbeat", PolicyName="ship", PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": statements}))
     key = iam.create_access_key(UserName="cloudtrailbeat")["AccessKey"]
     signed = dict(endpoint_url=args.endpoint, region_name="us-east-1", aws_access_key_id=key["AccessKeyId"],
                   aws_secret_access_key=key["SecretAccessKey"], config=Config(s3={"addressing_style": "path"}))
     s3, sns, sqs = boto3.client("s3", **signed), boto3.client("sns", **signed), boto3.client("sqs", **signed)
-    bucket = "cloudtrail-demo-bucket"
     s3.create_bucket(Bucket=bucket)
     topic = sns.create_topic(Name="cloudtrail-topic")["TopicArn"]
     queue = sqs.create_queue(QueueName="cloudtrail-queue", Attributes={"VisibilityTimeout": "60"})["QueueUrl"]
     arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn)
+    if args.bad:
+        # A poison message: one that some consumer has already received 10 times (input.max_receive_count),
+        # made while it is alone in the queue. Its object is never fetched, so its records are not expected.
+        poison = log_key("log", 900005)
+        s3.put_object(Bucket=bucket, Key=poison, Body=gzip.compress(b'{"Records":[{"eventID":"poison"}]}'))
+        sqs.send_message(QueueUrl=queue, MessageBody=json.dumps({"s3Bucket": bucket, "s3ObjectKey": [poison]}))
+        for _ in range(10):
+            assert len(sqs.receive_message(QueueUrl=queue, VisibilityTimeout=0, WaitTimeSeconds=1).get("Messages", [])) == 1
 
-    expected, bad, keys, t = [], [], [], 0
+    expected, bad, keys, t = [], {}, [], 0
     for i in range(args.objects):
         kind = "insight" if args.bad and i == 1 else "log"
         records = [record(rng, t + j, insight=(kind == "insight")) for j in range(rng.randint(0 if i == 2 else 1, 40))]
@@ -106,10 +119,13 @@ def setup(args):
         sample = os.path.join(args.shared or "", "testdata/cloudtrail/stratus-red-team/aws.execution.ec2-user-data.json")
         text = open(sample, "rb").read() if args.shared and os.path.exists(sample) else b'{"Records":[{"a":1} {"b":2}]}'
         s3.put_object(Bucket=bucket, Key=malformed, Body=gzip.compress(text))
+        s3.put_object(Bucket=bucket, Key=denied, Body=gzip.compress(b'{"Records":[{"eventID":"denied"}]}'))
+        missing = log_key("log", 900004)
         messages.append(json.dumps({"s3Bucket": bucket, "s3ObjectKey": [digest, corrupt, malformed]}))
+        messages.append(json.dumps({"s3Bucket": bucket, "s3ObjectKey": [denied, missing]}))
         messages.append("CloudTrail validation message.")
         messages.append(messages[0])  # a redelivered notification
-        bad = [corrupt, malformed]
+        bad = {corrupt: "byte", malformed: "byte", denied: "allows s3:GetObject", missing: "NoSuchKey"}
     for m in messages:
         sns.publish(TopicArn=topic, Message=m)
     if args.bad:

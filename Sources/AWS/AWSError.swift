@@ -56,6 +56,9 @@ public struct AWSError: Error, Sendable, CustomStringConvertible {
         if !message.isEmpty { s += ": \(message)" }
         if let status { s += " (HTTP \(status)" + (requestID.map { ", request id \($0))" } ?? ")") }
         if kind == .kmsAccess { s += " — the object is KMS-encrypted: grant kms:Decrypt on its key to this principal" }
+        else if code == "AccessDenied" || code == "AccessDeniedException" || code == "AWS.SimpleQueueService.AccessDenied" {
+            s += " — no policy (the principal's, or the \(service == "s3" ? "bucket" : "resource")'s) allows \(service):\(operation) here"
+        }
         return s
     }
 

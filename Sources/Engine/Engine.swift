@@ -333,7 +333,7 @@ public final class Engine: Service, @unchecked Sendable {
         } catch let e as AWSError {
             let state = try await journal.fetchFailed(ticket, error: e.description)
             if e.kind == .notFound || e.kind == .auth || e.kind == .kmsAccess || e.kind == .client || state.attempts >= UInt32(config.input.maxFetchAttempts) {
-                try await quarantine(ref, "S3 GetObject: \(e)")
+                try await quarantine(ref, "\(e)")
             } else {
                 let delay = min(300, pow(2, Double(state.attempts)))
                 lock.withLock { retryAfter[ref] = Date().addingTimeInterval(delay) }

@@ -167,6 +167,32 @@ struct BackfillTests {
         #expect(Set(try stack.emitted("s3")) == (try stack.expected()))
     }
 
+    /// The console output: every record on standard output, one event per line or (pretty) one indented
+    /// object each, and nothing else there (logs go to standard error).
+    @Test(arguments: [false, true])
+    func consoleOutputPrintsEveryRecordOnStdout(pretty: Bool) throws {
+        let stack = try BackfillStack(objects: 24)
+        let name = pretty ? "pretty" : "plain"
+        let config = stack.dir.sub("\(name).yml")
+        try "journal:\n  path: \(stack.dir.sub(name))/journal\noutput:\n  console:\n    pretty: \(pretty)\n".write(toFile: config, atomically: true, encoding: .utf8)
+        let p = try stack.start(["-c", config, "-b", stack.dir.sub("local")], log: "\(name).log")
+        let stdout = p.readAll()
+        let end = p.wait()
+        #expect(end.exited && end.code == 0, "\(end)")
+        // Pretty objects end with a "}" alone on its line; plain ones are a line each.
+        let texts = pretty
+            ? stdout.components(separatedBy: "\n}\n").dropLast().map { $0 + "\n}" }
+            : stdout.split(separator: "\n").map(String.init)
+        #expect(pretty == stdout.hasPrefix("{\n"), "indented only when pretty")
+        var ids: [String] = []
+        for text in texts {
+            let event = try #require(try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any], "not one JSON event: \(text.prefix(200))")
+            ids.append(try #require((event["cloudtrail"] as? [String: Any])?["eventID"] as? String))
+        }
+        let expected = try stack.expected().map { try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] }.map { $0["eventID"] as! String }
+        #expect(ids.count == expected.count && Set(ids) == Set(expected), "\(ids.count) events for \(expected.count) records")
+    }
+
     /// `-d <stages>` turns on debug lines for those stages only; info lines always show; a typo is refused.
     @Test func debugSelectorsPickStages() throws {
         let stack = try BackfillStack(objects: 24)

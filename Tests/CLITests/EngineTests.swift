@@ -133,17 +133,21 @@ struct EngineTests {
         #expect(code == 0)
         let report = try #require(try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any])
         let quarantined = report["quarantined"] as? [[String: Any]] ?? []
-        let bad = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: stack.dir.sub("expected_bad.json")))) as! [String]
-        for key in bad {
+        // Corrupt and malformed logs (the reason says at which byte), a 403 and a 404 from S3.
+        let bad = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: stack.dir.sub("expected_bad.json")))) as! [String: String]
+        #expect(bad.count == 4)
+        for (key, word) in bad {
             let q = quarantined.first { $0["key"] as? String == key }
             #expect(q != nil, "\(key) is quarantined")
-            #expect(((q?["reason"] as? String) ?? "").contains("byte"), "the reason says where")
+            #expect(((q?["reason"] as? String) ?? "").contains(word), "the reason for \(key) says \(word): \(q?["reason"] ?? "-")")
         }
         #expect(quarantined.contains { ($0["reason"] as? String ?? "").hasPrefix("unrecognised message") })
+        #expect(quarantined.contains { ($0["reason"] as? String ?? "").contains("input.max_receive_count is 10") }, "the poison message")
+        #expect(!got.contains { $0.contains("\"poison\"") || $0.contains("\"denied\"") })
         // The queue ends empty, or (no_purge) still holds every message.
         let setup = try String(contentsOfFile: stack.dir.sub("setup.log"), encoding: .utf8)
         let published = Int(setup.components(separatedBy: " notifications")[0].split(separator: " ").last ?? "") ?? -1
-        #expect(try stack.queueCount() == (noPurge ? published + 1 : 0), "\(published) notifications and one unrecognised message")
+        #expect(try stack.queueCount() == (noPurge ? published + 2 : 0), "\(published) notifications, one unrecognised message and one poison message")
     }
 
     @Test func killedAtRandomMomentsLosesNoRecord() throws {
