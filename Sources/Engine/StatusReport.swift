@@ -168,10 +168,12 @@ public enum JournalInspector {
 /// Offline maintenance of a journal no engine is running on.
 public enum JournalMaintenance {
     /// Runs garbage collection until nothing is left to free; takes the owner lock, so it refuses to
-    /// run while a cloudtrailbeat process uses the journal.
-    public static func collect(path: String) async throws -> GCResult {
+    /// run while a cloudtrailbeat process uses the journal. Done markers older than
+    /// `doneRetentionSeconds` (`journal.done_retention`; default 7 days) expire.
+    public static func collect(path: String, doneRetentionSeconds: Int? = nil) async throws -> GCResult {
         var options = Journal.Options()
         options.exclusive = true
+        if let doneRetentionSeconds { options.doneRetention = Int64(doneRetentionSeconds) * 1000 }
         let journal = try Journal(path: path, options: options)
         defer { journal.close() }
         var total = GCResult()

@@ -134,9 +134,13 @@ struct JournalCommand: AsyncParsableCommand {
         @Option(name: [.customLong("path")], help: "The journal directory (instead of -c).")
         var path: String?
 
-        func resolve() throws -> String {
-            if let path { return path }
-            return try loadConfig(config ?? "cloudtrailbeat.yml").journal.path
+        func resolve() throws -> String { try resolveWithConfig().path }
+
+        /// The journal directory, and the configuration when it came from one.
+        func resolveWithConfig() throws -> (path: String, config: Config?) {
+            if let path { return (path, nil) }
+            let c = try loadConfig(config ?? "cloudtrailbeat.yml")
+            return (c.journal.path, c)
         }
     }
 
@@ -162,13 +166,15 @@ struct JournalCommand: AsyncParsableCommand {
     struct GC: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "gc",
-            abstract: "Free stored bodies of finished objects and expired done markers now (no engine may be running).")
+            abstract: "Free stored bodies of finished objects and expired done markers now (no engine may be running).",
+            discussion: "Done markers expire after the configuration's journal.done_retention (with --path: the default, 7 days).")
 
         @OptionGroup var location: Location
 
         func run() async throws {
             do {
-                let r = try await JournalMaintenance.collect(path: try location.resolve())
+                let (path, config) = try location.resolveWithConfig()
+                let r = try await JournalMaintenance.collect(path: path, doneRetentionSeconds: config?.journal.doneRetentionSeconds)
                 print("freed \(r.chunksFreed) body chunks, removed \(r.objectsRemoved) finished objects, expired \(r.markersExpired) done markers")
             } catch let error as JournalError {
                 fail("error: \(error)")

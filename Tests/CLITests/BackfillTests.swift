@@ -167,6 +167,37 @@ struct BackfillTests {
         #expect(Set(try stack.emitted("s3")) == (try stack.expected()))
     }
 
+    /// `journal status` (text) shows each backfill partition and an empty quarantine; `journal gc -c`
+    /// expires done markers by that configuration's `journal.done_retention`.
+    @Test func journalStatusAndGCAfterABackfill() throws {
+        let stack = try BackfillStack(objects: 24)
+        let config = try stack.config("gc", s3: false)
+        let text = try String(contentsOfFile: config, encoding: .utf8).replacingOccurrences(of: "journal:\n", with: "journal:\n  done_retention: 3s\n")
+        try text.write(toFile: config, atomically: true, encoding: .utf8)
+        #expect(try stack.run(["-c", config, "-b", stack.dir.sub("local")]) == 0)
+        func journal(_ args: [String]) throws -> String {
+            let p = try stack.start(["journal"] + args + ["-c", config], log: "journal.log")
+            let out = p.readAll()
+            #expect(p.wait().code == 0, "journal \(args)")
+            return out
+        }
+        func markers(_ status: String) -> Int {
+            let line = status.split(separator: "\n").first { $0.hasPrefix("done ") } ?? ""
+            return Int(line.split(separator: " ").dropFirst().first ?? "") ?? -1
+        }
+        let status = try journal(["status"])
+        #expect(status.contains("quarantine empty"), "\(status)")
+        let partitions = status.split(separator: "\n").filter { $0.hasPrefix("backfill ") && $0.contains(" complete ") }
+        #expect(!partitions.isEmpty && partitions.allSatisfy { $0.contains(" objects, ") && $0.contains("last key ") }, "\(status)")
+        let kept = markers(status)
+        #expect(kept > 0, "markers kept right after the run: \(status)")
+        // Once the retention has passed, gc expires them all (the default, 7 days, would expire none).
+        sleep(4)
+        let gc = try journal(["gc"])
+        #expect(gc.contains("expired \(kept) done markers"), "\(gc)")
+        #expect(markers(try journal(["status"])) == 0)
+    }
+
     /// The console output: every record on standard output, one event per line or (pretty) one indented
     /// object each, and nothing else there (logs go to standard error).
     @Test(arguments: [false, true])
