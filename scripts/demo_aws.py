@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """AWS side of cloudtrailbeat's demo and end-to-end tests, against a local moto_server.
 
-  demo_aws.py setup --endpoint URL --dir DIR [--objects N] [--bad] [--shared DIR]
+  demo_aws.py setup --endpoint URL --dir DIR [--objects N] [--bad] [--role] [--shared DIR]
 
 Creates (with moto's free unauthenticated calls) an IAM user and access key, then, signed with that key:
 a bucket, an SNS topic, an SQS queue subscribed to it, N gzipped CloudTrail log files uploaded under
@@ -10,6 +10,9 @@ With --bad it adds the cases cloudtrailbeat must survive: a digest file, an Insi
 CloudTrail validation message, a corrupt gzip, the malformed sample, a log the IAM policy denies
 (403 AccessDenied), a key that does not exist (404 NoSuchKey), a redelivered notification, an
 unrecognised message and a poison message (already received 10 times).
+
+With --role the user may not read the logs itself (s3:GetObject denied): it must assume the role whose
+ARN is written to DIR/role_arn, which may (input.role_arn, as for a trail in another account).
 
 Writes into DIR: env (AWS_* variables), queue_url, expected.ndjson (every valid record, byte for byte),
 expected_bad.json (each key that must be quarantined, with a word its reason must contain), and
@@ -72,15 +75,25 @@ def setup(args):
     free = dict(endpoint_url=args.endpoint, region_name="us-east-1", aws_access_key_id="AKIASETUP", aws_secret_access_key="setup")
     iam = boto3.client("iam", **free)
     iam.create_user(UserName="cloudtrailbeat")
-    statements = [{"Effect": "Allow", "Action": ["s3:*", "sqs:*", "sns:*", "sts:*"], "Resource": "*"}]
+    statements = [{"Effect": "Allow", "Action": ["s3:*", "sqs:*", "sns:*", "sts:*"] + (["iam:*"] if args.role else []), "Resource": "*"}]
     if args.bad:  # moto enforces IAM policies on signed requests: this one object answers 403
         statements.append({"Effect": "Deny", "Action": ["s3:GetObject"], "Resource": "arn:aws:s3:::%s/%s" % (bucket, denied)})
+    if args.role:
+        statements.append({"Effect": "Deny", "Action": ["s3:GetObject"], "Resource": "arn:aws:s3:::%s/*" % bucket})
     iam.put_user_policy(UserName="cloudtrailbeat", PolicyName="ship", PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": statements}))
     key = iam.create_access_key(UserName="cloudtrailbeat")["AccessKey"]
     signed = dict(endpoint_url=args.endpoint, region_name="us-east-1", aws_access_key_id=key["AccessKeyId"],
                   aws_secret_access_key=key["SecretAccessKey"], config=Config(s3={"addressing_style": "path"}))
     s3, sns, sqs = boto3.client("s3", **signed), boto3.client("sns", **signed), boto3.client("sqs", **signed)
     s3.create_bucket(Bucket=bucket)
+    if args.role:
+        iam_signed = boto3.client("iam", **{k: v for k, v in signed.items() if k != "config"})
+        trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "sts:AssumeRole"}]}
+        role = iam_signed.create_role(RoleName="cloudtrail-reader", AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
+        iam_signed.put_role_policy(RoleName="cloudtrail-reader", PolicyName="read", PolicyDocument=json.dumps(
+            {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": ["s3:GetObject", "s3:ListBucket", "sqs:*"], "Resource": "*"}]}))
+        with open(os.path.join(args.dir, "role_arn"), "w") as f:
+            f.write(role)
     topic = sns.create_topic(Name="cloudtrail-topic")["TopicArn"]
     queue = sqs.create_queue(QueueName="cloudtrail-queue", Attributes={"VisibilityTimeout": "60"})["QueueUrl"]
     arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
@@ -126,6 +139,12 @@ def setup(args):
         messages.append("CloudTrail validation message.")
         messages.append(messages[0])  # a redelivered notification
         bad = {corrupt: "byte", malformed: "byte", denied: "allows s3:GetObject", missing: "NoSuchKey"}
+    if args.role and keys:  # the user alone is refused
+        try:
+            s3.get_object(Bucket=bucket, Key=keys[0])
+            sys.exit("setup --role: the user can read the logs itself; the role would prove nothing")
+        except s3.exceptions.ClientError as e:
+            assert e.response["Error"]["Code"] == "AccessDenied", e
     for m in messages:
         sns.publish(TopicArn=topic, Message=m)
     if args.bad:
@@ -210,6 +229,7 @@ def main():
     s.add_argument("--objects", type=int, default=20)
     s.add_argument("--seed", type=int, default=2026)
     s.add_argument("--bad", action="store_true")
+    s.add_argument("--role", action="store_true")
     s.add_argument("--console", action="store_true")
     s.add_argument("--shared")
     b = sub.add_parser("backfill-setup")

@@ -190,6 +190,9 @@ public final class Engine: Service, @unchecked Sendable {
                 messages = try await sqs.receive(max: config.input.numQueueFetch, waitSeconds: config.input.waitTime, visibilityTimeout: config.input.visibilityTimeout)
             } catch let e as AWSError {
                 logger.error("SQS ReceiveMessage failed", metadata: ["error": "\(e)"], source: LogStage.receive.rawValue)
+                // A daemon waits for credentials or a policy to be fixed; a one-shot --drain run cannot
+                // finish without the queue, so it ends with the error instead of retrying for ever.
+                if options.drain && e.kind == .auth { throw e }
                 try await Task.sleep(nanoseconds: e.kind == .auth ? 10_000_000_000 : 2_000_000_000)
                 continue
             }

@@ -104,6 +104,10 @@ struct Run: AsyncParsableCommand {
             fail("configuration error: \(e)")
         } catch let e as JournalError {
             fail("journal unusable: \(e)")
+        } catch let e as ExitCode {
+            throw e
+        } catch {
+            fail("stopped: \(error)")
         }
     }
 }

@@ -31,7 +31,7 @@ struct Stack {
     var config: String { dir.sub("cloudtrailbeat.yml") }
     static let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
-    init(objects: Int, bad: Bool, configure: (inout String) -> Void = { _ in }) throws {
+    init(objects: Int, bad: Bool, role: Bool = false, configure: (inout String) -> Void = { _ in }) throws {
         let port = freePort()
         moto = try LocalServer(
             ["moto_server", "-H", "127.0.0.1", "-p", String(port)], port: port, environment: ["INITIAL_NO_AUTH_ACTION_COUNT": "3"],
@@ -39,7 +39,7 @@ struct Stack {
         dir = TempDir("e2e")
         let shared = ProcessInfo.processInfo.environment["CTB_SHARED_DIR"] ?? Stack.repo.deletingLastPathComponent().appendingPathComponent("shared").path
         let script = Stack.repo.appendingPathComponent("scripts/demo_aws.py").path
-        let command = "python3 '\(script)' setup --endpoint \(moto.url) --dir '\(dir.path)' --objects \(objects) \(bad ? "--bad" : "") --shared '\(shared)' > '\(dir.sub("setup.log"))' 2>&1"
+        let command = "python3 '\(script)' setup --endpoint \(moto.url) --dir '\(dir.path)' --objects \(objects) \(bad ? "--bad" : "") \(role ? "--role" : "") --shared '\(shared)' > '\(dir.sub("setup.log"))' 2>&1"
         try #require(system(command) == 0, "scripts/demo_aws.py setup failed: \((try? String(contentsOfFile: dir.sub("setup.log"), encoding: .utf8)) ?? "")")
         var env = ProcessInfo.processInfo.environment
         for line in try String(contentsOfFile: dir.sub("env"), encoding: .utf8).split(separator: "\n") {
@@ -192,6 +192,36 @@ struct EngineTests {
         #expect(fetchedGets.count > 0 && kills >= min(50, rounds))
         print("kill -9 loop: \(kills) kills, \(expected.count) records, \(duplicates) duplicates, \(fetchedGets.count) objects fetched before a kill")
         #expect(try stack.queueCount() == 0)
+    }
+
+    /// `input.role_arn`: the user may not read the logs itself, so every record arriving proves the
+    /// engine assumed the role (STS AssumeRole, signed) and used its credentials for S3 and SQS.
+    @Test func assumesInputRoleArn() throws {
+        let stack = try Stack(objects: 12, bad: false, role: true)
+        let role = try String(contentsOfFile: stack.dir.sub("role_arn"), encoding: .utf8)
+        var text = try String(contentsOfFile: stack.config, encoding: .utf8)
+        text = text.replacingOccurrences(of: "  workers: 2\n", with: "  workers: 2\n  role_arn: \(role)\n  external_id: trail-owner-says-so\n")
+        try text.write(toFile: stack.config, atomically: true, encoding: .utf8)
+        let (status, _) = try stack.run(["-c", stack.config, "--drain"])
+        let log = (try? String(contentsOfFile: stack.dir.sub("engine.log"), encoding: .utf8)) ?? ""
+        #expect(status == 0, "\(log.suffix(800))")
+        #expect(Set(try stack.emitted()) == Set(stack.expected) && !stack.expected.isEmpty, "\(log.suffix(800))")
+        #expect(try stack.queueCount() == 0)
+    }
+
+    /// A one-shot `--drain` run whose credentials SQS refuses ends with the error (exit 1) instead of
+    /// retrying for ever, and consumes nothing.
+    @Test func aDrainRunEndsOnAnAuthorizationError() throws {
+        let stack = try Stack(objects: 3, bad: false)
+        var env = stack.environment
+        env["AWS_SECRET_ACCESS_KEY"] = "not-the-secret"
+        let p = try ChildProcess(binary(), ["-c", stack.config, "--drain"], environment: env, stderrPath: stack.dir.sub("denied.log"))
+        _ = p.readAll()
+        let end = p.wait()
+        let log = (try? String(contentsOfFile: stack.dir.sub("denied.log"), encoding: .utf8)) ?? ""
+        #expect(end.exited && end.code == 1, "\(end): \(log.suffix(600))")
+        #expect(log.contains("cloudtrailbeat: stopped: sqs ReceiveMessage failed: SignatureDoesNotMatch"), "\(log.suffix(600))")
+        #expect(try stack.queueCount() > 0, "nothing consumed")
     }
 
     @Test func sigtermExitsZeroAndTheNextRunResumes() throws {
@@ -436,7 +466,9 @@ struct MetricsTests {
         #expect(Int(last["cloudtrailbeat_output_records_acknowledged_total{output=\"file\"}"] ?? -1) == expected)
         #expect(seen.count >= 2, "the counter moved during the run: \(seen.sorted())")
         #expect((last["cloudtrailbeat_sqs_messages_received_total"] ?? 0) > 0 && (last["cloudtrailbeat_s3_objects_fetched_total"] ?? 0) > 0)
-        #expect((last["cloudtrailbeat_s3_objects_quarantined_total"] ?? 0) == 2)
+        // The corrupt, malformed, denied (403) and missing (404) logs of --bad.
+        let bad = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: stack.dir.sub("expected_bad.json")))) as! [String: String]
+        #expect(Int(last["cloudtrailbeat_s3_objects_quarantined_total"] ?? 0) == bad.count && bad.count == 4)
         // Let deletes and GC settle, then the journal gauges equal `journal status`.
         var stable: [String: Double] = [:]
         for _ in 0..<50 {
