@@ -167,6 +167,37 @@ struct BackfillTests {
         #expect(Set(try stack.emitted("s3")) == (try stack.expected()))
     }
 
+    /// The redis output as configured (hosts, key, password, db), against a real redis-server that
+    /// requires a password: every record arrives in the list, once.
+    @Test func redisOutputFromTheConfiguration() throws {
+        let stack = try BackfillStack(objects: 24)
+        let port = freePort()
+        let server = try LocalServer(
+            ["redis-server", "--port", String(port), "--bind", "127.0.0.1", "--dir", stack.dir.path, "--save", "", "--requirepass", "s3cret"],
+            port: port, name: "redis", installHint: "apt-get install redis-server (scripts/setup does it)")
+        defer { server.stop() }
+        let config = stack.dir.sub("redis.yml")
+        try """
+            journal:
+              path: \(stack.dir.sub("redis"))/journal
+            output:
+              redis:
+                hosts: ["127.0.0.1:\(port)"]
+                key: trail-events
+                password: s3cret
+                db: 3
+                bulk_max_size: 50
+            """.write(toFile: config, atomically: true, encoding: .utf8)
+        #expect(try stack.run(["-c", config, "-b", stack.dir.sub("local")], log: "redis.log") == 0)
+        let cli = try #require(LocalServer.which("redis-cli"), "redis-cli missing: apt-get install redis-tools")
+        let p = try ChildProcess(cli, ["-p", String(port), "-a", "s3cret", "--no-auth-warning", "-n", "3", "--raw", "LRANGE", "trail-events", "0", "-1"])
+        let lines = p.readAll().split(separator: "\n")
+        _ = p.wait()
+        let ids = lines.compactMap { ((try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])?["cloudtrail"] as? [String: Any])?["eventID"] as? String }
+        let expected = try stack.expected().map { try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] }.map { $0["eventID"] as! String }
+        #expect(ids.count == lines.count && ids.count == expected.count && Set(ids) == Set(expected), "\(ids.count) events of \(lines.count) lines for \(expected.count) records")
+    }
+
     /// `journal status` (text) shows each backfill partition and an empty quarantine; `journal gc -c`
     /// expires done markers by that configuration's `journal.done_retention`.
     @Test func journalStatusAndGCAfterABackfill() throws {
