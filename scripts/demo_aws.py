@@ -15,6 +15,7 @@ With --role the user may not read the logs itself (s3:GetObject denied): it must
 ARN is written to DIR/role_arn, which may (input.role_arn, as for a trail in another account).
 
 Writes into DIR: env (AWS_* variables), queue_url, expected.ndjson (every valid record, byte for byte),
+records_per_key.json (how many of them each uploaded log holds),
 expected_bad.json (each key that must be quarantined, with a word its reason must contain), and
 cloudtrailbeat.yml.
 """
@@ -107,7 +108,7 @@ def setup(args):
         for _ in range(10):
             assert len(sqs.receive_message(QueueUrl=queue, VisibilityTimeout=0, WaitTimeSeconds=1).get("Messages", [])) == 1
 
-    expected, bad, keys, t = [], {}, [], 0
+    expected, bad, keys, t, per_key = [], {}, [], 0, {}
     for i in range(args.objects):
         kind = "insight" if args.bad and i == 1 else "log"
         records = [record(rng, t + j, insight=(kind == "insight")) for j in range(rng.randint(0 if i == 2 else 1, 40))]
@@ -119,6 +120,7 @@ def setup(args):
         s3.put_object(Bucket=bucket, Key=k, Body=data, ContentEncoding="gzip")
         expected += records
         keys.append(k)
+        per_key[k] = len(records)
     messages = []
     for n in range(0, len(keys), 3):  # several keys per notification
         messages.append(json.dumps({"s3Bucket": bucket, "s3ObjectKey": keys[n:n + 3]}))
@@ -158,6 +160,8 @@ def setup(args):
         f.write("".join(r + "\n" for r in expected))
     with open(os.path.join(args.dir, "expected_bad.json"), "w") as f:
         json.dump(bad, f)
+    with open(os.path.join(args.dir, "records_per_key.json"), "w") as f:
+        json.dump(per_key, f)
     with open(os.path.join(args.dir, "cloudtrailbeat.yml"), "w") as f:
         f.write("""# Written by scripts/demo_aws.py for a local moto_server.
 input:

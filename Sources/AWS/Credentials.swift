@@ -263,6 +263,20 @@ public enum AWSSettings {
         return SharedConfigFiles(environment: environment).profiles[profile]?["region"]
     }
 
+    /// Attempts per request, as the AWS CLI and SDKs take them: `AWS_MAX_ATTEMPTS`, then the profile's
+    /// `max_attempts`; nil when neither is set. A value that is not a whole number from 1 to 100 is an
+    /// error naming where it came from.
+    public static func maxAttempts(environment: [String: String] = ProcessInfo.processInfo.environment) throws -> Int? {
+        let profile = environment["AWS_PROFILE"] ?? "default"
+        let (text, source): (String?, String) = environment["AWS_MAX_ATTEMPTS"].map { ($0, "AWS_MAX_ATTEMPTS") }
+            ?? (SharedConfigFiles(environment: environment).profiles[profile]?["max_attempts"], "max_attempts of profile '\(profile)'")
+        guard let text else { return nil }
+        guard let n = Int(text.trimmingCharacters(in: .whitespaces)), (1...100).contains(n) else {
+            throw CredentialsError(message: "\(source): '\(text)' is not a number of attempts from 1 to 100")
+        }
+        return n
+    }
+
     /// config → `AWS_ENDPOINT_URL_<SERVICE>` → `AWS_ENDPOINT_URL` → nil (AWS's own).
     public static func endpoint(service: String, configured: String?, environment: [String: String] = ProcessInfo.processInfo.environment) -> String? {
         if let e = configured, !e.isEmpty { return e }

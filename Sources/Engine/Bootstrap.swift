@@ -125,8 +125,10 @@ public enum Bootstrap {
             ?? "https://sqs.\(region).amazonaws.com"
         let s3Endpoint = AWSSettings.endpoint(service: "s3", configured: c.input.endpoint) ?? "https://s3.\(region).amazonaws.com"
         let custom = AWSSettings.endpoint(service: "s3", configured: c.input.endpoint) != nil
-        let sqs = SQSClient(service: AWSService(http: http, service: "sqs", region: region, endpoint: sqsEndpoint, credentials: credentials), queueURL: queue)
-        let s3 = S3Client(service: AWSService(http: http, service: "s3", region: region, endpoint: s3Endpoint, credentials: credentials), pathStyle: c.input.pathStyle ?? custom)
+        var retry = RetryPolicy()
+        if let attempts = try AWSSettings.maxAttempts() { retry.maxAttempts = attempts }
+        let sqs = SQSClient(service: AWSService(http: http, service: "sqs", region: region, endpoint: sqsEndpoint, credentials: credentials, retry: retry), queueURL: queue)
+        let s3 = S3Client(service: AWSService(http: http, service: "s3", region: region, endpoint: s3Endpoint, credentials: credentials, retry: retry), pathStyle: c.input.pathStyle ?? custom)
 
         let journal = try openJournal(c)
         defer { journal.close() }

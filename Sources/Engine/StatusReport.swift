@@ -24,6 +24,14 @@ public struct StatusReport: Sendable {
             var firstSeen: String
             var lastSeen: String
         }
+        struct Retrying: Encodable {
+            var bucket: String
+            var key: String
+            var version: String
+            var attempts: UInt32
+            var lastError: String
+            var lastAttempt: String
+        }
         struct Backfill: Encodable {
             var job: String
             var partition: String
@@ -44,6 +52,7 @@ public struct StatusReport: Sendable {
         var objects: [String: Int]
         var messages: [String: Int]
         var quarantined: [Quarantined]
+        var retrying: [Retrying]
         var backfill: [Backfill]
         var oldestUnacknowledged: String?
         var oldestUnacknowledgedAgeSeconds: Double?
@@ -54,7 +63,8 @@ public struct StatusReport: Sendable {
         var disk: Disk
     }
 
-    /// One JSON object, keys sorted; includes `"quarantined": [{"bucket","key","reason",…}]`.
+    /// One JSON object, keys sorted; includes `"quarantined": [{"bucket","key","reason",…}]` and
+    /// `"retrying": [{"bucket","key","attempts","lastError",…}]`.
     public func json() -> String {
         let s = status
         var objects: [String: Int] = [:]
@@ -68,6 +78,11 @@ public struct StatusReport: Sendable {
                     kind: $0.kind.description, bucket: $0.object?.bucket, key: $0.object?.key,
                     version: $0.object?.version, messageId: $0.messageID, reason: $0.reason, detail: $0.detail,
                     attempts: $0.attempts, firstSeen: Self.iso($0.firstSeen), lastSeen: Self.iso($0.lastSeen))
+            },
+            retrying: s.retrying.map {
+                .init(
+                    bucket: $0.ref.bucket, key: $0.ref.key, version: $0.ref.version, attempts: $0.attempts,
+                    lastError: $0.lastError ?? "", lastAttempt: Self.iso($0.updated))
             },
             backfill: s.backfill.map {
                 .init(
@@ -113,6 +128,13 @@ public struct StatusReport: Sendable {
                 lines.append(
                     "backfill   \(c.job) [\(c.partition)] \(c.complete ? "complete" : "listing") "
                         + "\(c.listed) objects, \(Self.bytes(Int(c.listedBytes))), last key \(c.lastKey ?? "-")")
+            }
+        }
+        if !s.retrying.isEmpty {
+            lines.append("retrying   \(s.retrying.count) object(s) whose download failed:")
+            for o in s.retrying {
+                lines.append("  \(o.ref)")
+                lines.append("    last error: \(o.lastError ?? "-") (attempts \(o.attempts), last \(Self.iso(o.updated)))")
             }
         }
         if s.quarantined.isEmpty {

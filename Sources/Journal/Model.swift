@@ -426,6 +426,9 @@ public struct JournalStatus: Sendable {
     public var objectsByStage: [ObjectStage: Int]
     public var messagesByState: [MessageState.State: Int]
     public var quarantined: [QuarantineEntry]
+    /// Objects still `received` whose last download failed (`lastError`, `attempts`): they are retried
+    /// after a backoff, or quarantined once `input.max_fetch_attempts` is reached.
+    public var retrying: [ObjectState]
     public var backfill: [BackfillCursor]
     /// The time the oldest item not yet acknowledged by every output was first seen.
     public var oldestUnacknowledged: Timestamp?

@@ -141,21 +141,25 @@ extension Journal {
 
     // MARK: Status
 
-    /// Counts per stage, the quarantine (up to `quarantineLimit` entries, newest first), backfill jobs,
-    /// the oldest unacknowledged item and disk use.
+    /// Counts per stage, the quarantine (up to `quarantineLimit` entries, newest first), objects whose
+    /// download failed and waits to be retried (as many, newest failure first), backfill jobs, the
+    /// oldest unacknowledged item and disk use.
     public func status(quarantineLimit: Int = 100) throws -> JournalStatus {
         let pageSize = try pageInfo().pageSize
         return try read { txn in
             var byStage: [ObjectStage: Int] = [:]
             var oldest: Timestamp?
             var storedBytes: UInt64 = 0
+            var retrying: [ObjectState] = []
             try txn.scan(txn.dbs.objects) { k, v in
                 let s = try txn.decode(txn.dbs.objects, Array(k), Array(v), ObjectState.decode)
                 byStage[s.stage, default: 0] += 1
                 if !s.stage.isFinal { oldest = min(oldest ?? s.firstSeen, s.firstSeen) }
+                if s.stage == .received && s.lastError != nil { retrying.append(s) }
                 storedBytes += s.body?.bytes ?? 0
                 return true
             }
+            retrying.sort { $0.updated > $1.updated }
             var byState: [MessageState.State: Int] = [:]
             try txn.scan(txn.dbs.messages) { k, v in
                 let m = try txn.decode(txn.dbs.messages, Array(k), Array(v), MessageState.decode)
@@ -188,7 +192,7 @@ extension Journal {
             }
             return JournalStatus(
                 path: path, formatVersion: version, objectsByStage: byStage, messagesByState: byState,
-                quarantined: Array(quarantined.prefix(quarantineLimit)), backfill: cursors,
+                quarantined: Array(quarantined.prefix(quarantineLimit)), retrying: Array(retrying.prefix(quarantineLimit)), backfill: cursors,
                 oldestUnacknowledged: oldest, doneMarkers: try txn.count(txn.dbs.done),
                 bodiesAwaitingGC: awaiting, storedBodyBytes: storedBytes, bodyChunks: try txn.count(txn.dbs.bodies),
                 disk: .init(

@@ -309,6 +309,21 @@ struct FlakyTransferTests {
         }
     }
 
+    /// `AWS_MAX_ATTEMPTS` over the profile's `max_attempts`, as the AWS CLI reads them; nonsense is refused
+    /// with where it came from.
+    @Test func maxAttemptsFromTheEnvironmentOrTheProfile() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ctb-attempts-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try "[default]\nmax_attempts = 4\n[profile slow]\nmax_attempts = many\n".write(to: dir.appendingPathComponent("config"), atomically: true, encoding: .utf8)
+        let base = ["HOME": dir.path, "AWS_CONFIG_FILE": dir.appendingPathComponent("config").path, "AWS_SHARED_CREDENTIALS_FILE": dir.appendingPathComponent("none").path]
+        #expect(try AWSSettings.maxAttempts(environment: ["HOME": dir.path, "AWS_CONFIG_FILE": "/nonexistent"]) == nil)
+        #expect(try AWSSettings.maxAttempts(environment: base) == 4)
+        #expect(try AWSSettings.maxAttempts(environment: base.merging(["AWS_MAX_ATTEMPTS": "2"]) { $1 }) == 2)
+        #expect { try AWSSettings.maxAttempts(environment: base.merging(["AWS_MAX_ATTEMPTS": "0"]) { $1 }) } throws: { "\($0)".contains("AWS_MAX_ATTEMPTS: '0'") }
+        #expect { try AWSSettings.maxAttempts(environment: base.merging(["AWS_PROFILE": "slow"]) { $1 }) } throws: { "\($0)".contains("max_attempts of profile 'slow': 'many'") }
+    }
+
     @Test func errorKinds() {
         #expect(AWSError.classify(status: 403, code: "AccessDenied", message: "User is not authorized to perform: kms:Decrypt") == .kmsAccess)
         #expect(AWSError.classify(status: 400, code: "KMS.DisabledException", message: "") == .kmsAccess)

@@ -53,13 +53,13 @@ struct Stack {
         try text.write(toFile: config, atomically: true, encoding: .utf8)
     }
 
-    func start(_ args: [String]) throws -> ChildProcess {
-        try ChildProcess(binary(), args, environment: environment, stderrPath: dir.sub("engine.log"))
+    func start(_ args: [String], log: String = "engine.log") throws -> ChildProcess {
+        try ChildProcess(binary(), args, environment: environment, stderrPath: dir.sub(log))
     }
 
     /// Runs the binary to completion; returns its exit status.
-    func run(_ args: [String]) throws -> (Int32, String) {
-        let p = try start(args)
+    func run(_ args: [String], log: String = "engine.log") throws -> (Int32, String) {
+        let p = try start(args, log: log)
         let out = p.readAll()
         let end = p.wait()
         return (end.exited ? end.code : 128 + end.code, out)
@@ -206,6 +206,56 @@ struct EngineTests {
         let log = (try? String(contentsOfFile: stack.dir.sub("engine.log"), encoding: .utf8)) ?? ""
         #expect(status == 0, "\(log.suffix(800))")
         #expect(Set(try stack.emitted()) == Set(stack.expected) && !stack.expected.isEmpty, "\(log.suffix(800))")
+        #expect(try stack.queueCount() == 0)
+    }
+
+    /// S3 answering 500 beyond the client's own retries: the object waits for a retry (its message
+    /// handed back early) with its last error shown by `journal status`; a fault that clears in time
+    /// loses nothing, one that persists is quarantined after `input.max_fetch_attempts`.
+    @Test func aFailingDownloadIsRetriedVisiblyThenQuarantined() throws {
+        let proxyPort = freePort()
+        let stack = try Stack(objects: 9, bad: false)
+        let proxy = try LocalServer(
+            ["python3", Stack.repo.appendingPathComponent("Tests/AWSTests/Fixtures/fault_proxy.py").path, String(proxyPort), String(stack.moto.port)],
+            port: proxyPort, name: "fault-proxy", installHint: "python3 is needed")
+        defer { proxy.stop() }
+        var text = try String(contentsOfFile: stack.config, encoding: .utf8)
+        text = text.replacingOccurrences(of: "  endpoint: \(stack.moto.url)\n", with: "  endpoint: \(proxy.url)\n  max_fetch_attempts: 3\n")
+        try text.write(toFile: stack.config, atomically: true, encoding: .utf8)
+        let transient = "_0000000000000003.json.gz", permanent = "_0000000000000004.json.gz"
+        _ = curl(proxy.url + "/__faults?fail=\(transient),\(permanent)")
+        var env = stack.environment
+        env["AWS_MAX_ATTEMPTS"] = "2"  // the client's own retries, as the AWS CLI reads them (default 8)
+        let p = try ChildProcess(binary(), ["-c", stack.config, "--drain"], environment: env, stderrPath: stack.dir.sub("engine.log"))
+        // While it runs: the failing object is listed under "retrying" with S3's error.
+        var seen: [String: Any]?
+        for _ in 0..<150 where seen == nil {
+            usleep(200_000)
+            let (_, json) = try stack.run(["journal", "status", "-c", stack.config, "--json"], log: "status.log")
+            let report = try? JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any]
+            seen = (report?["retrying"] as? [[String: Any]])?.first { ($0["key"] as? String ?? "").hasSuffix(transient) }
+        }
+        let retrying = try #require(seen, "the transient failure never showed in journal status")
+        #expect((retrying["lastError"] as? String ?? "").contains("InternalError") && (retrying["attempts"] as? Int ?? 0) >= 1, "\(retrying)")
+        _ = curl(proxy.url + "/__faults?fail=\(permanent)")  // S3 recovers for the first one
+        _ = p.readAll()
+        let end = p.wait()
+        let log = (try? String(contentsOfFile: stack.dir.sub("engine.log"), encoding: .utf8)) ?? ""
+        #expect(end.exited && end.code == 0, "\(log.suffix(600))")
+        #expect(log.contains("fetch failed; retrying") && !log.contains("messagesReturned: 0,"), "messages were handed back for the retry")
+        let (_, json) = try stack.run(["journal", "status", "-c", stack.config, "--json"], log: "status.log")
+        let report = try #require(try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any])
+        let quarantined = (report["quarantined"] as? [[String: Any]] ?? []).filter { $0["key"] != nil }
+        #expect(quarantined.count == 1 && (quarantined.first?["key"] as? String ?? "").hasSuffix(permanent), "\(quarantined)")
+        let faults = try JSONSerialization.jsonObject(with: Data(curl(proxy.url + "/__faults/stats").utf8)) as? [String: Int] ?? [:]
+        #expect(faults[permanent] == 3 * 2, "3 fetch attempts of 2 requests each (AWS_MAX_ATTEMPTS): \(faults)")
+        #expect((quarantined.first?["reason"] as? String ?? "").contains("InternalError") && quarantined.first?["attempts"] as? Int == 3, "\(quarantined)")
+        #expect((report["retrying"] as? [Any] ?? [0]).isEmpty)
+        // Every record but the quarantined object's, once.
+        let perKey = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: stack.dir.sub("records_per_key.json")))) as! [String: Int]
+        let lost = try #require(perKey.first { $0.key.hasSuffix(permanent) }?.value)
+        let got = try stack.emitted()
+        #expect(lost > 0 && got.count == stack.expected.count - lost && Set(got).isSubset(of: Set(stack.expected)) && Set(got).count == got.count)
         #expect(try stack.queueCount() == 0)
     }
 
