@@ -86,7 +86,22 @@ public final class Engine: Service, @unchecked Sendable {
         self.http = http
         self.logger = logger
         let dead = DeadLetterFile(path: journal.path + "/dead-letter.ndjson")
-        pumps = outputs.map { OutputPump(output: $0, deadLetters: dead, minBackoff: 0.2, maxBackoff: 30) }
+        pumps = outputs.map { output in
+            // A failing output is logged and recorded in the journal (for `journal status`) when it
+            // starts failing or the error changes, and cleared when it delivers again.
+            OutputPump(output: output, deadLetters: dead, minBackoff: 0.2, maxBackoff: 30) { [journal, logger] error in
+                if let error {
+                    logger.warning("output failing; its events wait in the journal and are retried", metadata: ["output": "\(output.name)", "error": "\(error)"], source: LogStage.emit.rawValue)
+                } else {
+                    logger.info("output delivers again", metadata: ["output": "\(output.name)"], source: LogStage.emit.rawValue)
+                }
+                do {
+                    if let error { try await journal.outputFailing(output.name, error: error) } else { try await journal.outputRecovered(output.name) }
+                } catch {
+                    logger.warning("cannot record the output's state in the journal", metadata: ["output": "\(output.name)", "error": "\(error)"])
+                }
+            }
+        }
     }
 
     /// Stops intake; in-flight work ends at its next checkpoint.
@@ -107,6 +122,7 @@ public final class Engine: Service, @unchecked Sendable {
 
     private func work() async throws {
         logger.info("cloudtrailbeat started", metadata: ["journal": "\(journal.path)", "outputs": "\(pumps.map(\.output.name))", "queue": "\(sqs?.queueURL ?? "-")"])
+        try await journal.forgetOutputFailures()
         #if DEBUG
         if let delay = ProcessInfo.processInfo.environment["CLOUDTRAILBEAT_DEBUG_COMMIT_DELAY_MS"] {
             logger.warning("debug build: every journal commit waits \(delay) ms first (CLOUDTRAILBEAT_DEBUG_COMMIT_DELAY_MS)")

@@ -32,6 +32,12 @@ public struct StatusReport: Sendable {
             var lastError: String
             var lastAttempt: String
         }
+        struct FailingOutput: Encodable {
+            var output: String
+            var lastError: String
+            var since: String
+            var updated: String
+        }
         struct Backfill: Encodable {
             var job: String
             var partition: String
@@ -53,6 +59,7 @@ public struct StatusReport: Sendable {
         var messages: [String: Int]
         var quarantined: [Quarantined]
         var retrying: [Retrying]
+        var failingOutputs: [FailingOutput]
         var backfill: [Backfill]
         var oldestUnacknowledged: String?
         var oldestUnacknowledgedAgeSeconds: Double?
@@ -64,7 +71,7 @@ public struct StatusReport: Sendable {
     }
 
     /// One JSON object, keys sorted; includes `"quarantined": [{"bucket","key","reason",…}]` and
-    /// `"retrying": [{"bucket","key","attempts","lastError",…}]`.
+    /// `"retrying": [{"bucket","key","attempts","lastError",…}]` and `"failingOutputs": [{"output","lastError","since",…}]`.
     public func json() -> String {
         let s = status
         var objects: [String: Int] = [:]
@@ -84,6 +91,7 @@ public struct StatusReport: Sendable {
                     bucket: $0.ref.bucket, key: $0.ref.key, version: $0.ref.version, attempts: $0.attempts,
                     lastError: $0.lastError ?? "", lastAttempt: Self.iso($0.updated))
             },
+            failingOutputs: s.failingOutputs.map { .init(output: $0.output, lastError: $0.lastError, since: Self.iso($0.since), updated: Self.iso($0.updated)) },
             backfill: s.backfill.map {
                 .init(
                     job: $0.job, partition: $0.partition, lastKey: $0.lastKey, listed: $0.listed,
@@ -128,6 +136,13 @@ public struct StatusReport: Sendable {
                 lines.append(
                     "backfill   \(c.job) [\(c.partition)] \(c.complete ? "complete" : "listing") "
                         + "\(c.listed) objects, \(Self.bytes(Int(c.listedBytes))), last key \(c.lastKey ?? "-")")
+            }
+        }
+        if s.failingOutputs.isEmpty {
+            lines.append("outputs    no delivery failing")
+        } else {
+            for o in s.failingOutputs {
+                lines.append("outputs    \(o.output) failing since \(Self.iso(o.since)) (\(Self.age(now - o.since))): \(o.lastError)")
             }
         }
         if !s.retrying.isEmpty {

@@ -408,6 +408,46 @@ public struct GCResult: Sendable, Equatable {
 }
 
 /// A snapshot of the journal for `journal status`.
+/// An output that is failing to deliver: recorded when its deliveries start failing (and when the
+/// error changes), removed when one succeeds again. Its events wait in the journal meanwhile.
+public struct OutputHealth: Sendable, Equatable {
+    public var output: String
+    public var lastError: String
+    /// When the current run of failures began.
+    public var since: Timestamp
+    /// When `lastError` was recorded.
+    public var updated: Timestamp
+
+    public init(output: String, lastError: String, since: Timestamp, updated: Timestamp) {
+        self.output = output
+        self.lastError = lastError
+        self.since = since
+        self.updated = updated
+    }
+
+    func encode() -> [UInt8] {
+        var w = ByteWriter(capacity: 64 + lastError.utf8.count)
+        w.byte(1)
+        w.string(output)
+        w.string(lastError)
+        w.varint(UInt64(bitPattern: since))
+        w.varint(UInt64(bitPattern: updated))
+        return w.bytes
+    }
+
+    static func decode(_ bytes: [UInt8]) throws -> OutputHealth {
+        var r = ByteReader(bytes)
+        guard try r.byte() == 1 else { throw ByteReader.Truncated() }
+        return OutputHealth(
+            output: try r.string(), lastError: try r.string(), since: Timestamp(bitPattern: try r.varint()),
+            updated: Timestamp(bitPattern: try r.varint()))
+    }
+
+    /// Its key in the `meta` database.
+    static func key(_ output: String) -> [UInt8] { Array("output-failing/".utf8) + Array(output.utf8) }
+    static let keyPrefix = Array("output-failing/".utf8)
+}
+
 public struct JournalStatus: Sendable {
     public struct Disk: Sendable {
         /// Bytes in use by live pages.
@@ -429,6 +469,8 @@ public struct JournalStatus: Sendable {
     /// Objects still `received` whose last download failed (`lastError`, `attempts`): they are retried
     /// after a backoff, or quarantined once `input.max_fetch_attempts` is reached.
     public var retrying: [ObjectState]
+    /// Outputs whose deliveries are failing now, with the error (their events wait in the journal).
+    public var failingOutputs: [OutputHealth]
     public var backfill: [BackfillCursor]
     /// The time the oldest item not yet acknowledged by every output was first seen.
     public var oldestUnacknowledged: Timestamp?

@@ -173,6 +173,12 @@ extension Journal {
                 return true
             }
             quarantined.sort { $0.lastSeen > $1.lastSeen }
+            var failing: [OutputHealth] = []
+            try txn.scan(txn.dbs.meta, from: OutputHealth.keyPrefix) { k, v in
+                guard k.starts(with: OutputHealth.keyPrefix) else { return false }
+                failing.append(try txn.decode(txn.dbs.meta, Array(k), Array(v), OutputHealth.decode))
+                return true
+            }
             var cursors: [BackfillCursor] = []
             try txn.scan(txn.dbs.cursors) { k, v in
                 cursors.append(try txn.decode(txn.dbs.cursors, Array(k), Array(v), BackfillCursor.decode))
@@ -192,7 +198,7 @@ extension Journal {
             }
             return JournalStatus(
                 path: path, formatVersion: version, objectsByStage: byStage, messagesByState: byState,
-                quarantined: Array(quarantined.prefix(quarantineLimit)), retrying: Array(retrying.prefix(quarantineLimit)), backfill: cursors,
+                quarantined: Array(quarantined.prefix(quarantineLimit)), retrying: Array(retrying.prefix(quarantineLimit)), failingOutputs: failing, backfill: cursors,
                 oldestUnacknowledged: oldest, doneMarkers: try txn.count(txn.dbs.done),
                 bodiesAwaitingGC: awaiting, storedBodyBytes: storedBytes, bodyChunks: try txn.count(txn.dbs.bodies),
                 disk: .init(

@@ -28,6 +28,36 @@ extension Journal {
         try await write { try Transitions.receive($0, message) }
     }
 
+    /// Records that `output`'s deliveries are failing with `error` (keeping when the failures began).
+    /// Not a stage transition: it changes no object, only what `status()` reports.
+    public func outputFailing(_ output: String, error: String) async throws {
+        try await write { txn in
+            let key = OutputHealth.key(output)
+            let now = txn.clock()
+            let since = try txn.get(txn.dbs.meta, key).map { try OutputHealth.decode($0).since } ?? now
+            try txn.put(txn.dbs.meta, key, OutputHealth(output: output, lastError: error, since: since, updated: now).encode())
+        }
+    }
+
+    /// Clears what ``outputFailing(_:error:)`` recorded, once `output` delivers again.
+    public func outputRecovered(_ output: String) async throws {
+        try await write { txn in _ = try txn.delete(txn.dbs.meta, OutputHealth.key(output)) }
+    }
+
+    /// Forgets every output's recorded failure (at start: a failure is recorded again when it recurs, and
+    /// an output no longer configured leaves nothing behind).
+    public func forgetOutputFailures() async throws {
+        try await write { txn in
+            var keys: [[UInt8]] = []
+            try txn.scan(txn.dbs.meta, from: OutputHealth.keyPrefix) { k, _ in
+                guard k.starts(with: OutputHealth.keyPrefix) else { return false }
+                keys.append(Array(k))
+                return true
+            }
+            for k in keys { _ = try txn.delete(txn.dbs.meta, k) }
+        }
+    }
+
     /// Journals a message that cannot be used (unrecognised, poison): it goes to the quarantine with
     /// the reason and a bounded excerpt, and the message is ready to delete (or leave to the DLQ).
     public func quarantineMessage(

@@ -12,16 +12,25 @@ public final class OutputPump: @unchecked Sendable {
     private let lock = NSLock()
     private var _retries = 0, _deadLettered = 0
     private var _lastError: String?
+    /// The error of the current run of failures; nil while deliveries succeed.
+    private var failingWith: String?
+    private let health: (@Sendable (String?) async -> Void)?
     /// Retries so far (for metrics and tests). Several emitters may deliver through one pump at once.
     public var retries: Int { lock.withLock { _retries } }
     public var deadLettered: Int { lock.withLock { _deadLettered } }
     public var lastError: String? { lock.withLock { _lastError } }
 
-    public init(output: any Output, deadLetters: DeadLetterFile?, minBackoff: Double = 0.1, maxBackoff: Double = 30) {
+    /// `health` hears when deliveries start failing or fail with another error (the error) and when
+    /// one succeeds after failures (nil); it is called from the delivering task, outside the lock.
+    public init(
+        output: any Output, deadLetters: DeadLetterFile?, minBackoff: Double = 0.1, maxBackoff: Double = 30,
+        health: (@Sendable (String?) async -> Void)? = nil
+    ) {
         self.output = output
         self.deadLetters = deadLetters
         self.minBackoff = minBackoff
         self.maxBackoff = maxBackoff
+        self.health = health
     }
 
     /// Delivers `events` from `start`; calls `progress(n)` each time the first `n` are handled.
@@ -41,6 +50,11 @@ public final class OutputPump: @unchecked Sendable {
                 if report.handled > 0 {
                     done += report.handled
                     failures = 0
+                    let recovered = lock.withLock {
+                        defer { failingWith = nil }
+                        return failingWith != nil
+                    }
+                    if recovered { await health?(nil) }
                     try await progress(done)
                 } else {
                     failures += 1
@@ -49,10 +63,13 @@ public final class OutputPump: @unchecked Sendable {
                 }
             } catch let e as OutputError where e.retryable {
                 failures += 1
-                lock.withLock {
+                let changed = lock.withLock {
                     _retries += 1
                     _lastError = e.description
+                    defer { failingWith = e.description }
+                    return failingWith != e.description
                 }
+                if changed { await health?(e.description) }
                 try await Task.sleep(nanoseconds: UInt64(backoff(failures) * 1e9))
             }
         }

@@ -427,6 +427,51 @@ struct EngineScaleTests {
         }
     }
 
+    /// An output that is down: the run logs it, `journal status` names it with its error while the
+    /// other output goes on, and once the receiver is up its events arrive and the failure is cleared.
+    @Test func aFailingOutputIsShownInJournalStatusUntilItRecovers() throws {
+        let stack = try BackfillStack(objects: 24)
+        let port = freePort()  // nothing listens here yet
+        let config = stack.dir.sub("down.yml")
+        try "journal:\n  path: \(stack.dir.sub("down"))/journal\noutput:\n  file:\n    path: \(stack.dir.sub("down"))/out\n  elasticsearch:\n    hosts: [\"http://127.0.0.1:\(port)\"]\n"
+            .write(toFile: config, atomically: true, encoding: .utf8)
+        let p = try stack.start(["-c", config, "-b", stack.dir.sub("local")], log: "down.log")
+        func status(_ json: Bool) throws -> String {
+            let s = try stack.start(["journal", "status", "-c", config] + (json ? ["--json"] : []), log: "status.log")
+            defer { _ = s.wait() }
+            return s.readAll()
+        }
+        var failing: [String: Any]?
+        for _ in 0..<100 where failing == nil {
+            usleep(200_000)
+            let report = try? JSONSerialization.jsonObject(with: Data(try status(true).utf8)) as? [String: Any]
+            failing = (report?["failingOutputs"] as? [[String: Any]])?.first { $0["output"] as? String == "elasticsearch" }
+        }
+        let record = try #require(failing, "the failing output never showed in journal status")
+        #expect((record["lastError"] as? String ?? "").contains("127.0.0.1:\(port)"), "\(record)")
+        let text = try status(false)
+        #expect(text.contains("outputs    elasticsearch failing since "), "\(text)")
+        // The file output is not held back meanwhile.
+        let expected = try stack.expected()
+        var filed = Set<String>()
+        for _ in 0..<100 where filed != expected {
+            filed = Set(try stack.emitted("down"))
+            usleep(100_000)
+        }
+        #expect(filed == expected, "\(filed.count) of \(expected.count) in the file output")
+        // The receiver comes up: everything arrives, the run ends, and the failure is gone.
+        let es = try LocalServer(["python3", Stack.repo.appendingPathComponent("Tests/OutputsTests/Fixtures/es_server.py").path, String(port)],
+                                 port: port, name: "es", installHint: "python3 is needed")
+        defer { es.stop() }
+        _ = p.readAll()
+        let end = p.wait()
+        let log = (try? String(contentsOfFile: stack.dir.sub("down.log"), encoding: .utf8)) ?? ""
+        #expect(end.exited && end.code == 0, "\(end): \(log.suffix(600))")
+        #expect(log.contains("output failing; its events wait in the journal") && log.contains("output delivers again"), "\(log.suffix(800))")
+        #expect((try esStats(es)["docs"] as? [String: Any] ?? [:]).count == expected.count)
+        #expect(try status(false).contains("outputs    no delivery failing"))
+    }
+
     func esScript(_ es: LocalServer, _ json: String) throws {
         #expect(curl(es.url + "/_script", postJSON: json).contains("ok"))
     }
