@@ -33,6 +33,7 @@ final class EngineMetrics: @unchecked Sendable {
                 count("cloudtrailbeat_output_records_acknowledged_total", [("output", name)], c.recordsAcknowledged[name] ?? 0)
                 count("cloudtrailbeat_output_retries_total", [("output", name)], pump.retries)
                 count("cloudtrailbeat_output_dead_letters_total", [("output", name)], pump.deadLettered)
+                gauge("cloudtrailbeat_output_failing", [("output", name)], pump.isFailing ? 1 : 0)
             }
             if let status = try? engine.journal.status(quarantineLimit: 0) {
                 for stage in ObjectStage.allCases {
@@ -98,6 +99,7 @@ final class EngineMetrics: @unchecked Sendable {
         "cloudtrailbeat_output_records_acknowledged_total": "Records an output acknowledged (its receiver has them).",
         "cloudtrailbeat_output_retries_total": "Deliveries an output retried after a failure.",
         "cloudtrailbeat_output_dead_letters_total": "Events an output refused permanently, written to the dead-letter file.",
+        "cloudtrailbeat_output_failing": "1 while an output's deliveries are failing (its events wait in the journal), else 0.",
         "cloudtrailbeat_journal_objects": "Objects in the journal per stage.",
         "cloudtrailbeat_journal_messages": "Messages in the journal per state.",
         "cloudtrailbeat_journal_used_bytes": "Bytes of the journal in use.",

@@ -19,6 +19,8 @@ public final class OutputPump: @unchecked Sendable {
     public var retries: Int { lock.withLock { _retries } }
     public var deadLettered: Int { lock.withLock { _deadLettered } }
     public var lastError: String? { lock.withLock { _lastError } }
+    /// Whether the latest delivery failed (until one succeeds).
+    public var isFailing: Bool { lock.withLock { failingWith != nil } }
 
     /// `health` hears when deliveries start failing or fail with another error (the error) and when
     /// one succeeds after failures (nil); it is called from the delivering task, outside the lock.

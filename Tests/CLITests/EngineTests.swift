@@ -432,8 +432,9 @@ struct EngineScaleTests {
     @Test func aFailingOutputIsShownInJournalStatusUntilItRecovers() throws {
         let stack = try BackfillStack(objects: 24)
         let port = freePort()  // nothing listens here yet
+        let metrics = freePort()
         let config = stack.dir.sub("down.yml")
-        try "journal:\n  path: \(stack.dir.sub("down"))/journal\noutput:\n  file:\n    path: \(stack.dir.sub("down"))/out\n  elasticsearch:\n    hosts: [\"http://127.0.0.1:\(port)\"]\n"
+        try "journal:\n  path: \(stack.dir.sub("down"))/journal\nhttp:\n  enabled: true\n  port: \(metrics)\noutput:\n  file:\n    path: \(stack.dir.sub("down"))/out\n  elasticsearch:\n    hosts: [\"http://127.0.0.1:\(port)\"]\n"
             .write(toFile: config, atomically: true, encoding: .utf8)
         let p = try stack.start(["-c", config, "-b", stack.dir.sub("local")], log: "down.log")
         func status(_ json: Bool) throws -> String {
@@ -451,6 +452,8 @@ struct EngineScaleTests {
         #expect((record["lastError"] as? String ?? "").contains("127.0.0.1:\(port)"), "\(record)")
         let text = try status(false)
         #expect(text.contains("outputs    elasticsearch failing since "), "\(text)")
+        let gauges = scrape(metrics)
+        #expect(gauges["cloudtrailbeat_output_failing{output=\"elasticsearch\"}"] == 1 && gauges["cloudtrailbeat_output_failing{output=\"file\"}"] == 0, "\(gauges.filter { $0.key.contains("failing") })")
         // The file output is not held back meanwhile.
         let expected = try stack.expected()
         var filed = Set<String>()
@@ -518,19 +521,19 @@ struct EngineScaleTests {
     }
 }
 
+/// The metrics endpoint's samples on a loopback port, by name with labels.
+func scrape(_ port: Int) -> [String: Double] {
+    var values: [String: Double] = [:]
+    for line in curl("http://127.0.0.1:\(port)/metrics").split(separator: "\n") where !line.hasPrefix("#") {
+        let parts = line.split(separator: " ")
+        if parts.count == 2, let v = Double(parts[1]) { values[String(parts[0])] = v }
+    }
+    return values
+}
+
 @Suite("Metrics endpoint", .serialized)
 struct MetricsTests {
     func text(_ port: Int) -> String { curl("http://127.0.0.1:\(port)/metrics") }
-
-    func scrape(_ port: Int) -> [String: Double] {
-        let text = text(port)
-        var values: [String: Double] = [:]
-        for line in text.split(separator: "\n") where !line.hasPrefix("#") {
-            let parts = line.split(separator: " ")
-            if parts.count == 2, let v = Double(parts[1]) { values[String(parts[0])] = v }
-        }
-        return values
-    }
 
     @Test func countersMoveAndGaugesMatchJournalStatus() throws {
         let port = freePort()
