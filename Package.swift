@@ -75,7 +75,7 @@ let package = Package(
         .executableTarget(
             name: "output-crash-child", dependencies: ["Outputs"],
             path: "Tests/OutputCrashChild"),
-        .testTarget(name: "CLITests", dependencies: ["cloudtrailbeat", "Journal", "Engine", "TestSupport", yams]),
+        .testTarget(name: "CLITests", dependencies: ["cloudtrailbeat", "Journal", "Engine", "HTTP", "TestSupport", yams]),
         .testTarget(name: "StagesTests", dependencies: ["Stages", "TestSupport"]),
         .testTarget(name: "AWSTests", dependencies: ["AWS", "HTTP", "TestSupport", crypto], exclude: ["Fixtures"]),
         .testTarget(name: "OutputsTests", dependencies: ["Outputs", "HTTP", "TestSupport", "output-crash-child"], exclude: ["Fixtures"]),

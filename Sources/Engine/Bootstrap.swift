@@ -66,13 +66,13 @@ public enum Bootstrap {
     }
 
     /// The region: configuration, environment, profile, the queue URL's host, or instance metadata.
-    static func region(_ c: Config, http: HTTPClient) async throws -> String {
-        if let r = AWSSettings.region(configured: c.input.region) { return r }
+    static func region(_ c: Config, http: HTTPClient, environment: [String: String] = ProcessInfo.processInfo.environment) async throws -> String {
+        if let r = AWSSettings.region(configured: c.input.region, environment: environment) { return r }
         if let url = c.input.sqsURL, let host = URL(string: url)?.host {
             let parts = host.split(separator: ".")
             if parts.count >= 4, parts[0] == "sqs" { return String(parts[1]) }
         }
-        if let r = try? await IMDS.region(http) { return r }
+        if let r = try? await IMDS.region(http, endpoint: environment["AWS_EC2_METADATA_SERVICE_ENDPOINT"]) { return r }
         throw ConfigError(file: c.file, key: "input.aws_region", message: "no region: set input.aws_region, AWS_REGION or a profile region")
     }
 

@@ -2,6 +2,8 @@ import Foundation
 import Testing
 
 @testable import Engine
+import HTTP
+import TestSupport
 
 @Suite("Configuration")
 struct ConfigTests {
@@ -60,5 +62,33 @@ struct ConfigTests {
         setenv("CTB_TEST_PASSWORD", "s3cret", 1)
         let c = try Config.parse("output:\n  redis:\n    hosts: [r]\n    password: ${CTB_TEST_PASSWORD}\n    key: ${CTB_UNSET:fallback}", file: "c.yml")
         #expect(c.redis?.password == "s3cret" && c.redis?.key == "fallback")
+    }
+
+    /// The region: configuration, then AWS_REGION, then the queue URL's host, then instance metadata
+    /// (IMDSv2); with none of them the error names input.aws_region.
+    @Test func regionComesFromConfigEnvironmentQueueURLOrInstanceMetadata() async throws {
+        let http = HTTPClient()
+        func config(_ region: String?, _ queue: String?) throws -> Config {
+            var text = "input:\n"
+            if let region { text += "  aws_region: \(region)\n" }
+            if let queue { text += "  sqs_url: \(queue)\n" }
+            return try Config.parse(text + "output:\n  console: {}\n", file: "c.yml")
+        }
+        let empty = ["HOME": "/nonexistent", "AWS_CONFIG_FILE": "/nonexistent", "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent"]
+        let queue = "https://sqs.eu-west-2.amazonaws.com/123456789012/trail"
+        #expect(try await Bootstrap.region(try config("us-west-1", queue), http: http, environment: empty.merging(["AWS_REGION": "ap-south-1"]) { $1 }) == "us-west-1")
+        #expect(try await Bootstrap.region(try config(nil, queue), http: http, environment: empty.merging(["AWS_REGION": "ap-south-1"]) { $1 }) == "ap-south-1")
+        #expect(try await Bootstrap.region(try config(nil, queue), http: http, environment: empty) == "eu-west-2")
+        let port = freePort()
+        let imds = try LocalServer(
+            ["python3", Stack.repo.appendingPathComponent("Tests/AWSTests/Fixtures/imds_server.py").path, String(port), "/nonexistent"],
+            port: port, name: "imds", installHint: "python3 is needed")
+        defer { imds.stop() }
+        let local = "http://127.0.0.1:9324/queue/trail"  // a queue URL that names no region
+        #expect(try await Bootstrap.region(try config(nil, local), http: http, environment: empty.merging(["AWS_EC2_METADATA_SERVICE_ENDPOINT": imds.url]) { $1 }) == "eu-north-1")
+        let nowhere = empty.merging(["AWS_EC2_METADATA_SERVICE_ENDPOINT": "http://127.0.0.1:\(freePort())"]) { $1 }
+        await #expect { _ = try await Bootstrap.region(try config(nil, local), http: http, environment: nowhere) } throws: {
+            "\($0)".contains("input.aws_region") && "\($0)".contains("no region")
+        }
     }
 }

@@ -6,6 +6,7 @@
   without the TTL header it answers 400, as EC2 does.
 - GET /latest/meta-data/spot/instance-action needs that token (401 otherwise). It answers 404 until
   NOTICE_FILE exists, then 200 with the file's content (EC2's JSON: {"action": "terminate", "time": ...}).
+- GET /latest/meta-data/placement/region (with the token) answers eu-north-1.
 - GET /_test/stats returns how many notice polls were made.
 """
 import json, os, sys, threading
@@ -46,6 +47,8 @@ class Handler(BaseHTTPRequestHandler):
                 return self.reply(200, json.dumps(STATS), "application/json")
         if self.headers.get("X-aws-ec2-metadata-token") != TOKEN:
             return self.reply(401, "Unauthorized")
+        if self.path == "/latest/meta-data/placement/region":
+            return self.reply(200, "eu-north-1")
         if self.path == "/latest/meta-data/spot/instance-action":
             with LOCK:
                 STATS["polls"] += 1
