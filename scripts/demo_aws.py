@@ -9,7 +9,8 @@ AWSLogs/..., and CloudTrail-style notifications published to the topic (several 
 With --bad it adds the cases cloudtrailbeat must survive: a digest file, an Insight file, the
 CloudTrail validation message, a corrupt gzip, the malformed sample, a log the IAM policy denies
 (403 AccessDenied), a key that does not exist (404 NoSuchKey), a redelivered notification, an
-unrecognised message and a poison message (already received 10 times).
+unrecognised message, a poison message (already received 10 times), and an S3 event notification
+naming an AWS Config snapshot and a digest under a plain key (both skipped).
 
 With --role the user may not read the logs itself (s3:GetObject denied): it must assume the role whose
 ARN is written to DIR/role_arn, which may (input.role_arn, as for a trail in another account).
@@ -138,6 +139,15 @@ def setup(args):
         missing = log_key("log", 900004)
         messages.append(json.dumps({"s3Bucket": bucket, "s3ObjectKey": [digest, corrupt, malformed]}))
         messages.append(json.dumps({"s3Bucket": bucket, "s3ObjectKey": [denied, missing]}))
+        # An S3 event notification (S3 → SQS, no SNS) from a bucket CloudTrail shares with AWS Config, and
+        # a digest copied under a key that does not say so: both are skipped, not emitted.
+        config_key = "AWSLogs/%s/Config/us-east-1/2026/11/28/ConfigSnapshot/%s_Config_us-east-1_ConfigSnapshot_20261128T000000Z.json.gz" % (ACCOUNT, ACCOUNT)
+        s3.put_object(Bucket=bucket, Key=config_key, Body=gzip.compress(b'{"fileVersion":"1.0","configurationItems":[]}'))
+        digest_copy = "exports/integrity/copy-0001.json.gz"
+        s3.put_object(Bucket=bucket, Key=digest_copy, Body=gzip.compress(json.dumps({"awsAccountId": ACCOUNT, "digestStartTime": "2026-11-28T10:00:00Z",
+                      "digestEndTime": "2026-11-28T11:00:00Z", "logFiles": []}).encode()))
+        s3_event = {"Records": [{"eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1", "eventName": "ObjectCreated:Put",
+                                 "s3": {"bucket": {"name": bucket}, "object": {"key": k, "size": 100}}} for k in (config_key, digest_copy)]}
         messages.append("CloudTrail validation message.")
         messages.append(messages[0])  # a redelivered notification
         bad = {corrupt: "byte", malformed: "byte", denied: "allows s3:GetObject", missing: "NoSuchKey"}
@@ -151,6 +161,7 @@ def setup(args):
         sns.publish(TopicArn=topic, Message=m)
     if args.bad:
         sqs.send_message(QueueUrl=queue, MessageBody="this is not a notification")
+        sqs.send_message(QueueUrl=queue, MessageBody=json.dumps(s3_event))
 
     with open(os.path.join(args.dir, "env"), "w") as f:
         f.write("export AWS_ACCESS_KEY_ID=%s\nexport AWS_SECRET_ACCESS_KEY=%s\nexport AWS_REGION=us-east-1\n" % (key["AccessKeyId"], key["SecretAccessKey"]))

@@ -147,7 +147,11 @@ struct EngineTests {
         // The queue ends empty, or (no_purge) still holds every message.
         let setup = try String(contentsOfFile: stack.dir.sub("setup.log"), encoding: .utf8)
         let published = Int(setup.components(separatedBy: " notifications")[0].split(separator: " ").last ?? "") ?? -1
-        #expect(try stack.queueCount() == (noPurge ? published + 2 : 0), "\(published) notifications, one unrecognised message and one poison message")
+        #expect(try stack.queueCount() == (noPurge ? published + 3 : 0), "\(published) notifications, an unrecognised, a poison and an S3 event message")
+        // Skipped, not emitted: the digest (by its key), the AWS Config snapshot (by its key) and the
+        // digest under a plain key (by its content), the last two named by the S3 event.
+        let log = try String(contentsOfFile: stack.dir.sub("engine.log"), encoding: .utf8)
+        #expect(log.contains("objectsSkipped: 3,"), "\(log.suffix(400))")
     }
 
     @Test func killedAtRandomMomentsLosesNoRecord() throws {
