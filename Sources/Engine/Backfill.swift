@@ -280,12 +280,14 @@ public final class Backfill: @unchecked Sendable {
         while !cursor.complete {
             try Task.checkCancellation()
             if !options.enqueue {
-                while try journal.countObjects(in: [.received, .fetched, .emitting]) >= options.maxPending {
+                // Backpressure: bounded objects in flight, and no listing while the journal is near max_size.
+                while try journal.countObjects(in: [.received, .fetched, .emitting]) >= options.maxPending || journal.nearlyFull() {
                     try await Task.sleep(nanoseconds: 100_000_000)
                 }
             }
             let page = try await list(cursor.partition, startAfter: cursor.lastKey)
             let objects = page.objects.filter { !$0.key.hasSuffix("/") }
+            let before = cursor
             cursor.lastKey = page.objects.last?.key ?? cursor.lastKey
             cursor.listed += UInt64(objects.count)
             cursor.listedBytes += objects.reduce(0) { $0 + $1.size }
@@ -302,7 +304,15 @@ public final class Backfill: @unchecked Sendable {
                 _ = try await journal.saveListing(cursor, discovered: [])
             } else {
                 let discovered = objects.map { DiscoveredObject(ObjectRef(bucket: source.bucket, key: $0.key, version: $0.etag), size: $0.size) }
-                _ = try await journal.saveListing(cursor, discovered: discovered, force: options.force)
+                do {
+                    _ = try await journal.saveListing(cursor, discovered: discovered, force: options.force)
+                } catch let e as JournalError where e.code == .full {
+                    // The page was not journaled: list it again once GC has freed room.
+                    logger.warning("journal full: the page is listed again later", metadata: ["partition": "\(cursor.partition)", "error": "\(e)"], source: LogStage.backfill.rawValue)
+                    cursor = before
+                    try await Task.sleep(nanoseconds: 1_000_000_000)
+                    continue
+                }
             }
             logger.debug("page listed", metadata: ["partition": "\(cursor.partition)", "objects": "\(objects.count)", "after": "\(cursor.lastKey ?? "")", "complete": "\(cursor.complete)"], source: LogStage.backfill.rawValue)
         }

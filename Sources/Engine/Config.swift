@@ -186,6 +186,9 @@ public struct Config: Sendable {
             try r.checkKeys(j, at: "journal")
             c.journal.path = try r.string(j, "journal", "path") ?? c.journal.path
             c.journal.maxSize = try r.size(j, "journal", "max_size") ?? c.journal.maxSize
+            guard c.journal.maxSize >= 16 << 20 else {
+                throw ConfigError(file: file, key: "journal.max_size", message: "\(c.journal.maxSize) bytes is less than the minimum, 16 MiB (a tenth is kept for acknowledgements and GC, and bodies are stored in 128 KiB chunks)")
+            }
             c.journal.doneRetentionSeconds = try r.duration(j, "journal", "done_retention") ?? c.journal.doneRetentionSeconds
         }
         if let out = try r.section(flat, "output") {

@@ -195,8 +195,7 @@ public final class Engine: Service, @unchecked Sendable {
             try Task.checkCancellation()
             // Backpressure: bounded objects in flight, and no intake while the journal is near max_size.
             let pending = try journal.countObjects(in: [.received, .fetched, .emitting])
-            let disk = try journal.diskUse()
-            if pending >= config.input.workers * 16 || disk.used >= disk.max / 10 * 9 {
+            if try pending >= config.input.workers * 16 || journal.nearlyFull() {
                 try await Task.sleep(nanoseconds: 100_000_000)
                 continue
             }
@@ -232,7 +231,15 @@ public final class Engine: Service, @unchecked Sendable {
                 counters.messagesReceived += messages.count
                 for m in messages { handles[m.id] = HeldMessage(receiptHandle: m.receiptHandle, visibleAgainBy: deadline) }
             }
-            for m in messages { try await handle(m) }
+            for m in messages {
+                do {
+                    try await handle(m)
+                } catch let e as JournalError where e.code == .full {
+                    // Not journaled: SQS shows the message again after its visibility timeout.
+                    lock.withLock { _ = handles.removeValue(forKey: m.id) }
+                    logger.warning("journal full: message left to come back", metadata: ["message": "\(m.id)", "error": "\(e)"], source: LogStage.receive.rawValue)
+                }
+            }
         }
     }
 
@@ -296,7 +303,15 @@ public final class Engine: Service, @unchecked Sendable {
             }
             defer { lock.withLock { release(claimed) } }
             guard let current = try journal.object(claimed), due(current) else { continue }
-            try await work(current)
+            do {
+                try await work(current)
+            } catch let e as JournalError where e.code == .full {
+                // Nothing was committed; the object stays where it was and is claimed again once GC
+                // has freed room (bodies stop at nine tenths of max_size, so GC and acknowledgements
+                // keep theirs).
+                logger.warning("journal full: work waits for GC", metadata: ["object": "\(claimed)", "error": "\(e)"])
+                try await Task.sleep(nanoseconds: 1_000_000_000)
+            }
         }
     }
 
@@ -601,7 +616,11 @@ public final class Engine: Service, @unchecked Sendable {
     private func gcLoop() async throws {
         while true {
             try await Task.sleep(nanoseconds: 1_000_000_000)
-            while try await journal.collectGarbage(maxChunks: 1024).moreWork { try Task.checkCancellation() }
+            do {
+                while try await journal.collectGarbage(maxChunks: 1024).moreWork { try Task.checkCancellation() }
+            } catch let e as JournalError where e.code == .full {
+                logger.warning("journal full: garbage collection retries", metadata: ["error": "\(e)"])
+            }
         }
     }
 }

@@ -193,9 +193,12 @@ public struct StatusReport: Sendable {
 
 /// Opens a journal for inspection only (no writes, no owner lock).
 public enum JournalInspector {
-    public static func status(path: String) throws -> StatusReport {
+    /// The status of the journal at `path`, read-only (an engine may be running on it). `maxSize`
+    /// (`journal.max_size`, when a configuration gave it) is what the disk line compares against.
+    public static func status(path: String, maxSize: Int? = nil) throws -> StatusReport {
         var options = Journal.Options()
         options.readOnly = true
+        if let maxSize { options.maxSize = maxSize }
         let journal = try Journal(path: path, options: options)
         defer { journal.close() }
         return StatusReport(try journal.status())

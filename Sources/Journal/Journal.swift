@@ -19,8 +19,10 @@
 //    Replay after a crash re-sends at most what was sent but not acknowledged.
 // 6. A done marker (bucket, key, version) outlives the object record for `doneRetention`, so a
 //    redelivered notification of a finished object emits nothing.
-// 7. The journal never grows past `maxSize`: at that point writes fail with `.full` (the engine stops
-//    intake) and nothing is corrupted; once GC frees pages, writes succeed again.
+// 7. The journal never grows past `maxSize`: at that point writes fail with `.full` and nothing is
+//    corrupted; once GC frees pages, writes succeed again. Bodies (and intake: receiving, listing)
+//    stop at nine tenths of it, so the last tenth is always there for acknowledgements and for GC,
+//    whose deletes need pages too: a journal full of bodies can always drain.
 // 8. The environment stores its format version; a newer one than this build knows is refused before
 //    anything is written.
 

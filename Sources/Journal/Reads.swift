@@ -134,6 +134,14 @@ extension Journal {
     /// A writer that spools a download into the journal in chunks of `bodyChunkSize`.
     public func bodyWriter(_ ticket: FetchTicket) -> BodyWriter { BodyWriter(journal: self, ticket: ticket) }
 
+    /// Whether nine tenths of `journal.max_size` are in use: intake (receiving, listing) waits then,
+    /// as bodies do (``ensureRoomForBody(_:)``), so the rest stays for acknowledgements and GC.
+    public func nearlyFull() throws -> Bool {
+        let limit = Journal.roundUp(options.maxSize)
+        guard mappedSize * 10 >= limit * 9 else { return false }
+        return try diskUse().used >= limit - limit / 10
+    }
+
     /// Bytes in use by live pages, and `journal.max_size` (cheap: no scan of the records).
     public func diskUse() throws -> (used: Int, max: Int) {
         (try read { try usedBytes($0) }, options.maxSize)

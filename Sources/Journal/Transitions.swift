@@ -74,7 +74,9 @@ extension Journal {
     /// Stores body chunks of a fetch in progress (not a stage transition: the chunks belong to no
     /// object until ``finishFetch(_:chunks:bytes:recordCount:)`` commits).
     func storeChunks(_ ticket: FetchTicket, first index: UInt32, _ chunks: [[UInt8]]) async throws {
-        touched(chunks.reduce(0) { $0 + $1.count })
+        let bytes = chunks.reduce(0) { $0 + $1.count }
+        touched(bytes)
+        try ensureRoomForBody(bytes)
         try await write { txn in
             guard try txn.get(txn.dbs.fetching, Transitions.bodyKey(ticket.bodyID)) != nil else {
                 throw JournalError(
@@ -87,6 +89,24 @@ extension Journal {
         }
     }
 
+    /// Bodies may not fill the last tenth of `maxSize`: it stays free for everything else (receipts,
+    /// acknowledgements, cursors, quarantine entries) and for GC, whose deletes need pages too, so a
+    /// journal full of bodies can always drain. Throws `.full` for a body that would reach into it.
+    ///
+    /// Measured in a snapshot before the write (inside a write transaction LMDB has taken free pages
+    /// off the free list): concurrent fetches may overshoot the line by a chunk each, which the tenth
+    /// absorbs.
+    func ensureRoomForBody(_ bytes: Int) throws {
+        let limit = Journal.roundUp(options.maxSize)
+        guard mappedSize * 10 >= limit * 9 else { return }  // the map can still grow below the line
+        let used = try diskUse().used
+        guard used + bytes > limit - limit / 10 else { return }
+        throw JournalError(
+            .full, lmdbCode: .mapFull, operation: "store body", path: path,
+            message: "the journal in '\(path)' has no room for more bodies: \(used) of journal.max_size \(limit) bytes used, "
+                + "and the last tenth is kept for acknowledgements and GC; intake pauses until acknowledged work is garbage-collected")
+    }
+
     /// Marks a download complete: the stored body, its size and record count become the object's,
     /// and the object is `fetched` (or `done` when there is nothing to emit).
     ///
@@ -94,7 +114,9 @@ extension Journal {
     public func finishFetch(
         _ ticket: FetchTicket, chunks: UInt32, bytes: UInt64, recordCount: UInt64, storing last: [[UInt8]] = [], from first: UInt32 = 0
     ) async throws -> ObjectState {
-        touched(last.reduce(0) { $0 + $1.count })
+        let lastBytes = last.reduce(0) { $0 + $1.count }
+        touched(lastBytes)
+        if lastBytes > 0 { try ensureRoomForBody(lastBytes) }
         return try await write { txn in
             let state = try Transitions.finishFetch(txn, ticket, chunks, bytes, recordCount)
             for (i, chunk) in last.enumerated() {

@@ -159,7 +159,8 @@ struct JournalCommand: AsyncParsableCommand {
 
         func run() async throws {
             do {
-                let report = try JournalInspector.status(path: try location.resolve())
+                let (path, config) = try location.resolveWithConfig()
+                let report = try JournalInspector.status(path: path, maxSize: config?.journal.maxSize)
                 print(json ? report.json() : report.text())
             } catch let error as JournalError {
                 fail("error: \(error)")

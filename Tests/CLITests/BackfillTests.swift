@@ -167,6 +167,41 @@ struct BackfillTests {
         #expect(Set(try stack.emitted("s3")) == (try stack.expected()))
     }
 
+    /// A journal far smaller than the backlog (`journal.max_size: 16MiB`, 22 MB of logs): bodies stop at
+    /// nine tenths, fetches wait for GC, acknowledgements and GC keep the last tenth, and every record
+    /// arrives once.
+    @Test func aSmallJournalFillsAndDrainsWithoutLoss() throws {
+        let dir = TempDir("small-journal")
+        let script = """
+            import gzip, json, os, sys
+            d = sys.argv[1] + "/corpus/AWSLogs/123456789012/CloudTrail/us-east-1/2026/11/28"
+            os.makedirs(d, exist_ok=True)
+            for i in range(120):
+                recs = [{"eventID": "e%d-%d" % (i, j), "eventTime": "2026-11-28T00:00:00Z", "pad": os.urandom(150).hex()} for j in range(1000)]
+                with open("%s/123456789012_CloudTrail_us-east-1_20261128T%04dZ_%016d.json.gz" % (d, i, i), "wb") as f:
+                    f.write(gzip.compress(json.dumps({"Records": recs}).encode(), 1))
+            """
+        try script.write(toFile: dir.sub("corpus.py"), atomically: true, encoding: .utf8)
+        try #require(system("python3 \(dir.sub("corpus.py")) \(dir.path)") == 0)
+        let config = dir.sub("c.yml")
+        try "journal:\n  path: \(dir.sub("j"))\n  max_size: 16MiB\noutput:\n  file:\n    path: \(dir.sub("out"))\n    rotate_every_kb: 1048576\n"
+            .write(toFile: config, atomically: true, encoding: .utf8)
+        var env = ProcessInfo.processInfo.environment
+        env["SWIFT_BACKTRACE"] = "enable=no"
+        let p = try ChildProcess(binary(), ["-c", config, "-b", dir.sub("corpus")], environment: env, stderrPath: dir.sub("run.log"))
+        _ = p.readAll()
+        let end = p.wait()
+        let log = (try? String(contentsOfFile: dir.sub("run.log"), encoding: .utf8)) ?? ""
+        #expect(end.exited && end.code == 0, "\(end): \(log.suffix(600))")
+        #expect(log.contains("journal full: fetch postponed"), "the journal did fill: \(log.suffix(400))")
+        var ids: [Substring] = []
+        for line in try String(contentsOfFile: dir.sub("out/cloudtrailbeat.ndjson"), encoding: .utf8).split(separator: "\n") {
+            guard let r = line.range(of: "\"eventID\": \"") else { continue }  // records are verbatim: json.dumps spacing
+            ids.append(line[r.upperBound...].prefix { $0 != "\"" })
+        }
+        #expect(ids.count == 120_000 && Set(ids).count == 120_000, "\(ids.count) events, \(Set(ids).count) distinct, of 120000")
+    }
+
     /// The redis output as configured (hosts, key, password, db), against a real redis-server that
     /// requires a password: every record arrives in the list, once.
     @Test func redisOutputFromTheConfiguration() throws {

@@ -45,6 +45,7 @@ struct ConfigTests {
         ("outputs:\n  console: {}", "outputs: unknown key; did you mean 'output'?"),
         ("input:\n  sqs_url: not a url\noutput:\n  console: {}", "input.sqs_url: 'not a url' is not a URL"),
         ("journal:\n  max_size: lots\noutput:\n  console: {}", "journal.max_size: 'lots' is not a size"),
+        ("journal:\n  max_size: 1MiB\noutput:\n  console: {}", "journal.max_size: 1048576 bytes is less than the minimum, 16 MiB"),
         ("output:\n  redis:\n    hosts: [a]\n    datatype: set", "output.redis.datatype: 'set' is not one of list, channel"),
         ("journal:\n  path: /tmp/x", "output: no output is configured"),
         ("input: [1, 2]\noutput:\n  console: {}", "input: must be a mapping"),

@@ -46,6 +46,12 @@ struct LimitsTests {
         #expect(e.description.contains(dir.path) && e.description.contains("max_size"))
         #expect(j.mappedSize == 8 << 20, "grew transparently up to max_size")
         #expect(refs.count >= 15, "only \(refs.count) objects fit before full")
+        // Bodies stop at nine tenths: the rest still takes small transitions (receipts here).
+        #expect(e.operation == "store body", "refused by the body line, not by LMDB: \(e)")
+        for i in 2000..<2300 {
+            let small = DiscoveredObject(ObjectRef(bucket: "b", key: "small\(i)", version: "v"))
+            _ = try await j.receive(ReceivedMessage(id: "r\(i)", receiptHandle: "h", receiveCount: 1, objects: [small]))
+        }
         // Consistent after the failure: everything stored so far is readable.
         for ref in refs { #expect(try j.object(ref)?.stage == .fetched) }
         // Finish and collect everything: writing resumes.
