@@ -124,7 +124,7 @@ public final class Engine: Service, @unchecked Sendable {
         logger.info("cloudtrailbeat started", metadata: ["journal": "\(journal.path)", "outputs": "\(pumps.map(\.output.name))", "queue": "\(sqs?.queueURL ?? "-")"])
         try await journal.forgetOutputFailures()
         #if DEBUG
-        if let delay = ProcessInfo.processInfo.environment["CLOUDTRAILBEAT_DEBUG_COMMIT_DELAY_MS"] {
+        if let delay = journal.debugCommitDelayMilliseconds {
             logger.warning("debug build: every journal commit waits \(delay) ms first (CLOUDTRAILBEAT_DEBUG_COMMIT_DELAY_MS)")
         }
         #endif

@@ -35,7 +35,7 @@ final class EngineMetrics: @unchecked Sendable {
                 count("cloudtrailbeat_output_dead_letters_total", [("output", name)], pump.deadLettered)
                 gauge("cloudtrailbeat_output_failing", [("output", name)], pump.isFailing ? 1 : 0)
             }
-            if let status = try? engine.journal.status(quarantineLimit: 0) {
+            if let status = try? engine.journal.status(listLimit: 0) {
                 for stage in ObjectStage.allCases {
                     gauge("cloudtrailbeat_journal_objects", [("stage", stage.description)], status.objectsByStage[stage] ?? 0)
                 }

@@ -195,6 +195,9 @@ public final class Journal: @unchecked Sendable {
     /// Debug builds only: remove all armed faults.
     public func clearFaults() { env.faults.disarm() }
 
+    /// Debug builds only: how long every commit waits first (`CLOUDTRAILBEAT_DEBUG_COMMIT_DELAY_MS`), or nil.
+    public var debugCommitDelayMilliseconds: UInt32? { env.faults.commitDelay > 0 ? env.faults.commitDelay / 1000 : nil }
+
     /// Debug builds only: stamp another format version (to test how newer journals are refused).
     func overwriteFormatVersion(_ version: UInt32) async throws {
         try await write { txn in
@@ -547,7 +550,6 @@ enum OpenRegistry {
     static func release(_ path: String) { _ = lock.withLock { open.remove(path) } }
 }
 
-/// A pthread read-write lock: readers hold it for their snapshot, the map is resized under the write lock.
 /// A value behind a lock.
 final class LockedValue<Value>: @unchecked Sendable {
     private let lock = NSLock()
@@ -560,6 +562,7 @@ final class LockedValue<Value>: @unchecked Sendable {
     }
 }
 
+/// A pthread read-write lock: readers hold it for their snapshot, the map is resized under the write lock.
 final class ReadWriteLock: @unchecked Sendable {
     private var lock = pthread_rwlock_t()
     init() { pthread_rwlock_init(&lock, nil) }

@@ -407,7 +407,6 @@ public struct GCResult: Sendable, Equatable {
     public init() {}
 }
 
-/// A snapshot of the journal for `journal status`.
 /// An output that is failing to deliver: recorded when its deliveries start failing (and when the
 /// error changes), removed when one succeeds again. Its events wait in the journal meanwhile.
 public struct OutputHealth: Sendable, Equatable {
@@ -443,11 +442,23 @@ public struct OutputHealth: Sendable, Equatable {
             updated: Timestamp(bitPattern: try r.varint()))
     }
 
-    /// Its key in the `meta` database.
-    static func key(_ output: String) -> [UInt8] { Array("output-failing/".utf8) + Array(output.utf8) }
+    /// Its key in the `meta` database: `keyPrefix` and the output's name.
+    static func key(_ output: String) -> [UInt8] { keyPrefix + Array(output.utf8) }
     static let keyPrefix = Array("output-failing/".utf8)
+
+    /// Every recorded output failure, in name order.
+    static func all(_ txn: ReadContext) throws -> [OutputHealth] {
+        var out: [OutputHealth] = []
+        try txn.scan(txn.dbs.meta, from: keyPrefix) { k, v in
+            guard k.starts(with: keyPrefix) else { return false }
+            out.append(try txn.decode(txn.dbs.meta, Array(k), Array(v), decode))
+            return true
+        }
+        return out
+    }
 }
 
+/// A snapshot of the journal for `journal status`.
 public struct JournalStatus: Sendable {
     public struct Disk: Sendable {
         /// Bytes in use by live pages.

@@ -136,10 +136,15 @@ extension Journal {
 
     /// Whether nine tenths of `journal.max_size` are in use: intake (receiving, listing) waits then,
     /// as bodies do (``ensureRoomForBody(_:)``), so the rest stays for acknowledgements and GC.
-    public func nearlyFull() throws -> Bool {
+    public func nearlyFull() throws -> Bool { try roomForBodies().map { $0.room <= 0 } ?? false }
+
+    /// Bytes bodies may still take before nine tenths of `journal.max_size` (and the bytes in use), or
+    /// nil while the map is far enough from the limit to grow (no need to count free pages then).
+    func roomForBodies() throws -> (room: Int, used: Int)? {
         let limit = Journal.roundUp(options.maxSize)
-        guard mappedSize * 10 >= limit * 9 else { return false }
-        return try diskUse().used >= limit - limit / 10
+        guard mappedSize * 10 >= limit * 9 else { return nil }
+        let used = try diskUse().used
+        return (limit - limit / 10 - used, used)
     }
 
     /// Bytes in use by live pages, and `journal.max_size` (cheap: no scan of the records).
@@ -149,10 +154,10 @@ extension Journal {
 
     // MARK: Status
 
-    /// Counts per stage, the quarantine (up to `quarantineLimit` entries, newest first), objects whose
+    /// Counts per stage, the quarantine (up to `listLimit` entries, newest first), objects whose
     /// download failed and waits to be retried (as many, newest failure first), backfill jobs, the
     /// oldest unacknowledged item and disk use.
-    public func status(quarantineLimit: Int = 100) throws -> JournalStatus {
+    public func status(listLimit: Int = 100) throws -> JournalStatus {
         let pageSize = try pageInfo().pageSize
         return try read { txn in
             var byStage: [ObjectStage: Int] = [:]
@@ -181,12 +186,6 @@ extension Journal {
                 return true
             }
             quarantined.sort { $0.lastSeen > $1.lastSeen }
-            var failing: [OutputHealth] = []
-            try txn.scan(txn.dbs.meta, from: OutputHealth.keyPrefix) { k, v in
-                guard k.starts(with: OutputHealth.keyPrefix) else { return false }
-                failing.append(try txn.decode(txn.dbs.meta, Array(k), Array(v), OutputHealth.decode))
-                return true
-            }
             var cursors: [BackfillCursor] = []
             try txn.scan(txn.dbs.cursors) { k, v in
                 cursors.append(try txn.decode(txn.dbs.cursors, Array(k), Array(v), BackfillCursor.decode))
@@ -206,7 +205,7 @@ extension Journal {
             }
             return JournalStatus(
                 path: path, formatVersion: version, objectsByStage: byStage, messagesByState: byState,
-                quarantined: Array(quarantined.prefix(quarantineLimit)), retrying: Array(retrying.prefix(quarantineLimit)), failingOutputs: failing, backfill: cursors,
+                quarantined: Array(quarantined.prefix(listLimit)), retrying: Array(retrying.prefix(listLimit)), failingOutputs: try OutputHealth.all(txn), backfill: cursors,
                 oldestUnacknowledged: oldest, doneMarkers: try txn.count(txn.dbs.done),
                 bodiesAwaitingGC: awaiting, storedBodyBytes: storedBytes, bodyChunks: try txn.count(txn.dbs.bodies),
                 disk: .init(

@@ -48,13 +48,7 @@ extension Journal {
     /// an output no longer configured leaves nothing behind).
     public func forgetOutputFailures() async throws {
         try await write { txn in
-            var keys: [[UInt8]] = []
-            try txn.scan(txn.dbs.meta, from: OutputHealth.keyPrefix) { k, _ in
-                guard k.starts(with: OutputHealth.keyPrefix) else { return false }
-                keys.append(Array(k))
-                return true
-            }
-            for k in keys { _ = try txn.delete(txn.dbs.meta, k) }
+            for o in try OutputHealth.all(txn.read) { _ = try txn.delete(txn.dbs.meta, OutputHealth.key(o.output)) }
         }
     }
 
@@ -97,13 +91,10 @@ extension Journal {
     /// off the free list): concurrent fetches may overshoot the line by a chunk each, which the tenth
     /// absorbs.
     func ensureRoomForBody(_ bytes: Int) throws {
-        let limit = Journal.roundUp(options.maxSize)
-        guard mappedSize * 10 >= limit * 9 else { return }  // the map can still grow below the line
-        let used = try diskUse().used
-        guard used + bytes > limit - limit / 10 else { return }
+        guard let (room, used) = try roomForBodies(), bytes > room else { return }
         throw JournalError(
             .full, lmdbCode: .mapFull, operation: "store body", path: path,
-            message: "the journal in '\(path)' has no room for more bodies: \(used) of journal.max_size \(limit) bytes used, "
+            message: "the journal in '\(path)' has no room for more bodies: \(used) of journal.max_size \(Journal.roundUp(options.maxSize)) bytes used, "
                 + "and the last tenth is kept for acknowledgements and GC; intake pauses until acknowledged work is garbage-collected")
     }
 

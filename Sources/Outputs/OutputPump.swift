@@ -11,14 +11,12 @@ public final class OutputPump: @unchecked Sendable {
     let maxBackoff: Double
     private let lock = NSLock()
     private var _retries = 0, _deadLettered = 0
-    private var _lastError: String?
     /// The error of the current run of failures; nil while deliveries succeed.
     private var failingWith: String?
     private let health: (@Sendable (String?) async -> Void)?
     /// Retries so far (for metrics and tests). Several emitters may deliver through one pump at once.
     public var retries: Int { lock.withLock { _retries } }
     public var deadLettered: Int { lock.withLock { _deadLettered } }
-    public var lastError: String? { lock.withLock { _lastError } }
     /// Whether the latest delivery failed (until one succeeds).
     public var isFailing: Bool { lock.withLock { failingWith != nil } }
 
@@ -67,7 +65,6 @@ public final class OutputPump: @unchecked Sendable {
                 failures += 1
                 let changed = lock.withLock {
                     _retries += 1
-                    _lastError = e.description
                     defer { failingWith = e.description }
                     return failingWith != e.description
                 }

@@ -138,10 +138,8 @@ struct JournalCommand: AsyncParsableCommand {
         @Option(name: [.customLong("path")], help: "The journal directory (instead of -c).")
         var path: String?
 
-        func resolve() throws -> String { try resolveWithConfig().path }
-
         /// The journal directory, and the configuration when it came from one.
-        func resolveWithConfig() throws -> (path: String, config: Config?) {
+        func resolve() throws -> (path: String, config: Config?) {
             if let path { return (path, nil) }
             let c = try loadConfig(config ?? "cloudtrailbeat.yml")
             return (c.journal.path, c)
@@ -159,7 +157,7 @@ struct JournalCommand: AsyncParsableCommand {
 
         func run() async throws {
             do {
-                let (path, config) = try location.resolveWithConfig()
+                let (path, config) = try location.resolve()
                 let report = try JournalInspector.status(path: path, maxSize: config?.journal.maxSize)
                 print(json ? report.json() : report.text())
             } catch let error as JournalError {
@@ -178,7 +176,7 @@ struct JournalCommand: AsyncParsableCommand {
 
         func run() async throws {
             do {
-                let (path, config) = try location.resolveWithConfig()
+                let (path, config) = try location.resolve()
                 let r = try await JournalMaintenance.collect(path: path, doneRetentionSeconds: config?.journal.doneRetentionSeconds)
                 print("freed \(r.chunksFreed) body chunks, removed \(r.objectsRemoved) finished objects, expired \(r.markersExpired) done markers")
             } catch let error as JournalError {

@@ -29,16 +29,21 @@ struct BackfillStack {
         env["SWIFT_BACKTRACE"] = "enable=no"
     }
 
-    /// A config with just journal and output (plus the endpoint for S3).
+    /// A config with just journal and a file output (plus the endpoint for S3).
     func config(_ name: String, s3: Bool = true, queue: String? = nil) throws -> String {
-        var text = ""
+        var settings = ""
         if s3 {
-            text += "input:\n  aws_region: us-east-1\n  endpoint: \(moto.url)\n  workers: 4\n"
-            if let queue { text += "  sqs_url: \(queue)\n  wait_time: 1\n  max_receive_count: 0\n" }
+            settings += "input:\n  aws_region: us-east-1\n  endpoint: \(moto.url)\n  workers: 4\n"
+            if let queue { settings += "  sqs_url: \(queue)\n  wait_time: 1\n  max_receive_count: 0\n" }
         }
-        text += "journal:\n  path: \(dir.sub(name))/journal\noutput:\n  file:\n    path: \(dir.sub(name))/out\n    bulk_max_size: 100\n"
+        return try config(name, output: "  file:\n    path: \(dir.sub(name))/out\n    bulk_max_size: 100\n", settings: settings)
+    }
+
+    /// Writes `<name>.yml` (over any earlier one): the journal in `<name>/journal`, the top-level
+    /// `settings`, and `output` (the YAML under `output:`); returns its path.
+    func config(_ name: String, output: String, settings: String = "") throws -> String {
         let path = dir.sub("\(name).yml")
-        try text.write(toFile: path, atomically: true, encoding: .utf8)
+        try (settings + "journal:\n  path: \(dir.sub(name))/journal\noutput:\n" + output).write(toFile: path, atomically: true, encoding: .utf8)
         return path
     }
 
@@ -211,18 +216,15 @@ struct BackfillTests {
             ["redis-server", "--port", String(port), "--bind", "127.0.0.1", "--dir", stack.dir.path, "--save", "", "--requirepass", "s3cret"],
             port: port, name: "redis", installHint: "apt-get install redis-server (scripts/setup does it)")
         defer { server.stop() }
-        let config = stack.dir.sub("redis.yml")
-        try """
-            journal:
-              path: \(stack.dir.sub("redis"))/journal
-            output:
+        let config = try stack.config("redis", output: """
               redis:
                 hosts: ["127.0.0.1:\(port)"]
                 key: trail-events
                 password: s3cret
                 db: 3
                 bulk_max_size: 50
-            """.write(toFile: config, atomically: true, encoding: .utf8)
+
+            """)
         #expect(try stack.run(["-c", config, "-b", stack.dir.sub("local")], log: "redis.log") == 0)
         let cli = try #require(LocalServer.which("redis-cli"), "redis-cli missing: apt-get install redis-tools")
         let p = try ChildProcess(cli, ["-p", String(port), "-a", "s3cret", "--no-auth-warning", "-n", "3", "--raw", "LRANGE", "trail-events", "0", "-1"])
@@ -270,8 +272,7 @@ struct BackfillTests {
     func consoleOutputPrintsEveryRecordOnStdout(pretty: Bool) throws {
         let stack = try BackfillStack(objects: 24)
         let name = pretty ? "pretty" : "plain"
-        let config = stack.dir.sub("\(name).yml")
-        try "journal:\n  path: \(stack.dir.sub(name))/journal\noutput:\n  console:\n    pretty: \(pretty)\n".write(toFile: config, atomically: true, encoding: .utf8)
+        let config = try stack.config(name, output: "  console:\n    pretty: \(pretty)\n")
         let p = try stack.start(["-c", config, "-b", stack.dir.sub("local")], log: "\(name).log")
         let stdout = p.readAll()
         let end = p.wait()

@@ -328,16 +328,13 @@ struct EngineScaleTests {
     func anOutputHasAtMostWorkerObjectsInFlight(worker: Int) throws {
         let stack = try BackfillStack(objects: 40)
         let es = try fixtureServer("OutputsTests/Fixtures/es_server.py", ["0.15"], name: "es")
-        let config = stack.dir.sub("workers.yml")
-        try """
-            journal:
-              path: \(stack.dir.sub("workers"))/journal
-            output:
+        let config = try stack.config("workers", output: """
               elasticsearch:
                 hosts: ["\(es.url)"]
                 bulk_max_size: 20
                 worker: \(worker)
-            """.write(toFile: config, atomically: true, encoding: .utf8)
+
+            """)
         #expect(try stack.run(["-c", config, "-b", stack.dir.sub("local")]) == 0)
         let stats = try esStats(es)
         let expected = try stack.expected()
@@ -354,9 +351,8 @@ struct EngineScaleTests {
         let es = try fixtureServer("OutputsTests/Fixtures/es_server.py", ["1"], name: "es")
         let notice = stack.dir.sub("notice.json")
         let imds = try fixtureServer("AWSTests/Fixtures/imds_server.py", [notice], name: "imds")
-        let config = stack.dir.sub("spot.yml")
-        let text = "journal:\n  path: \(stack.dir.sub("spot"))/journal\noutput:\n  elasticsearch:\n    hosts: [\"\(es.url)\"]\n    bulk_max_size: 2\n"
-        try (text + "spot_interruption: true\n").write(toFile: config, atomically: true, encoding: .utf8)
+        let output = "  elasticsearch:\n    hosts: [\"\(es.url)\"]\n    bulk_max_size: 2\n"
+        let config = try stack.config("spot", output: output, settings: "spot_interruption: true\n")
         var env = stack.env
         env["AWS_EC2_METADATA_SERVICE_ENDPOINT"] = imds.url
         let p = try ChildProcess(binary(), ["-c", config, "-b", stack.dir.sub("local")], environment: env, stderrPath: stack.dir.sub("spot.log"))
@@ -373,7 +369,7 @@ struct EngineScaleTests {
         #expect((try esStats(imds)["polls"] as? Int ?? 0) >= 1, "the notice was polled with an IMDSv2 token")
         // The next start (no notice now) finishes from the journal.
         try FileManager.default.removeItem(atPath: notice)
-        try text.write(toFile: config, atomically: true, encoding: .utf8)
+        _ = try stack.config("spot", output: output)
         try esScript(es, #"{"delay": 0}"#)
         #expect(try stack.run(["-c", config, "-b", stack.dir.sub("local")]) == 0)
         let after = try esStats(es)["docs"] as? [String: Any] ?? [:]
@@ -390,12 +386,10 @@ struct EngineScaleTests {
             ? try fixtureServer("OutputsTests/Fixtures/es_server.py", ["600"], name: "es")
             : try fixtureServer("OutputsTests/Fixtures/silent_server.py", name: "silent")
         let host = output == "elasticsearch" ? stuck.url : "127.0.0.1:\(stuck.port)"
-        let config = stack.dir.sub("stuck.yml")
-        func write(_ host: String) throws {
-            try "journal:\n  path: \(stack.dir.sub("stuck"))/journal\nshutdown_timeout: 1s\noutput:\n  \(output):\n    hosts: [\"\(host)\"]\n    bulk_max_size: 5\n"
-                .write(toFile: config, atomically: true, encoding: .utf8)
+        @discardableResult func write(_ host: String) throws -> String {
+            try stack.config("stuck", output: "  \(output):\n    hosts: [\"\(host)\"]\n    bulk_max_size: 5\n", settings: "shutdown_timeout: 1s\n")
         }
-        try write(host)
+        let config = try write(host)
         let p = try stack.start(["-c", config, "-b", stack.dir.sub("local")], log: "stuck.log")
         usleep(2_500_000)
         let signalled = Date()
@@ -437,9 +431,9 @@ struct EngineScaleTests {
         let stack = try BackfillStack(objects: 24)
         let port = freePort()  // nothing listens here yet
         let metrics = freePort()
-        let config = stack.dir.sub("down.yml")
-        try "journal:\n  path: \(stack.dir.sub("down"))/journal\nhttp:\n  enabled: true\n  port: \(metrics)\noutput:\n  file:\n    path: \(stack.dir.sub("down"))/out\n  elasticsearch:\n    hosts: [\"http://127.0.0.1:\(port)\"]\n"
-            .write(toFile: config, atomically: true, encoding: .utf8)
+        let config = try stack.config(
+            "down", output: "  file:\n    path: \(stack.dir.sub("down"))/out\n  elasticsearch:\n    hosts: [\"http://127.0.0.1:\(port)\"]\n",
+            settings: "http:\n  enabled: true\n  port: \(metrics)\n")
         let p = try stack.start(["-c", config, "-b", stack.dir.sub("local")], log: "down.log")
         func status(_ json: Bool) throws -> String {
             let s = try stack.start(["journal", "status", "-c", config] + (json ? ["--json"] : []), log: "status.log")
