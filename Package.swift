@@ -1,7 +1,7 @@
 // swift-tools-version: 6.1
 // cloudtrailbeat — a crash-safe shipper of AWS CloudTrail logs.
 //
-// Dependencies point one way: C shims → Journal, Stages, HTTP → AWS, Outputs → Engine → CLI.
+// Dependencies point one way: C shims → Journal, Stages, HTTP → AWS, Outputs, Codecs → Engine → CLI.
 // Only Journal imports CLMDB; only Engine brings stages and journal together;
 // the CLI only parses and wires.
 import PackageDescription
@@ -28,6 +28,7 @@ let package = Package(
         .library(name: "HTTP", targets: ["HTTP"]),
         .library(name: "AWS", targets: ["AWS"]),
         .library(name: "Outputs", targets: ["Outputs"]),
+        .library(name: "Codecs", targets: ["Codecs"]),
         .library(name: "Engine", targets: ["Engine"]),
     ],
     dependencies: [
@@ -60,7 +61,8 @@ let package = Package(
         .target(name: "HTTP", dependencies: ["CCurl"]),
         .target(name: "AWS", dependencies: ["HTTP", crypto]),
         .target(name: "Outputs", dependencies: ["HTTP", "CZlib", "COpenSSL"], resources: [.copy("Resources/cloudtrail-index-template.json")]),
-        .target(name: "Engine", dependencies: ["Journal", "Stages", "AWS", "Outputs", yams, logging, prometheus, serviceLifecycle, unixSignals]),
+        .target(name: "Codecs", dependencies: ["Stages"]),
+        .target(name: "Engine", dependencies: ["Journal", "Stages", "Codecs", "AWS", "Outputs", yams, logging, prometheus, serviceLifecycle, unixSignals]),
         .executableTarget(name: "cloudtrailbeat", dependencies: ["Engine", argumentParser, logging]),
 
         // MARK: Tests
@@ -77,6 +79,7 @@ let package = Package(
             path: "Tests/OutputCrashChild"),
         .testTarget(name: "CLITests", dependencies: ["cloudtrailbeat", "Journal", "Engine", "HTTP", "TestSupport", yams]),
         .testTarget(name: "StagesTests", dependencies: ["Stages", "TestSupport"]),
+        .testTarget(name: "CodecsTests", dependencies: ["Codecs", "Stages", "TestSupport"]),
         .testTarget(name: "AWSTests", dependencies: ["AWS", "HTTP", "TestSupport", crypto], exclude: ["Fixtures"]),
         .testTarget(name: "OutputsTests", dependencies: ["Outputs", "HTTP", "TestSupport", "output-crash-child"], exclude: ["Fixtures"]),
     ]

@@ -1,4 +1,6 @@
+import Codecs
 import Foundation
+import Stages
 import Yams
 
 /// A configuration error: it names the file and the key, says what is wrong, and suggests a fix.
@@ -105,6 +107,21 @@ public struct Config: Sendable {
     public var http: (enabled: Bool, host: String, port: Int) = (false, "127.0.0.1", 5066)
     public var spotInterruption = false
     public var hasInputSection = false
+    /// `output.<name>.codec`, by output name (an output without one uses `cloudtrail`).
+    public var codecs: [String: CodecOptions] = [:]
+    /// `filter:` at the top level: every output's, unless the output has its own.
+    public var filter: RecordFilter?
+    /// `output.<name>.filter`: replaces the top-level filter for that output (`filter: {}` ships all).
+    public var outputFilters: [String: RecordFilter] = [:]
+
+    /// The codec of an output's events.
+    public func codec(forOutput name: String) -> CodecOptions { codecs[name] ?? CodecOptions() }
+
+    /// The filter an output applies (its own, else the top-level one); nil when it ships every record.
+    public func filter(forOutput name: String) -> RecordFilter? {
+        let f = outputFilters[name] ?? filter
+        return f?.isEmpty == true ? nil : f
+    }
 
     /// How many objects an output emits at once (`worker`); the console keeps one, in order, for people.
     public func workers(forOutput name: String) -> Int {
@@ -119,20 +136,22 @@ public struct Config: Sendable {
 
     /// Every key the configuration accepts, for unknown-key errors and suggestions.
     static let known: [String: Set<String>] = [
-        "": ["input", "journal", "output", "logging", "shutdown_timeout", "spot_interruption", "http"],
+        "": ["input", "journal", "output", "logging", "shutdown_timeout", "spot_interruption", "http", "filter"],
+        "filter": ["include", "exclude", "drop_fields"],
         "http": ["enabled", "host", "port"],
         "input": ["sqs_url", "aws_region", "num_queue_fetch", "sleep_time", "no_purge", "endpoint", "path_style", "visibility_timeout",
                   "max_receive_count", "workers", "wait_time", "leave_poison_to_dlq", "profile", "role_arn", "external_id", "max_fetch_attempts"],
         "journal": ["path", "max_size", "done_retention"],
         "output": ["file", "console", "elasticsearch", "logstash", "redis"],
-        "output.file": ["enabled", "path", "filename", "rotate_every_kb", "number_of_files", "bulk_max_size", "worker"],
-        "output.console": ["enabled", "pretty"],
-        "output.elasticsearch": ["enabled", "hosts", "index", "bulk_max_size", "bulk_max_bytes", "worker", "username", "password", "api_key", "ssl", "timeout", "template"],
+        "output.file": ["enabled", "path", "filename", "rotate_every_kb", "number_of_files", "bulk_max_size", "worker", "codec", "filter"],
+        "output.console": ["enabled", "pretty", "codec", "filter"],
+        "output.elasticsearch": ["enabled", "hosts", "index", "bulk_max_size", "bulk_max_bytes", "worker", "username", "password", "api_key", "ssl", "timeout", "template",
+                                 "codec", "filter"],
         "output.elasticsearch.ssl": ["certificate_authorities", "verification_mode"],
         "output.elasticsearch.template": ["enabled"],
-        "output.logstash": ["enabled", "hosts", "loadbalance", "bulk_max_size", "worker", "compression_level", "timeout", "ssl"],
+        "output.logstash": ["enabled", "hosts", "loadbalance", "bulk_max_size", "worker", "compression_level", "timeout", "ssl", "codec", "filter"],
         "output.logstash.ssl": ["enabled", "certificate_authorities", "verification_mode"],
-        "output.redis": ["enabled", "hosts", "key", "datatype", "password", "db", "timeout", "bulk_max_size", "worker", "ssl"],
+        "output.redis": ["enabled", "hosts", "key", "datatype", "password", "db", "timeout", "bulk_max_size", "worker", "ssl", "codec", "filter"],
         "output.redis.ssl": ["enabled", "certificate_authorities", "verification_mode"],
         "logging": ["level", "selectors"],
     ]
@@ -205,12 +224,14 @@ public struct Config: Sendable {
                 s.bulkMaxSize = try r.int(f, "output.file", "bulk_max_size", in: 1...100_000) ?? s.bulkMaxSize
                 s.worker = try r.int(f, "output.file", "worker", in: 1...16) ?? s.worker
                 c.fileOutput = s
+                try r.shaping(f, output: "file", into: &c)
             }
             if out.keys.contains("console") {
                 let section = try r.section(out, "console", at: "output") ?? [:]
                 try r.checkKeys(section, at: "output.console")
                 if try r.bool(section, "output.console", "enabled") ?? true {
                     c.console = ConsoleSection(pretty: try r.bool(section, "output.console", "pretty") ?? false)
+                    try r.shaping(section, output: "console", into: &c)
                 }
             }
             if let e = try r.section(out, "elasticsearch", at: "output"), try r.bool(e, "output.elasticsearch", "enabled") ?? true {
@@ -241,6 +262,7 @@ public struct Config: Sendable {
                     s.installTemplate = try r.bool(t, "output.elasticsearch.template", "enabled") ?? false
                 }
                 c.elasticsearch = s
+                try r.shaping(e, output: "elasticsearch", into: &c)
             }
             if let l = try r.section(out, "logstash", at: "output"), try r.bool(l, "output.logstash", "enabled") ?? true {
                 try r.checkKeys(l, at: "output.logstash")
@@ -254,6 +276,7 @@ public struct Config: Sendable {
                 s.timeout = try r.double(l, "output.logstash", "timeout", in: 1...3600) ?? s.timeout
                 s.tls = try r.tls(l, at: "output.logstash")
                 c.logstash = s
+                try r.shaping(l, output: "logstash", into: &c)
             }
             if let d = try r.section(out, "redis", at: "output"), try r.bool(d, "output.redis", "enabled") ?? true {
                 try r.checkKeys(d, at: "output.redis")
@@ -272,6 +295,7 @@ public struct Config: Sendable {
                 s.worker = try r.int(d, "output.redis", "worker", in: 1...16) ?? s.worker
                 s.tls = try r.tls(d, at: "output.redis")
                 c.redis = s
+                try r.shaping(d, output: "redis", into: &c)
             }
         }
         if let l = try r.section(flat, "logging") {
@@ -289,6 +313,7 @@ public struct Config: Sendable {
             try r.checkKeys(h, at: "http")
             c.http = (try r.bool(h, "http", "enabled") ?? true, try r.string(h, "http", "host") ?? "127.0.0.1", try r.int(h, "http", "port", in: 0...65535) ?? 5066)
         }
+        if flat.keys.contains("filter") { c.filter = try r.filter(flat["filter"]!, at: "filter") }
         c.shutdownTimeout = try r.duration(flat, "", "shutdown_timeout").map(Double.init) ?? 30
         c.spotInterruption = try r.bool(flat, "", "spot_interruption") ?? false
         if c.fileOutput == nil && c.console == nil && c.elasticsearch == nil && c.logstash == nil && c.redis == nil {
@@ -363,6 +388,90 @@ struct Reader {
             else { message += "; known keys here: \(allowed.sorted().joined(separator: ", "))" }
             throw fail(join(at, key), message)
         }
+    }
+
+    /// An output's `codec` and `filter`.
+    func shaping(_ map: [String: Any], output name: String, into c: inout Config) throws {
+        let at = "output.\(name)"
+        if let v = map["codec"], !(v is NSNull) { c.codecs[name] = try codec(v, at: join(at, "codec")) }
+        if map.keys.contains("filter") { c.outputFilters[name] = try filter(map["filter"]!, at: join(at, "filter")) }
+    }
+
+    /// `codec: ecs`, or `codec: {ecs: {event_original: true}}` (Beats' form, with options).
+    func codec(_ value: Any, at: String) throws -> CodecOptions {
+        let kinds = CodecKind.allCases.map(\.rawValue)
+        func kind(_ s: String, _ key: String) throws -> CodecKind {
+            guard let k = CodecKind(rawValue: s) else {
+                let near = kinds.min { distance($0, s) < distance($1, s) }.map { distance($0, s) <= 2 ? "; did you mean '\($0)'?" : "" } ?? ""
+                throw fail(key, "'\(s)' is not a codec: one of \(kinds.joined(separator: ", "))\(near)")
+            }
+            return k
+        }
+        if let s = value as? String { return CodecOptions(kind: try kind(s, at)) }
+        guard let m = value as? [String: Any], m.count == 1, let (name, options) = m.first else {
+            throw fail(at, "must be one of \(kinds.joined(separator: ", ")), or a mapping with one of them as its only key")
+        }
+        var result = CodecOptions(kind: try kind(name, join(at, name)))
+        if options is NSNull { return result }
+        guard let o = options as? [String: Any] else { throw fail(join(at, name), "must be a mapping of the codec's options") }
+        let allowed: Set<String> = result.kind == .ecs ? ["event_original"] : []
+        for key in o.keys.sorted() where !allowed.contains(key) {
+            throw fail(join(join(at, name), key), allowed.isEmpty ? "unknown key: the \(name) codec has no options" : "unknown key; known keys here: \(allowed.sorted().joined(separator: ", "))")
+        }
+        result.eventOriginal = try bool(o, join(at, name), "event_original") ?? false
+        return result
+    }
+
+    /// `filter: {include: [rules], exclude: [rules], drop_fields: [paths]}`; null or `{}` ships everything.
+    func filter(_ value: Any, at: String) throws -> RecordFilter {
+        if value is NSNull { return RecordFilter() }
+        guard let m = value as? [String: Any] else { throw fail(at, "must be a mapping with include, exclude and drop_fields") }
+        let allowed = Config.known["filter"]!
+        for key in m.keys.sorted() where !allowed.contains(key) {
+            let near = allowed.min { distance($0, key) < distance($1, key) }!
+            throw fail(join(at, key), distance(near, key) <= 2 ? "unknown key; did you mean '\(join(at, near))'?" : "unknown key; known keys here: \(allowed.sorted().joined(separator: ", "))")
+        }
+        func rules(_ key: String) throws -> [[String: [String]]] {
+            guard let v = m[key], !(v is NSNull) else { return [] }
+            let here = join(at, key)
+            guard let list = v as? [Any] else { throw fail(here, "must be a list of rules, each a mapping of record fields to values (e.g. - {eventSource: kms.amazonaws.com, eventName: Decrypt})") }
+            return try list.enumerated().map { i, item in
+                let ruleAt = "\(here)[\(i)]"
+                guard let rule = item as? [String: Any], !rule.isEmpty else { throw fail(ruleAt, "must be a mapping of record fields to values or lists of values") }
+                var out: [String: [String]] = [:]
+                for (field, v) in rule {
+                    try recordField(field, at: join(ruleAt, field))
+                    let values = try (v as? [Any] ?? [v]).map { try scalar($0, at: join(ruleAt, field)) }
+                    guard !values.isEmpty else { throw fail(join(ruleAt, field), "must list at least one value") }
+                    out[field] = values
+                }
+                return out
+            }
+        }
+        let drop = try strings(m, at, "drop_fields") ?? []
+        for path in drop { try recordField(path, at: join(at, "drop_fields")) }
+        return RecordFilter(include: try rules("include"), exclude: try rules("exclude"), dropFields: drop)
+    }
+
+    /// A record field path (`userIdentity.type`): its first name must be a CloudTrail record field.
+    func recordField(_ path: String, at: String) throws {
+        let first = String(path.split(separator: ".", omittingEmptySubsequences: false).first ?? "")
+        guard !path.isEmpty, !path.split(separator: ".", omittingEmptySubsequences: false).contains(where: \.isEmpty) else {
+            throw fail(at, "'\(path)' is not a field path (names joined by dots)")
+        }
+        guard RecordFilter.recordFields.contains(first) else {
+            let near = RecordFilter.recordFields.min { distance($0, first) < distance($1, first) }!
+            let hint = distance(near, first) <= max(2, first.count / 3) ? "; did you mean '\(near)'?" : ""
+            throw fail(at, "'\(first)' is not a CloudTrail record field\(hint)")
+        }
+    }
+
+    private func scalar(_ v: Any, at: String) throws -> String {
+        if let b = v as? Bool { return b ? "true" : "false" }
+        if let n = v as? Int { return String(n) }
+        if let s = v as? String { return expandEnvironment(s) }
+        if let d = v as? Double { return String(d) }
+        throw fail(at, "values must be strings, numbers or true/false")
     }
 
     /// `ssl: {enabled, certificate_authorities, verification_mode}`; nil when absent or disabled.

@@ -1,4 +1,5 @@
 import AWS
+import Codecs
 import Foundation
 import HTTP
 import Journal
@@ -75,6 +76,8 @@ public final class Engine: Service, @unchecked Sendable {
         public var bytesDownloaded = 0
         public var visibilityExtensions = 0
         public var recordsAcknowledged: [String: Int] = [:]
+        /// Records an output's filter dropped (acknowledged without being sent).
+        public var recordsFiltered: [String: Int] = [:]
     }
 
     public init(config: Config, options: Options, journal: Journal, sqs: SQSClient?, s3: S3Client?, outputs: [any Output], http: HTTPClient, logger: Logger) {
@@ -451,25 +454,35 @@ public final class Engine: Service, @unchecked Sendable {
     /// Two stages overlap: while one batch is being delivered and its acknowledgement committed, the
     /// next batch is decoded and built. At most one batch is in flight, so acknowledgements stay in
     /// order and memory stays at two batches.
+    ///
+    /// Records the output's filter drops become no event, but count as handled: an acknowledgement
+    /// moves the cursor to the first record not yet handled, which is past the dropped records before
+    /// it, and records dropped after the last event are acknowledged without a delivery.
     private func emit(_ object: ObjectState, _ pump: OutputPump) async throws {
         let name = pump.output.name
         guard let body = object.body, let total = object.recordCount else { return }
         let start = Int(object.cursor(name))
-        let builder = EventBuilder(bucket: object.ref.bucket, key: object.ref.key, receivedAt: object.firstSeen)
+        var encoder = EventEncoder(
+            options: config.codec(forOutput: name), filter: config.filter(forOutput: name),
+            bucket: object.ref.bucket, key: object.ref.key, receivedAt: object.firstSeen)
         let decoder = LogDecoder()
         var pending: [OutputEvent] = []
-        var queued = start  // first record not yet handed to a delivery
-        var delivered = start  // first record not yet acknowledged
+        var pendingIndex: [Int] = []  // each pending event's record index
+        var seen = start  // one past the last record taken (shipped or dropped)
+        var queued = start  // records below this are in a delivery handed out, or dropped before one
+        var delivered = start  // the cursor as last acknowledged
         let batch = pump.output.maxBatch
         pending.reserveCapacity(batch)
         var inFlight: Task<Int, any Error>?
         /// Records before the output's cursor were acknowledged already; the rest become events.
         func take(_ record: RecordView) {
             guard record.index >= UInt64(start) else { return }
+            seen = Int(record.index) + 1
             var out: [UInt8] = []
             out.reserveCapacity(record.bytes.count + 640)
-            let info = builder.append(record, to: &out)
-            pending.append(OutputEvent(id: info.id, json: out))
+            guard let info = encoder.encode(record, to: &out) else { return }
+            pending.append(OutputEvent(id: info.id, json: out, timestamp: info.timestamp))
+            pendingIndex.append(Int(record.index))
         }
         /// Waits for the batch in flight; returns once its acknowledgement is committed.
         func settle() async throws {
@@ -480,18 +493,41 @@ public final class Engine: Service, @unchecked Sendable {
         }
         func flush(_ all: Bool) async throws {
             while pending.count >= batch || (all && !pending.isEmpty) {
-                let slice = pending.count <= batch ? pending : Array(pending.prefix(batch))
-                pending.removeFirst(slice.count)
+                let count = min(batch, pending.count)
+                let slice = Array(pending.prefix(count))
+                let indices = Array(pendingIndex.prefix(count))
+                pending.removeFirst(count)
+                pendingIndex.removeFirst(count)
+                // Every record in [first, end) is in this slice or was dropped by the filter.
+                let first = queued, end = pendingIndex.first ?? seen
                 try await settle()
-                let base = queued
-                queued += slice.count
+                queued = end
                 inFlight = Task {
+                    var lastHandled = 0, lastCursor = first
                     try await pump.deliver(slice) { n in
-                        _ = try await self.journal.acknowledge(Acknowledgement(object: object.ref, output: name, count: UInt64(base + n)))
+                        // The cursor moves to the first event not yet handled; what it passes beyond the
+                        // handled events was dropped by the filter.
+                        let cursor = n < slice.count ? indices[n] : end
+                        let dropped = (cursor - lastCursor) - (n - lastHandled)
+                        lastHandled = n
+                        lastCursor = cursor
+                        _ = try await self.journal.acknowledge(
+                            Acknowledgement(object: object.ref, output: name, count: UInt64(cursor), filtered: UInt64(max(0, dropped))))
                     }
-                    self.lock.withLock { self.counters.recordsAcknowledged[name, default: 0] += slice.count }
-                    return base + slice.count
+                    self.lock.withLock {
+                        self.counters.recordsAcknowledged[name, default: 0] += slice.count
+                        if end - first > slice.count { self.counters.recordsFiltered[name, default: 0] += end - first - slice.count }
+                    }
+                    return end
                 }
+            }
+            if all && seen > queued {
+                // Dropped records after the last event (or an object the filter dropped whole).
+                try await settle()
+                _ = try await journal.acknowledge(Acknowledgement(object: object.ref, output: name, count: UInt64(seen), filtered: UInt64(seen - queued)))
+                lock.withLock { counters.recordsFiltered[name, default: 0] += seen - queued }
+                queued = seen
+                delivered = seen
             }
         }
         do {

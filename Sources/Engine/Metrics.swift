@@ -31,6 +31,7 @@ final class EngineMetrics: @unchecked Sendable {
             for pump in engine.pumps {
                 let name = pump.output.name
                 count("cloudtrailbeat_output_records_acknowledged_total", [("output", name)], c.recordsAcknowledged[name] ?? 0)
+                count("cloudtrailbeat_records_filtered_total", [("output", name)], c.recordsFiltered[name] ?? 0)
                 count("cloudtrailbeat_output_retries_total", [("output", name)], pump.retries)
                 count("cloudtrailbeat_output_dead_letters_total", [("output", name)], pump.deadLettered)
                 gauge("cloudtrailbeat_output_failing", [("output", name)], pump.isFailing ? 1 : 0)
@@ -97,6 +98,7 @@ final class EngineMetrics: @unchecked Sendable {
         "cloudtrailbeat_s3_objects_skipped_total": "Objects skipped as not CloudTrail logs (digests, other files).",
         "cloudtrailbeat_s3_bytes_downloaded_total": "Bytes of log objects downloaded (compressed).",
         "cloudtrailbeat_output_records_acknowledged_total": "Records an output acknowledged (its receiver has them).",
+        "cloudtrailbeat_records_filtered_total": "Records an output's filter dropped: acknowledged for that output without being sent.",
         "cloudtrailbeat_output_retries_total": "Deliveries an output retried after a failure.",
         "cloudtrailbeat_output_dead_letters_total": "Events an output refused permanently, written to the dead-letter file.",
         "cloudtrailbeat_output_failing": "1 while an output's deliveries are failing (its events wait in the journal), else 0.",

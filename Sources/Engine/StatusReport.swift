@@ -60,6 +60,8 @@ public struct StatusReport: Sendable {
         var quarantined: [Quarantined]
         var retrying: [Retrying]
         var failingOutputs: [FailingOutput]
+        /// `{"output","delivered","filtered"}` per output since the journal was created.
+        var records: [OutputRecords]
         var backfill: [Backfill]
         var oldestUnacknowledged: String?
         var oldestUnacknowledgedAgeSeconds: Double?
@@ -92,6 +94,7 @@ public struct StatusReport: Sendable {
                     lastError: $0.lastError ?? "", lastAttempt: Self.iso($0.updated))
             },
             failingOutputs: s.failingOutputs.map { .init(output: $0.output, lastError: $0.lastError, since: Self.iso($0.since), updated: Self.iso($0.updated)) },
+            records: s.outputRecords,
             backfill: s.backfill.map {
                 .init(
                     job: $0.job, partition: $0.partition, lastKey: $0.lastKey, listed: $0.listed,
@@ -137,6 +140,9 @@ public struct StatusReport: Sendable {
                     "backfill   \(c.job) [\(c.partition)] \(c.complete ? "complete" : "listing") "
                         + "\(c.listed) objects, \(Self.bytes(Int(c.listedBytes))), last key \(c.lastKey ?? "-")")
             }
+        }
+        for r in s.outputRecords {
+            lines.append("records    \(r.output): \(r.delivered) delivered, \(r.filtered) dropped by its filter")
         }
         if s.failingOutputs.isEmpty {
             lines.append("outputs    no delivery failing")

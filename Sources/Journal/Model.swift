@@ -385,11 +385,69 @@ public struct BackfillCursor: Sendable, Equatable {
 public struct Acknowledgement: Sendable, Equatable {
     public var object: ObjectRef
     public var output: String
+    /// The output's new cursor: the leading records it has handled.
     public var count: UInt64
-    public init(object: ObjectRef, output: String, count: UInt64) {
+    /// How many of the records this acknowledgement moves the cursor past were dropped by the output's
+    /// filter rather than delivered (for the output's totals).
+    public var filtered: UInt64
+    public init(object: ObjectRef, output: String, count: UInt64, filtered: UInt64 = 0) {
         self.object = object
         self.output = output
         self.count = count
+        self.filtered = filtered
+    }
+}
+
+/// Records an output has handled since the journal was created: delivered (its receiver has them) and
+/// dropped by its filter. Kept in `meta`, updated in the transaction that moves the output's cursors,
+/// so the two always add up to what the cursors passed, across crashes.
+public struct OutputRecords: Sendable, Equatable, Codable {
+    public var output: String
+    public var delivered: UInt64
+    public var filtered: UInt64
+
+    public init(output: String, delivered: UInt64, filtered: UInt64) {
+        self.output = output
+        self.delivered = delivered
+        self.filtered = filtered
+    }
+
+    func encode() -> [UInt8] {
+        var w = ByteWriter(capacity: 24)
+        w.byte(1)
+        w.varint(delivered)
+        w.varint(filtered)
+        return w.bytes
+    }
+
+    static func key(_ output: String) -> [UInt8] { keyPrefix + Array(output.utf8) }
+    static let keyPrefix = Array("output-records/".utf8)
+
+    /// Adds `delivered` and `filtered` records to the output's totals.
+    static func add(_ txn: WriteContext, output: String, delivered: UInt64, filtered: UInt64) throws {
+        let key = key(output)
+        var totals = try txn.get(txn.dbs.meta, key).map { try decode(output, $0) } ?? OutputRecords(output: output, delivered: 0, filtered: 0)
+        totals.delivered += delivered
+        totals.filtered += filtered
+        try txn.put(txn.dbs.meta, key, totals.encode())
+    }
+
+    static func decode(_ output: String, _ bytes: [UInt8]) throws -> OutputRecords {
+        var r = ByteReader(bytes)
+        guard try r.byte() == 1 else { throw ByteReader.Truncated() }
+        return OutputRecords(output: output, delivered: try r.varint(), filtered: try r.varint())
+    }
+
+    /// Every output's totals, in name order.
+    static func all(_ txn: ReadContext) throws -> [OutputRecords] {
+        var out: [OutputRecords] = []
+        try txn.scan(txn.dbs.meta, from: keyPrefix) { k, v in
+            guard k.starts(with: keyPrefix) else { return false }
+            let name = String(decoding: k.dropFirst(keyPrefix.count), as: UTF8.self)
+            out.append(try txn.decode(txn.dbs.meta, Array(k), Array(v)) { try decode(name, $0) })
+            return true
+        }
+        return out
     }
 }
 
@@ -482,6 +540,8 @@ public struct JournalStatus: Sendable {
     public var retrying: [ObjectState]
     /// Outputs whose deliveries are failing now, with the error (their events wait in the journal).
     public var failingOutputs: [OutputHealth]
+    /// Per output: records delivered and records its filter dropped.
+    public var outputRecords: [OutputRecords]
     public var backfill: [BackfillCursor]
     /// The time the oldest item not yet acknowledged by every output was first seen.
     public var oldestUnacknowledged: Timestamp?

@@ -205,7 +205,7 @@ extension Journal {
             }
             return JournalStatus(
                 path: path, formatVersion: version, objectsByStage: byStage, messagesByState: byState,
-                quarantined: Array(quarantined.prefix(listLimit)), retrying: Array(retrying.prefix(listLimit)), failingOutputs: try OutputHealth.all(txn), backfill: cursors,
+                quarantined: Array(quarantined.prefix(listLimit)), retrying: Array(retrying.prefix(listLimit)), failingOutputs: try OutputHealth.all(txn), outputRecords: try OutputRecords.all(txn), backfill: cursors,
                 oldestUnacknowledged: oldest, doneMarkers: try txn.count(txn.dbs.done),
                 bodiesAwaitingGC: awaiting, storedBodyBytes: storedBytes, bodyChunks: try txn.count(txn.dbs.bodies),
                 disk: .init(

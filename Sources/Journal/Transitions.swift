@@ -347,7 +347,10 @@ enum Transitions {
                 path: txn.path,
                 message: "output '\(ack.output)' acknowledged \(ack.count) records of \(ack.object), which has \(total)")
         }
-        guard ack.count > state.cursor(ack.output) else { return state }
+        let previous = state.cursor(ack.output)
+        guard ack.count > previous else { return state }
+        let filtered = min(ack.filtered, ack.count - previous)
+        try OutputRecords.add(txn, output: ack.output, delivered: ack.count - previous - filtered, filtered: filtered)
         state.cursors[ack.output] = ack.count
         state.stage = .emitting
         state.updated = txn.clock()

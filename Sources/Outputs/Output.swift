@@ -8,16 +8,25 @@ import Glibc
 public struct OutputEvent: Sendable, Equatable {
     public var id: String
     public var json: [UInt8]
-    public init(id: String, json: [UInt8]) {
+    /// The event's time (RFC 3339) when the JSON does not begin with `@timestamp` (an OCSF event).
+    public var timestamp: [UInt8]?
+    public init(id: String, json: [UInt8], timestamp: [UInt8]? = nil) {
         self.id = id
         self.json = json
+        self.timestamp = timestamp
     }
 
-    /// `YYYY.MM.dd` of the event's `@timestamp` (the event starts `{"@timestamp":"YYYY-MM-DD…`).
+    /// `YYYY.MM.dd` of the event's time: ``timestamp``, else the `@timestamp` the event starts with
+    /// (`{"@timestamp":"YYYY-MM-DD…`).
     var datePattern: (year: Substring, month: Substring, day: Substring)? {
-        let prefix = Array("{\"@timestamp\":\"".utf8)
-        guard json.count >= prefix.count + 10, Array(json[..<prefix.count]) == prefix else { return nil }
-        let s = String(decoding: json[prefix.count..<prefix.count + 10], as: UTF8.self)
+        let s: String
+        if let timestamp, timestamp.count >= 10 {
+            s = String(decoding: timestamp[..<10], as: UTF8.self)
+        } else {
+            let prefix = Array("{\"@timestamp\":\"".utf8)
+            guard json.count >= prefix.count + 10, Array(json[..<prefix.count]) == prefix else { return nil }
+            s = String(decoding: json[prefix.count..<prefix.count + 10], as: UTF8.self)
+        }
         let parts = s.split(separator: "-")
         guard parts.count == 3 else { return nil }
         return (parts[0], parts[1], parts[2])

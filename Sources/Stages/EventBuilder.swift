@@ -7,12 +7,24 @@ public struct EventInfo: Sendable, Equatable {
     public var id: String
     /// Whether `@timestamp` came from the fallback rule (the event then carries the fallback tag).
     public var timestampFallback: Bool
+    /// The event's time (RFC 3339, UTC, milliseconds) when the event does not begin with `@timestamp`
+    /// (OCSF): outputs that name indices by date read it here.
+    public var timestamp: [UInt8]?
+
+    public init(id: String, timestampFallback: Bool, timestamp: [UInt8]? = nil) {
+        self.id = id
+        self.timestampFallback = timestampFallback
+        self.timestamp = timestamp
+    }
 }
 
 /// Builds the event every output receives, by splicing bytes (the record is never decoded):
 ///
 ///     {"@timestamp":"<eventTime as RFC 3339 UTC with milliseconds>","type":"CloudTrail",
 ///      "cloudtrail":<the record, byte for byte>,"s3":{"bucket":"…","key":"…"}}
+///
+/// (A record that spans lines, from a pretty-printed file, is compacted: whitespace between its
+/// tokens is dropped, so that every event is one line of NDJSON and of an Elasticsearch bulk body.)
 ///
 /// **Timestamp fallback rule.** When `eventTime` is missing or not an RFC 3339 time, `@timestamp` is
 /// the minute in the object key's CloudTrail file name (`…_YYYYMMDDTHHmmZ_…`), or else the time the
@@ -26,6 +38,8 @@ public struct EventBuilder: Sendable {
     private let suffix: [UInt8]  // ,"s3":{…}}
     private let fallbackSuffix: [UInt8]  // ,"s3":{…},"tags":[…]}
     private let fallbackTimestamp: [UInt8]  // 24 bytes
+    /// When the object was received, as a 24-byte RFC 3339 time (ECS `event.created`).
+    public let receivedTimestamp: [UInt8]
 
     /// - Parameter receivedAt: when the object was received, in milliseconds since the epoch (the
     ///   last resort of the timestamp fallback rule).
@@ -39,7 +53,8 @@ public struct EventBuilder: Sendable {
         s3 += Array("\"}".utf8)
         suffix = s3 + Array("}".utf8)
         fallbackSuffix = s3 + Array(",\"tags\":[\"".utf8) + Array(EventBuilder.fallbackTag.utf8) + Array("\"]}".utf8)
-        fallbackTimestamp = EventBuilder.keyTimestamp(key) ?? RFC3339.format(millis: receivedAt)
+        receivedTimestamp = RFC3339.format(millis: receivedAt)
+        fallbackTimestamp = EventBuilder.keyTimestamp(key) ?? receivedTimestamp
     }
 
     private static let head = Array("{\"@timestamp\":\"".utf8)
@@ -49,18 +64,23 @@ public struct EventBuilder: Sendable {
     public func append(_ record: RecordView, to out: inout [UInt8]) -> EventInfo {
         let bytes = record.bytes
         out.append(contentsOf: EventBuilder.head)
-        var fallback = false
-        let before = out.count
-        if let span = record.eventTime, RFC3339.appendUTC(UnsafeRawBufferPointer(rebasing: bytes[span]), to: &out) {
-            _ = before
-        } else {
-            out.append(contentsOf: fallbackTimestamp)
-            fallback = true
-        }
+        let fallback = appendTimestamp(record, to: &out)
         out.append(contentsOf: EventBuilder.middle)
-        out.append(contentsOf: bytes)
+        // Byte for byte, unless the record spans lines (a pretty-printed file): one event is one line.
+        JSONText.appendOneLine(bytes, to: &out)
         out.append(contentsOf: fallback ? fallbackSuffix : suffix)
         return EventInfo(id: id(record), timestampFallback: fallback)
+    }
+
+    /// Appends the record's `@timestamp` (24 bytes: `eventTime` in UTC, or the fallback rule's time);
+    /// returns whether the fallback rule gave it.
+    @inline(__always)
+    public func appendTimestamp(_ record: RecordView, to out: inout [UInt8]) -> Bool {
+        if let span = record.eventTime, RFC3339.appendUTC(UnsafeRawBufferPointer(rebasing: record.bytes[span]), to: &out) {
+            return false
+        }
+        out.append(contentsOf: fallbackTimestamp)
+        return true
     }
 
     /// The event id of a record (see ``EventInfo/id``).
@@ -186,6 +206,16 @@ public enum RFC3339 {
         let total = (days * 86400 + hour * 3600 + minute * 60 + min(second, 59) - offsetMinutes * 60) * 1000 + millis
         out += format(millis: Int64(total))
         return true
+    }
+
+    /// Milliseconds since the epoch of an RFC 3339 date-time (nil when `text` is not one).
+    public static func millis(_ text: UnsafeRawBufferPointer) -> Int64? {
+        var utc: [UInt8] = []
+        guard appendUTC(text, to: &utc), utc.count == 24 else { return nil }
+        func num(_ at: Int, _ len: Int) -> Int { utc[at..<at + len].reduce(0) { $0 * 10 + Int($1 - 0x30) } }
+        let days = daysFromCivil(num(0, 4), num(5, 2), num(8, 2))
+        let seconds = days * 86400 + num(11, 2) * 3600 + num(14, 2) * 60 + num(17, 2)
+        return Int64(seconds) * 1000 + Int64(num(20, 3))
     }
 
     /// Formats milliseconds since the epoch.

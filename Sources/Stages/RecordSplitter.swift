@@ -37,6 +37,13 @@ public struct RecordView {
     public let bytes: UnsafeRawBufferPointer
     public let eventTime: Range<Int>?
     public let eventID: Range<Int>?
+
+    public init(index: UInt64, bytes: UnsafeRawBufferPointer, eventTime: Range<Int>?, eventID: Range<Int>?) {
+        self.index = index
+        self.bytes = bytes
+        self.eventTime = eventTime
+        self.eventID = eventID
+    }
 }
 
 /// Splits `{"Records":[ … ]}` into records as bytes arrive, validating the JSON strictly.

@@ -1,7 +1,9 @@
 import Foundation
 import Testing
 
+import Codecs
 @testable import Engine
+import Stages
 import HTTP
 import TestSupport
 
@@ -52,11 +54,57 @@ struct ConfigTests {
         ("output:\n  file:\n    path: /tmp/o\n    worker: 0", "output.file.worker: 0 is out of range (1–16)"),
         ("output:\n  console: {}\nlogging:\n  selectors: [fech]", "logging.selectors: 'fech' is not a stage"),
         ("input:\n  sqs_url: [", "not valid YAML"),
+        ("output:\n  file:\n    path: /tmp/o\n    codec: ecss", "output.file.codec: 'ecss' is not a codec: one of cloudtrail, ecs, ocsf; did you mean 'ecs'?"),
+        ("output:\n  console:\n    codec:\n      ecs:\n        original: true", "output.console.codec.ecs.original: unknown key; known keys here: event_original"),
+        ("output:\n  console:\n    codec:\n      ocsf: {pretty: true}", "output.console.codec.ocsf.pretty: unknown key: the ocsf codec has no options"),
+        ("output:\n  console: {}\nfilter:\n  exclude:\n    - eventname: Decrypt", "filter.exclude[0].eventname: 'eventname' is not a CloudTrail record field; did you mean 'eventName'?"),
+        ("output:\n  console: {}\nfilter:\n  exclude: {readOnly: true}", "filter.exclude: must be a list of rules"),
+        ("output:\n  console: {}\nfilter:\n  exclude:\n    - readOnly: []", "filter.exclude[0].readOnly: must list at least one value"),
+        ("output:\n  console: {}\nfilter:\n  excluded: []", "filter.excluded: unknown key; did you mean 'filter.exclude'?"),
+        ("output:\n  console:\n    filter:\n      drop_fields: [userIdentity..arn]", "output.console.filter.drop_fields: 'userIdentity..arn' is not a field path"),
+        ("output:\n  redis:\n    hosts: [r]\n    filter:\n      drop_fields: [tlsDetail]", "output.redis.filter.drop_fields: 'tlsDetail' is not a CloudTrail record field; did you mean 'tlsDetails'?"),
     ])
     func errorsNameTheFileAndTheKey(yaml: String, message: String) {
         let e = error(yaml)
         #expect(e.hasPrefix("/etc/cloudtrailbeat.yml: "), "\(e)")
         #expect(e.contains(message), "\(e)")
+    }
+
+    /// `codec` and `filter` per output, the top-level filter as everyone's default, `filter: {}` to opt out.
+    @Test func codecsAndFiltersPerOutput() throws {
+        let c = try Config.parse("""
+            filter:
+              exclude:
+                - readOnly: true
+                  eventName: ["!GetSecretValue", "!Decrypt"]
+                - {eventSource: kms.amazonaws.com, eventName: Decrypt, userIdentity.type: AWSService}
+              drop_fields: [responseElements]
+            output:
+              file:
+                path: /tmp/o
+                codec: ecs
+              elasticsearch:
+                hosts: ["http://es:9200"]
+                codec.ecs.event_original: true
+                filter:
+                  include:
+                    - eventSource: ["iam.amazonaws.com", "sts.*"]
+              redis:
+                hosts: [r]
+                codec: ocsf
+                filter: {}
+              console: {}
+            """, file: "c.yml")
+        #expect(c.codec(forOutput: "file") == CodecOptions(kind: .ecs))
+        #expect(c.codec(forOutput: "elasticsearch") == CodecOptions(kind: .ecs, eventOriginal: true))
+        #expect(c.codec(forOutput: "redis").kind == .ocsf && c.codec(forOutput: "console").kind == .cloudtrail)
+        let everyone = RecordFilter(
+            exclude: [["readOnly": ["true"], "eventName": ["!GetSecretValue", "!Decrypt"]],
+                      ["eventSource": ["kms.amazonaws.com"], "eventName": ["Decrypt"], "userIdentity.type": ["AWSService"]]],
+            dropFields: ["responseElements"])
+        #expect(c.filter(forOutput: "file") == everyone && c.filter(forOutput: "console") == everyone)
+        #expect(c.filter(forOutput: "elasticsearch") == RecordFilter(include: [["eventSource": ["iam.amazonaws.com", "sts.*"]]]))
+        #expect(c.filter(forOutput: "redis") == nil, "filter: {} ships every record")
     }
 
     @Test func environmentVariablesExpand() throws {

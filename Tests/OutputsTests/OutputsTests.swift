@@ -182,6 +182,18 @@ struct ElasticsearchOutputTests {
         #expect((s["docs"] as! [String: Any]).keys.allSatisfy { $0.hasPrefix("ct-2026/") })
     }
 
+    /// An OCSF event does not begin with `@timestamp`: its index date comes from the time the codec reported.
+    @Test func eventsWithoutATimestampPrefixAreIndexedByTheirTime() async throws {
+        let es = try server()
+        var config = ElasticsearchOutput.Configuration()
+        config.hosts = [es.url]
+        let ocsf = OutputEvent(id: "o1", json: Array(#"{"time":1795903669000,"class_uid":6003}"#.utf8), timestamp: Array("2026-11-30T22:07:49.000Z".utf8))
+        let bare = OutputEvent(id: "o2", json: Array(#"{"time":1795903669000}"#.utf8))
+        #expect(try await ElasticsearchOutput(config).deliver([ocsf, bare]).handled == 2)
+        let docs = (try await stats(es))["docs"] as! [String: Any]
+        #expect(docs.keys.contains("cloudtrail-2026.11.30/o1") && docs.keys.contains("cloudtrail-1970.01.01/o2"), "\(docs.keys.sorted())")
+    }
+
     @Test func theShippedTemplateIsValidJSON() throws {
         let data = try Data(contentsOf: URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
             .appendingPathComponent("Sources/Outputs/Resources/cloudtrail-index-template.json"))

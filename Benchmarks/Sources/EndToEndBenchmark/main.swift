@@ -8,6 +8,7 @@
 //    journal bytes written per record.
 //    Also many small objects (a few records each, CloudTrail's usual shape): objects/s against the same
 //    jq pipeline, which shows the per-object cost (journal commits and the output's fsync per object).
+//    And the codecs (ecs: target >= 4x jq; ocsf) and a filter that drops about 60 % of the records.
 // 2. Memory: one object of 1 GiB uncompressed, end to end; peak RSS must stay <= 128 MiB.
 // 3. The queue path against moto: our CPU seconds per 1 000 records (moto itself is slow: we measure our
 //    CPU, not its speed).
@@ -130,6 +131,29 @@ print(String(format: "  ratio vs jq:   %.2fx (target >= 5x)   %@", vsJq, vsJq >=
 print(String(format: "  ratio vs zcat: %.2fx (target >= 0.4x) %@", vsZcat, vsZcat >= 0.4 ? "met" : "MISSED"))
 print(String(format: "  peak RSS %.1f MiB; bytes written per record %.0f (journal, bodies, file output and fsyncs included)",
              Double(median(ours.map { Double($0.peakRSS) })) / 1048576, median(ours.map { Double($0.written) }) / Double(records)))
+
+// MARK: 1c. Codecs and filters on the same corpus (docs/codecs.md): each against the same jq pipeline
+let codecRuns: [(String, String, Double?)] = [
+    ("codec: ecs", "    codec: ecs\n", 4),
+    ("codec: ocsf", "    codec: ocsf\n", nil),
+    ("filter dropping read-only and Get* (cloudtrail)", "", nil),
+]
+for (label, output, target) in codecRuns {
+    let filter = label.hasPrefix("filter") ? "filter:\n  exclude:\n    - readOnly: true\n    - eventName: \"Get*\"\n" : ""
+    var times: [Double] = []
+    var shipped = 0
+    for _ in 0..<(quick ? 1 : 3) {
+        let c = config("codec", extra: output)
+        if !filter.isEmpty { try (try String(contentsOfFile: c, encoding: .utf8) + filter).write(toFile: c, atomically: true, encoding: .utf8) }
+        times.append(run(["-c", c, "-b", corpusDir]).seconds)
+        shipped = try String(contentsOfFile: "\(base)/codec/out/cloudtrailbeat.ndjson", encoding: .utf8).utf8.reduce(0) { $0 + ($1 == 0x0a ? 1 : 0) }
+        precondition(filter.isEmpty ? shipped == records : shipped < records, "the file output holds \(shipped) events of \(records)")
+    }
+    let tc = median(times), ratio = median(jq) / tc
+    let dropped = filter.isEmpty ? "" : String(format: ", %.0f %% of records dropped", 100 * Double(records - shipped) / Double(records))
+    let verdict = target.map { String(format: " (target >= %.0fx) %@", $0, ratio >= $0 ? "met" : "MISSED") } ?? ""
+    print(String(format: "  %@: %.1f MB/s, %.0f records/s, %.2fx jq%@%@", label, mb / tc, Double(records) / tc, ratio, verdict, dropped))
+}
 
 // MARK: 1b. Many small objects (CloudTrail's usual shape: a file every five minutes, a few records each)
 let smallCount = quick ? 2_000 : 10_000

@@ -1,0 +1,104 @@
+// Codecs: the shape of the events an output receives, and which records it receives.
+//
+// Invariants:
+// 1. `cloudtrail` without a filter is today's event byte for byte: the encoder hands the record to
+//    `EventBuilder` without parsing it.
+// 2. Every codec derives the event id and the time the same way (`EventBuilder.id`, the timestamp
+//    fallback rule), so an event keeps its id across codecs and replays stay idempotent at receivers.
+// 3. A record the filter drops yields no event, and nothing else: the caller counts it as handled for
+//    that output (its cursor moves past it), so it is never replayed and the counts add up.
+// 4. Codecs never fail on a record the splitter accepted: a field that is missing or of an unexpected
+//    type is left out of the mapped event, never guessed.
+
+import Stages
+
+/// Which schema an output's events follow (`output.<name>.codec`).
+public enum CodecKind: String, Sendable, CaseIterable {
+    /// The raw record under `cloudtrail`, with `@timestamp`, `type` and `s3` (the default).
+    case cloudtrail
+    /// Elastic Common Schema, as Elastic's AWS CloudTrail integration maps it.
+    case ecs
+    /// OCSF 1.x API Activity (6003), Authentication (3002) for console sign-ins.
+    case ocsf
+}
+
+/// An output's codec and its options.
+public struct CodecOptions: Sendable, Equatable {
+    public var kind: CodecKind
+    /// ECS: also carry the raw record as `event.original` (a string).
+    public var eventOriginal: Bool
+
+    public init(kind: CodecKind = .cloudtrail, eventOriginal: Bool = false) {
+        self.kind = kind
+        self.eventOriginal = eventOriginal
+    }
+}
+
+/// Turns one object's records into one output's events: filter, drop fields, encode. One encoder per
+/// (object, output) emit; it reuses its buffers from record to record.
+public struct EventEncoder {
+    public let options: CodecOptions
+    public let filter: RecordFilter?
+    let builder: EventBuilder
+    private var tree = RecordTree()
+    private var rewritten: [UInt8] = []
+    private var writer = JSONWriter(capacity: 4096)
+
+    public init(options: CodecOptions, filter: RecordFilter?, bucket: String, key: String, receivedAt: Int64) {
+        self.options = options
+        self.filter = filter?.isEmpty == true ? nil : filter
+        builder = EventBuilder(bucket: bucket, key: key, receivedAt: receivedAt)
+    }
+
+    /// Appends the record's event to `out` and says what it is; nil when the filter drops the record
+    /// (nothing is appended then).
+    public mutating func encode(_ record: RecordView, to out: inout [UInt8]) -> EventInfo? {
+        if options.kind == .cloudtrail && filter == nil { return builder.append(record, to: &out) }
+        var record = record
+        if !record.bytes.isEmpty, !tree.parse(record.bytes) {
+            // The splitter validated the record, so this is unreachable in the pipeline; ship it raw
+            // rather than lose it.
+            return builder.append(record, to: &out)
+        }
+        if let filter {
+            guard filter.keeps(tree) else { return nil }
+            rewritten.removeAll(keepingCapacity: true)
+            if filter.appendDroppingFields(tree, to: &rewritten) {
+                return rewritten.withUnsafeBytes { bytes in
+                    _ = tree.parse(bytes)
+                    record = RecordView(
+                        index: record.index, bytes: bytes, eventTime: span(RecordTree.root, "eventTime"),
+                        eventID: span(RecordTree.root, "eventID"))
+                    return encodeParsed(record, to: &out)
+                }
+            }
+        }
+        return encodeParsed(record, to: &out)
+    }
+
+    private func span(_ node: Int, _ name: StaticString) -> Range<Int>? {
+        guard let v = tree.member(node, name), tree.kind(v) == .string else { return nil }
+        let n = tree.nodes[v]
+        return Int(n.start)..<Int(n.end)
+    }
+
+    /// Encodes a record whose tree is parsed (and whose bytes are the tree's).
+    private mutating func encodeParsed(_ record: RecordView, to out: inout [UInt8]) -> EventInfo {
+        switch options.kind {
+        case .cloudtrail:
+            return builder.append(record, to: &out)
+        case .ecs:
+            writer.reset()
+            var mapper = ECSMapper(tree: tree, builder: builder, record: record, eventOriginal: options.eventOriginal)
+            let info = mapper.write(into: &writer)
+            out.append(contentsOf: writer.out)
+            return info
+        case .ocsf:
+            writer.reset()
+            var mapper = OCSFMapper(tree: tree, builder: builder, record: record)
+            let info = mapper.write(into: &writer)
+            out.append(contentsOf: writer.out)
+            return info
+        }
+    }
+}
