@@ -1,3 +1,8 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import Stages
 
 /// CloudTrail → ECS, following Elastic's `aws.cloudtrail` integration (its field reference and the
@@ -10,13 +15,16 @@ struct ECSMapper {
 
     let f: RecordFields
     let builder: EventBuilder
+    let object: ObjectContext
     let record: RecordView
     let eventOriginal: Bool
-    var t: RecordTree { f.t }
+    let t: RecordTree
 
-    init(tree: RecordTree, builder: EventBuilder, record: RecordView, eventOriginal: Bool) {
+    init(tree: RecordTree, builder: EventBuilder, object: ObjectContext, record: RecordView, eventOriginal: Bool) {
         f = RecordFields(tree)
+        t = tree
         self.builder = builder
+        self.object = object
         self.record = record
         self.eventOriginal = eventOriginal
     }
@@ -33,20 +41,20 @@ struct ECSMapper {
         let fallback = builder.appendTimestamp(record, to: &w.out)
         w.out.append(UInt8(ascii: "\""))
         w.open("ecs")
-        w.string("version", Self.ecsVersion)
+        w.constant("version", Self.ecsVersion)
         w.close()
 
         let name = f.text(f.eventName)
         let (categories, types) = Self.categorize(name)
         w.open("event")
-        w.string("kind", "event")
-        w.string("module", "aws")
-        w.string("dataset", "aws.cloudtrail")
+        w.constant("kind", "event")
+        w.constant("module", "aws")
+        w.constant("dataset", "aws.cloudtrail")
         if !categories.isEmpty { w.strings("category", categories) }
         w.strings("type", types)
         keyword(&w, "action", f.eventName)
         keyword(&w, "provider", f.eventSource)
-        w.string("outcome", outcome)
+        w.constant("outcome", outcome)
         keyword(&w, "id", f.eventID)
         w.key("created")
         w.out.append(UInt8(ascii: "\""))
@@ -56,16 +64,16 @@ struct ECSMapper {
         w.close()
 
         w.open("cloud")
-        w.string("provider", "aws")
+        w.constant("provider", "aws")
         keyword(&w, "region", f.awsRegion)
-        if let account = f.str(f.uiAccountId) ?? f.str(f.recipientAccountId) {
-            w.open("account")
-            w.escaped("id", t.raw(account))
-            w.close()
-        }
-        if let source = f.text(f.eventSource), let dot = source.firstIndex(of: "."), source.hasSuffix(".amazonaws.com") {
+        w.open("account")
+        keyword(&w, "id", f.str(f.uiAccountId) ?? f.str(f.recipientAccountId))
+        w.close()
+        if let source = f.str(f.eventSource).flatMap({ t.plainString($0) }), let dot = source.firstIndex(of: UInt8(ascii: ".")),
+            source.count > 14, memcmp(source.baseAddress! + source.count - 14, ".amazonaws.com", 14) == 0
+        {
             w.open("service")
-            w.string("name", String(source[..<dot]))
+            w.escaped("name", UnsafeRawBufferPointer(rebasing: source[..<dot]))
             w.close()
         }
         w.close()
@@ -87,9 +95,9 @@ struct ECSMapper {
         let newName = f.requestParameters.flatMap { t.member($0, "newUserName") }
         let targetID = f.responseElements.flatMap { t.member($0, "user") }.flatMap { t.member($0, "userId") }
         w.open("user")
-        if let id = f.str(f.uiPrincipalId) ?? f.str(f.onBehalfOfUserId) { w.escaped("id", t.raw(id)) }
-        if let userName { w.string("name", userName) }
-        if let email = email(userName) { w.string("email", email) }
+        keyword(&w, "id", f.str(f.uiPrincipalId) ?? f.str(f.onBehalfOfUserId))
+        if let userName { w.escaped("name", userName) }
+        if let email = email(userName) { w.escaped("email", email) }
         w.open("target")
         keyword(&w, "id", targetID)
         keyword(&w, "name", target)
@@ -104,29 +112,28 @@ struct ECSMapper {
         keyword(&w, "name", f.requestParameters.flatMap { t.member($0, "groupName") })
         w.close()
 
-        if let agent = f.str(f.userAgent) {
-            w.open("user_agent")
-            w.escaped("original", t.raw(agent))
-            w.close()
-        }
+        w.open("user_agent")
+        keyword(&w, "original", f.userAgent)
+        w.close()
 
         if let tls = f.tlsDetails {
             w.open("tls")
-            if let version = f.text(t.member(tls, "tlsVersion")) {
+            if let version = raw(t.member(tls, "tlsVersion")) {
                 // "TLSv1.2" → version_protocol "tls", version "1.2"; anything else stays whole in version.
-                if let v = version.firstIndex(of: "v"), v != version.startIndex, version.index(after: v) != version.endIndex {
-                    w.string("version", String(version[version.index(after: v)...]))
-                    w.string("version_protocol", version[..<v].lowercased())
+                if let v = version.firstIndex(of: UInt8(ascii: "v")), v > 0, v + 1 < version.count {
+                    w.escaped("version", UnsafeRawBufferPointer(rebasing: version[(v + 1)...]))
+                    w.key("version_protocol")
+                    w.out.append(UInt8(ascii: "\""))
+                    for b in version[..<v] { w.out.append(b >= 0x41 && b <= 0x5a ? b | 0x20 : b) }
+                    w.out.append(UInt8(ascii: "\""))
                 } else {
-                    w.string("version", version)
+                    w.escaped("version", version)
                 }
             }
             keyword(&w, "cipher", t.member(tls, "cipherSuite"))
-            if let host = f.str(t.member(tls, "clientProvidedHostHeader")) {
-                w.open("client")
-                w.escaped("server_name", t.raw(host))
-                w.close()
-            }
+            w.open("client")
+            keyword(&w, "server_name", t.member(tls, "clientProvidedHostHeader"))
+            w.close()
             w.close()
         }
 
@@ -135,26 +142,38 @@ struct ECSMapper {
         keyword(&w, "message", f.errorMessage)
         w.close()
 
-        let relatedUsers = related(users: userName, target: target, newName: newName, targetID: targetID)
-        let entities = relatedEntities()
-        if !relatedUsers.isEmpty || !entities.isEmpty {
-            w.open("related")
-            if !relatedUsers.isEmpty { w.strings("user", relatedUsers) }
-            if !entities.isEmpty { w.strings("entity", entities) }
-            w.close()
+        w.open("related")
+        var values = RawList()
+        values.add(raw(f.uiUserName))
+        values.add(userName)
+        values.add(raw(f.uiPrincipalId))
+        values.add(raw(target))
+        values.add(raw(newName))
+        values.add(raw(targetID))
+        if let session = f.sessionName {
+            values.add(session)
+            if isEmailLike(session) { values.add(UnsafeRawBufferPointer(rebasing: session[..<session.firstIndex(of: UInt8(ascii: "@"))!])) }
         }
+        values.write(&w, "user")
+        values = RawList()
+        values.add(raw(f.uiArn))
+        values.add(raw(f.uiPrincipalId))
+        values.add(raw(f.issuerArn))
+        values.add(raw(f.issuerUserName))
+        values.add(raw(f.uiAccessKeyId))
+        if let list = f.resources { for e in t.elements(list) { values.add(raw(t.member(e, "ARN"))) } }
+        if let p = f.requestParameters {
+            values.add(raw(t.member(p, "roleArn")))
+            values.add(raw(t.member(p, "roleSessionName")))
+            values.add(raw(t.member(p, "userName")))
+        }
+        values.write(&w, "entity")
+        w.close()
 
         w.open("aws")
         writeCloudTrail(&w)
-        w.open("s3")
-        w.open("bucket")
-        w.string("name", builder.bucket)
-        if !builder.bucket.contains("/") { w.string("arn", "arn:aws:s3:::" + builder.bucket) }  // not for a local copy
-        w.close()
-        w.open("object")
-        w.string("key", builder.key)
-        w.close()
-        w.close()
+        w.key("s3")
+        w.out.append(contentsOf: object.ecsS3)
         w.close()
         if fallback { w.strings("tags", [EventBuilder.fallbackTag]) }
         w.close()
@@ -172,7 +191,13 @@ struct ECSMapper {
         keyword(&w, "access_key_id", f.uiAccessKeyId)
         keyword(&w, "invoked_by", f.uiInvokedBy)
         w.open("session_context")
-        if let mfa = f.mfaAuthenticated, let text = t.scalarText(mfa) { w.string("mfa_authenticated", text) }
+        if let mfa = f.mfaAuthenticated {
+            switch t.kind(mfa) {
+            case .string: keyword(&w, "mfa_authenticated", mfa)
+            case .true, .false: w.escaped("mfa_authenticated", t.raw(mfa))
+            default: break
+            }
+        }
         if let created = f.str(f.sessionCreationDate), let millis = RFC3339.millis(t.raw(created)) {
             w.key("creation_date")
             w.out.append(UInt8(ascii: "\""))
@@ -189,14 +214,16 @@ struct ECSMapper {
         w.close()
         keyword(&w, "error_code", f.errorCode)
         keyword(&w, "error_message", f.errorMessage)
-        // The string forms (JSON text here; Elastic's pipeline writes Java's Map.toString()).
-        if let n = f.structured(f.requestParameters) { w.stringOfJSON("request_parameters", t.json(n)) }
-        if let n = f.structured(f.responseElements) { w.stringOfJSON("response_elements", t.json(n)) }
-        if let n = f.structured(f.additionalEventData) { w.stringOfJSON("additional_eventdata", t.json(n)) }
-        if let n = f.structured(f.serviceEventDetails) { w.stringOfJSON("service_event_details", t.json(n)) }
+        // The free-form objects as strings (JSON text here; Elastic's pipeline writes Java's Map.toString()),
+        // and as objects under `flattened` below.
+        let objects: [(StaticString, Int?)] = [
+            ("request_parameters", f.requestParameters), ("response_elements", f.responseElements),
+            ("additional_eventdata", f.additionalEventData), ("service_event_details", f.serviceEventDetails),
+        ]
+        for (key, node) in objects { if let n = f.structured(node) { w.stringOfJSON(key, t.json(n)) } }
         keyword(&w, "request_id", f.requestID)
         keyword(&w, "api_version", f.apiVersion)
-        if let m = f.bool(f.managementEvent) { w.string("management_event", m ? "true" : "false") }
+        if let m = f.bool(f.managementEvent) { w.constant("management_event", m ? "true" : "false") }
         if let r = f.bool(f.readOnly) { w.bool("read_only", r) }
         writeResources(&w)
         keyword(&w, "recipient_account_id", f.recipientAccountId)
@@ -213,11 +240,7 @@ struct ECSMapper {
             w.close()
         }
         w.open("flattened")
-        flattened(&w, "request_parameters", f.requestParameters)
-        flattened(&w, "response_elements", f.responseElements)
-        flattened(&w, "additional_eventdata", f.additionalEventData)
-        flattened(&w, "service_event_details", f.serviceEventDetails)
-        flattened(&w, "insight_details", f.insightDetails)
+        for (key, node) in objects + [("insight_details", f.insightDetails)] { flattened(&w, key, node) }
         w.close()
         w.close()
     }
@@ -231,11 +254,18 @@ struct ECSMapper {
     /// `resources` with Elastic's names (`ARN` → `arn`, `accountId` → `account_id`), duplicates dropped.
     private func writeResources(_ w: inout JSONWriter) {
         guard let list = f.resources, t.kind(list) == .array else { return }
-        var seen: Set<[String?]> = []
+        var seen: [(UnsafeRawBufferPointer?, UnsafeRawBufferPointer?, UnsafeRawBufferPointer?)] = []
+        func same(_ a: UnsafeRawBufferPointer?, _ b: UnsafeRawBufferPointer?) -> Bool {
+            guard let a, let b else { return a == nil && b == nil }
+            return a.count == b.count && (a.isEmpty || memcmp(a.baseAddress!, b.baseAddress!, a.count) == 0)
+        }
         var first = true
         for element in t.elements(list) where t.kind(element) == .object {
-            let arn = f.text(t.member(element, "ARN")), account = f.text(t.member(element, "accountId")), type = f.text(t.member(element, "type"))
-            guard arn != nil || account != nil || type != nil, seen.insert([arn, account, type]).inserted else { continue }
+            let arn = raw(t.member(element, "ARN")), account = raw(t.member(element, "accountId")), type = raw(t.member(element, "type"))
+            guard arn != nil || account != nil || type != nil,
+                !seen.contains(where: { same($0.0, arn) && same($0.1, account) && same($0.2, type) })
+            else { continue }
+            seen.append((arn, account, type))
             if first {
                 w.key("resources")
                 w.out.append(UInt8(ascii: "["))
@@ -243,13 +273,20 @@ struct ECSMapper {
             } else {
                 w.out.append(UInt8(ascii: ","))
             }
-            var item = JSONWriter(capacity: 128)
-            item.open()
-            if let arn { item.string("arn", arn) }
-            if let account { item.string("account_id", account) }
-            if let type { item.string("type", type) }
-            item.close()
-            w.out.append(contentsOf: item.out)
+            var separator: UInt8 = UInt8(ascii: "{")
+            for (name, value) in [("arn", arn), ("account_id", account), ("type", type)] as [(StaticString, UnsafeRawBufferPointer?)] {
+                guard let value else { continue }
+                w.out.append(separator)
+                separator = UInt8(ascii: ",")
+                w.out.append(UInt8(ascii: "\""))
+                w.out.append(contentsOf: UnsafeRawBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount))
+                w.out.append(UInt8(ascii: "\""))
+                w.out.append(UInt8(ascii: ":"))
+                w.out.append(UInt8(ascii: "\""))
+                w.out.append(contentsOf: value)
+                w.out.append(UInt8(ascii: "\""))
+            }
+            w.out.append(UInt8(ascii: "}"))
         }
         if !first { w.out.append(UInt8(ascii: "]")) }
     }
@@ -262,65 +299,28 @@ struct ECSMapper {
         return f.str(f.errorCode) != nil || f.str(f.errorMessage) != nil ? "failure" : "success"
     }
 
+    /// A non-empty string value as escaped JSON contents (a slice of the record).
+    private func raw(_ node: Int?) -> UnsafeRawBufferPointer? { f.str(node).map { t.raw($0) } }
+
     /// `userName`, replaced by the issuer's name (the role) for assumed roles and federated users.
-    private var ecsUserName: String? {
+    private var ecsUserName: UnsafeRawBufferPointer? {
         if let type = f.uiType, t.stringEquals(type, "AssumedRole") || t.stringEquals(type, "FederatedUser"),
-            let issuer = f.text(f.issuerUserName)
+            let issuer = raw(f.issuerUserName)
         {
             return issuer
         }
-        if let name = f.text(f.uiUserName) { return name }
-        if let extra = f.additionalEventData, let type = f.eventType, t.stringEquals(type, "AwsServiceEvent") || f.text(f.eventName) == "UserAuthentication" {
-            return f.text(t.member(extra, "UserName"))
+        if let name = raw(f.uiUserName) { return name }
+        if let extra = f.additionalEventData, let name = f.eventName, t.stringEquals(name, "UserAuthentication") {
+            return raw(t.member(extra, "UserName"))
         }
         return nil
     }
 
-    /// An STS session named like an email address, else a user name that is one.
-    private func email(_ userName: String?) -> String? {
-        if let session = f.assumedRoleSession ?? federatedSession, let at = session.firstIndex(of: "@"), at != session.startIndex {
-            return session
-        }
-        if let name = userName, let at = name.firstIndex(of: "@"), at != name.startIndex { return name }
+    /// An STS session named like an email address (IAM Identity Center), else a user name that is one.
+    private func email(_ userName: UnsafeRawBufferPointer?) -> UnsafeRawBufferPointer? {
+        if let session = f.sessionName, isEmailLike(session) { return session }
+        if let name = userName, isEmailLike(name) { return name }
         return nil
-    }
-
-    private var federatedSession: String? {
-        guard let arn = f.text(f.uiArn), arn.contains(":federated-user/") else { return nil }
-        return arn.split(separator: "/").last.map(String.init)
-    }
-
-    private func related(users userName: String?, target: Int?, newName: Int?, targetID: Int?) -> [String] {
-        var out: [String] = []
-        func add(_ s: String?) { if let s, !s.isEmpty, !out.contains(s) { out.append(s) } }
-        add(f.text(f.uiUserName))
-        add(userName)
-        add(f.text(f.uiPrincipalId))
-        add(f.text(target))
-        add(f.text(newName))
-        add(f.text(targetID))
-        if let session = f.assumedRoleSession ?? federatedSession {
-            add(session)
-            if let at = session.firstIndex(of: "@"), at != session.startIndex { add(String(session[..<at])) }
-        }
-        return out
-    }
-
-    private func relatedEntities() -> [String] {
-        var out: [String] = []
-        func add(_ node: Int?) { if let s = f.text(node), !out.contains(s) { out.append(s) } }
-        add(f.uiArn)
-        add(f.uiPrincipalId)
-        add(f.issuerArn)
-        add(f.issuerUserName)
-        add(f.uiAccessKeyId)
-        if let list = f.resources { for e in t.elements(list) { add(t.member(e, "ARN")) } }
-        if let p = f.requestParameters {
-            add(t.member(p, "roleArn"))
-            add(t.member(p, "roleSessionName"))
-            add(t.member(p, "userName"))
-        }
-        return out
     }
 
     /// A DNS-shaped value (`iam.amazonaws.com`), as opposed to `AWS Internal`.
@@ -382,4 +382,28 @@ struct ECSMapper {
         add(["ListFunctions"], ["package"], ["info"])
         return m
     }()
+}
+
+/// Distinct string values (escaped contents, slices of the record) for a keyword list, in first-seen order.
+struct RawList {
+    private var items: [UnsafeRawBufferPointer] = []
+
+    mutating func add(_ value: UnsafeRawBufferPointer?) {
+        guard let value, !value.isEmpty, !items.contains(where: { $0.count == value.count && memcmp($0.baseAddress!, value.baseAddress!, value.count) == 0 }) else { return }
+        items.append(value)
+    }
+
+    /// Writes `"key":["a","b"]`, or nothing when empty.
+    func write(_ w: inout JSONWriter, _ key: StaticString) {
+        guard !items.isEmpty else { return }
+        w.key(key)
+        w.out.append(UInt8(ascii: "["))
+        for (i, item) in items.enumerated() {
+            if i > 0 { w.out.append(UInt8(ascii: ",")) }
+            w.out.append(UInt8(ascii: "\""))
+            w.out.append(contentsOf: item)
+            w.out.append(UInt8(ascii: "\""))
+        }
+        w.out.append(UInt8(ascii: "]"))
+    }
 }

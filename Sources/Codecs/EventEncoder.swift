@@ -40,6 +40,7 @@ public struct EventEncoder {
     public let options: CodecOptions
     public let filter: RecordFilter?
     let builder: EventBuilder
+    let object: ObjectContext
     private var tree = RecordTree()
     private var rewritten: [UInt8] = []
     private var writer = JSONWriter(capacity: 4096)
@@ -48,12 +49,16 @@ public struct EventEncoder {
         self.options = options
         self.filter = filter?.isEmpty == true ? nil : filter
         builder = EventBuilder(bucket: bucket, key: key, receivedAt: receivedAt)
+        object = ObjectContext(bucket: bucket, key: key)
     }
 
     /// Appends the record's event to `out` and says what it is; nil when the filter drops the record
     /// (nothing is appended then).
     public mutating func encode(_ record: RecordView, to out: inout [UInt8]) -> EventInfo? {
-        if options.kind == .cloudtrail && filter == nil { return builder.append(record, to: &out) }
+        if options.kind == .cloudtrail && filter == nil {
+            out.reserveCapacity(out.count + record.bytes.count + 640)
+            return builder.append(record, to: &out)
+        }
         var record = record
         if !record.bytes.isEmpty, !tree.parse(record.bytes) {
             // The splitter validated the record, so this is unreachable in the pipeline; ship it raw
@@ -86,19 +91,51 @@ public struct EventEncoder {
     private mutating func encodeParsed(_ record: RecordView, to out: inout [UInt8]) -> EventInfo {
         switch options.kind {
         case .cloudtrail:
+            out.reserveCapacity(out.count + record.bytes.count + 640)
             return builder.append(record, to: &out)
         case .ecs:
-            writer.reset()
-            var mapper = ECSMapper(tree: tree, builder: builder, record: record, eventOriginal: options.eventOriginal)
-            let info = mapper.write(into: &writer)
-            out.append(contentsOf: writer.out)
-            return info
+            var mapper = ECSMapper(tree: tree, builder: builder, object: object, record: record, eventOriginal: options.eventOriginal)
+            return writing(into: &out, record) { mapper.write(into: &$0) }
         case .ocsf:
-            writer.reset()
-            var mapper = OCSFMapper(tree: tree, builder: builder, record: record)
-            let info = mapper.write(into: &writer)
-            out.append(contentsOf: writer.out)
-            return info
+            var mapper = OCSFMapper(tree: tree, builder: builder, object: object, record: record)
+            return writing(into: &out, record) { mapper.write(into: &$0) }
         }
+    }
+
+    /// Lends `out` to the writer (no copy), with room for a mapped event (about twice the record).
+    private mutating func writing(into out: inout [UInt8], _ record: RecordView, _ body: (inout JSONWriter) -> EventInfo) -> EventInfo {
+        writer.reset()
+        swap(&writer.out, &out)
+        writer.out.reserveCapacity(writer.out.count + 2 * record.bytes.count + 1024)
+        let info = body(&writer)
+        swap(&writer.out, &out)
+        return info
+    }
+}
+
+/// What the mappings say of the log file itself, worked out once per object.
+struct ObjectContext {
+    /// ECS's `{"bucket":{"name","arn"},"object":{"key"}}` for `aws.s3` (no ARN for a local copy, whose
+    /// "bucket" is a file URL).
+    let ecsS3: [UInt8]
+    /// The log file as a URI (`s3://bucket/key`, or the local copy's file URL), escaped.
+    let uri: [UInt8]
+
+    init(bucket: String, key: String) {
+        let local = bucket.utf8.contains(UInt8(ascii: "/"))
+        var w = JSONWriter(capacity: 256)
+        w.open()
+        w.open("bucket")
+        w.string("name", bucket)
+        if !local { w.string("arn", "arn:aws:s3:::" + bucket) }
+        w.close()
+        w.open("object")
+        w.string("key", key)
+        w.close()
+        w.close()
+        ecsS3 = w.out
+        var u: [UInt8] = []
+        JSONText.appendEscaped(local ? bucket + "/" + key : "s3://" + bucket + "/" + key, to: &u)
+        uri = u
     }
 }

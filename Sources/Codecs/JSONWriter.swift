@@ -12,8 +12,8 @@ struct JSONWriter {
 
     init(capacity: Int) { out.reserveCapacity(capacity) }
 
+    /// Forgets open objects (the buffer is the caller's: see `EventEncoder.writing`).
     mutating func reset() {
-        out.removeAll(keepingCapacity: true)
         stack.removeAll(keepingCapacity: true)
     }
 
@@ -40,10 +40,13 @@ struct JSONWriter {
     }
 
     private mutating func memberKey(_ key: StaticString, at level: Int) {
-        if stack[level].members { out.append(UInt8(ascii: ",")) }
+        let n = key.utf8CodeUnitCount
+        let comma = stack[level].members
         stack[level].members = true
+        out.reserveCapacity(out.count + n + 4)
+        if comma { out.append(UInt8(ascii: ",")) }
         out.append(UInt8(ascii: "\""))
-        out.append(contentsOf: UnsafeRawBufferPointer(start: key.utf8Start, count: key.utf8CodeUnitCount))
+        out.append(contentsOf: UnsafeRawBufferPointer(start: key.utf8Start, count: n))
         out.append(UInt8(ascii: "\""))
         out.append(UInt8(ascii: ":"))
     }
@@ -94,7 +97,8 @@ struct JSONWriter {
         out.append(UInt8(ascii: "\""))
     }
 
-    mutating func string(_ key: StaticString, _ value: StaticString) {
+    /// A string member whose value is a constant (no escaping needed).
+    mutating func constant(_ key: StaticString, _ value: StaticString) {
         self.key(key)
         out.append(UInt8(ascii: "\""))
         out.append(contentsOf: UnsafeRawBufferPointer(start: value.utf8Start, count: value.utf8CodeUnitCount))

@@ -8,12 +8,15 @@ struct OCSFMapper {
 
     let f: RecordFields
     let builder: EventBuilder
+    let object: ObjectContext
     let record: RecordView
-    var t: RecordTree { f.t }
+    let t: RecordTree
 
-    init(tree: RecordTree, builder: EventBuilder, record: RecordView) {
+    init(tree: RecordTree, builder: EventBuilder, object: ObjectContext, record: RecordView) {
         f = RecordFields(tree)
+        t = tree
         self.builder = builder
+        self.object = object
         self.record = record
     }
 
@@ -34,7 +37,7 @@ struct OCSFMapper {
         let millis = timestamp.withUnsafeBytes { RFC3339.millis($0) } ?? 0
         let login = f.isConsoleLogin
         let failed = f.failed
-        let verb = Verb.of(f.text(f.eventName), readOnly: f.bool(f.readOnly))
+        let verb = Verb.of(f.str(f.eventName).flatMap { t.plainString($0) }, readOnly: f.bool(f.readOnly))
         let (activityID, activityName): (Int64, StaticString) =
             if login { (1, "Logon") } else {
                 switch verb {
@@ -54,35 +57,34 @@ struct OCSFMapper {
         w.out.append(contentsOf: timestamp)
         w.out.append(UInt8(ascii: "\""))
         w.int("class_uid", classUID)
-        w.string("class_name", login ? "Authentication" : "API Activity")
+        w.constant("class_name", login ? "Authentication" : "API Activity")
         w.int("category_uid", login ? 3 : 6)
-        w.string("category_name", login ? "Identity & Access Management" : "Application Activity")
+        w.constant("category_name", login ? "Identity & Access Management" : "Application Activity")
         w.int("activity_id", activityID)
-        w.string("activity_name", activityName)
+        w.constant("activity_name", activityName)
         w.int("type_uid", classUID * 100 + activityID)
         w.string("type_name", (login ? "Authentication: " : "API Activity: ") + activityName.description)
         w.int("severity_id", 1)
-        w.string("severity", "Informational")
+        w.constant("severity", "Informational")
         w.int("status_id", failed ? 2 : 1)
-        w.string("status", failed ? "Failure" : "Success")
+        w.constant("status", failed ? "Failure" : "Success")
         keyword(&w, "status_code", f.errorCode)
         keyword(&w, "status_detail", f.errorMessage)
 
         w.open("metadata")
         keyword(&w, "uid", f.eventID)
-        w.string("version", Self.schemaVersion)
+        w.constant("version", Self.schemaVersion)
         w.open("product")
-        w.string("name", "CloudTrail")
-        w.string("vendor_name", "AWS")
+        w.constant("name", "CloudTrail")
+        w.constant("vendor_name", "AWS")
         keyword(&w, "version", f.eventVersion)
         w.open("feature")
         keyword(&w, "name", f.eventCategory)
         w.close()
         w.close()
         keyword(&w, "event_code", f.eventType)
-        w.string("log_provider", "CloudTrail")
-        // The log file the event came from: an S3 URI, or a local copy's file URL.
-        w.string("log_name", builder.bucket.contains("://") ? "\(builder.bucket)/\(builder.key)" : "s3://\(builder.bucket)/\(builder.key)")
+        w.constant("log_provider", "CloudTrail")
+        object.uri.withUnsafeBytes { w.escaped("log_name", $0) }  // the log file the event came from
         keyword(&w, "correlation_uid", f.sharedEventID)
         keyword(&w, "original_time", f.eventTime)
         w.strings("profiles", ["cloud", "datetime"])
@@ -90,13 +92,11 @@ struct OCSFMapper {
         w.close()
 
         w.open("cloud")
-        w.string("provider", "AWS")
+        w.constant("provider", "AWS")
         keyword(&w, "region", f.awsRegion)
-        if let account = f.str(f.recipientAccountId) {
-            w.open("account")
-            w.escaped("uid", t.raw(account))
-            w.close()
-        }
+        w.open("account")
+        keyword(&w, "uid", f.recipientAccountId)
+        w.close()
         w.close()
 
         w.open("api")
@@ -126,17 +126,10 @@ struct OCSFMapper {
         keyword(&w, "issuer", f.issuerArn)
         w.close()
         keyword(&w, "invoked_by", f.uiInvokedBy)
-        if let web = f.userIdentity.flatMap({ t.path($0, ["sessionContext", "webIdFederationData"]) }) {
-            if let idp = f.str(t.member(web, "federatedProvider")) {
-                w.open("idp")
-                w.escaped("name", t.raw(idp))
-                w.close()
-            }
-        } else if let idp = f.str(f.userIdentity.flatMap { t.member($0, "identityProvider") }) {
-            w.open("idp")
-            w.escaped("name", t.raw(idp))
-            w.close()
-        }
+        w.open("idp")
+        let web = f.userIdentity.flatMap { t.path($0, ["sessionContext", "webIdFederationData"]) }
+        keyword(&w, "name", f.str(web.flatMap { t.member($0, "federatedProvider") }) ?? f.str(f.userIdentity.flatMap { t.member($0, "identityProvider") }))
+        w.close()
         w.close()
 
         if login {
@@ -144,11 +137,9 @@ struct OCSFMapper {
             writeUser(&w, "user")
             if let extra = f.additionalEventData {
                 if let m = f.str(t.member(extra, "MFAUsed")) { w.bool("is_mfa", t.stringEquals(m, "Yes")) }
-                if let to = f.str(t.member(extra, "LoginTo")) {
-                    w.open("dst_endpoint")
-                    w.escaped("svc_name", t.raw(to))
-                    w.close()
-                }
+                w.open("dst_endpoint")
+                keyword(&w, "svc_name", t.member(extra, "LoginTo"))
+                w.close()
             }
         }
 
@@ -159,11 +150,9 @@ struct OCSFMapper {
         keyword(&w, "uid", f.vpcEndpointId)
         w.close()
 
-        if let agent = f.str(f.userAgent) {
-            w.open("http_request")
-            w.escaped("user_agent", t.raw(agent))
-            w.close()
-        }
+        w.open("http_request")
+        keyword(&w, "user_agent", f.userAgent)
+        w.close()
 
         writeResources(&w)
         writeObservables(&w)
@@ -178,12 +167,12 @@ struct OCSFMapper {
         if let type = f.text(f.uiType) { w.int("type_id", Self.userTypeID(type)) }
         keyword(&w, "uid", f.uiArn)
         keyword(&w, "uid_alt", f.uiPrincipalId)
-        if let name = f.actorName { w.string("name", name) }
+        if let name = f.actorName { w.escaped("name", name) }
         keyword(&w, "credential_uid", f.uiAccessKeyId)
-        if let account = f.str(f.uiAccountId) {
+        if f.str(f.uiAccountId) != nil {
             w.open("account")
-            w.escaped("uid", t.raw(account))
-            w.string("type", "AWS Account")
+            keyword(&w, "uid", f.uiAccountId)
+            w.constant("type", "AWS Account")
             w.int("type_id", 10)
             w.close()
         }
@@ -208,13 +197,11 @@ struct OCSFMapper {
             item.open()
             if let arn = f.str(t.member(element, "ARN")) { item.escaped("uid", t.raw(arn)) }
             if let type = f.str(t.member(element, "type")) { item.escaped("type", t.raw(type)) }
-            if let account = f.str(t.member(element, "accountId")) {
-                item.open("owner")
-                item.open("account")
-                item.escaped("uid", t.raw(account))
-                item.close()
-                item.close()
-            }
+            item.open("owner")
+            item.open("account")
+            keyword(&item, "uid", t.member(element, "accountId"))
+            item.close()
+            item.close()
             item.close()
             guard item.out.count > 2 else { continue }
             if first {
@@ -246,7 +233,7 @@ struct OCSFMapper {
         if let user = f.actorName {
             if !first { w.out.append(UInt8(ascii: ",")) }
             w.out += Array("{\"name\":\"actor.user.name\",\"type\":\"User Name\",\"type_id\":4,\"value\":\"".utf8)
-            JSONText.appendEscaped(user, to: &w.out)
+            w.out.append(contentsOf: user)
             w.out += Array("\"}".utf8)
         }
         w.out.append(UInt8(ascii: "]"))

@@ -478,8 +478,7 @@ public final class Engine: Service, @unchecked Sendable {
         func take(_ record: RecordView) {
             guard record.index >= UInt64(start) else { return }
             seen = Int(record.index) + 1
-            var out: [UInt8] = []
-            out.reserveCapacity(record.bytes.count + 640)
+            var out: [UInt8] = []  // the encoder reserves what its codec needs
             guard let info = encoder.encode(record, to: &out) else { return }
             pending.append(OutputEvent(id: info.id, json: out, timestamp: info.timestamp))
             pendingIndex.append(Int(record.index))

@@ -15,8 +15,10 @@
 // 4. An object's body is written in chunks before the `fetched` transition that references it; a body
 //    whose fetch never reached `fetched` is an orphan, found at open and freed by GC. Bodies are freed
 //    only once every output acknowledged every record and no undeleted message names the object.
-// 5. Per output, an object's cursor only grows: it counts the leading records that output acknowledged.
-//    Replay after a crash re-sends at most what was sent but not acknowledged.
+// 5. Per output, an object's cursor only grows: it counts the leading records that output acknowledged
+//    (delivered, or dropped by its filter). Replay after a crash re-sends at most what was sent but not
+//    acknowledged. The output's totals (records delivered, records dropped) change in the transaction
+//    that moves its cursors, so they always add up to what the cursors passed.
 // 6. A done marker (bucket, key, version) outlives the object record for `doneRetention`, so a
 //    redelivered notification of a finished object emits nothing.
 // 7. The journal never grows past `maxSize`: at that point writes fail with `.full` and nothing is

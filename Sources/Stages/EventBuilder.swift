@@ -133,18 +133,8 @@ public struct EventBuilder: Sendable {
 
     /// Appends a JSON string literal (with quotes' contents escaped; no surrounding quotes).
     static func appendJSONString(_ s: String, to out: inout [UInt8]) {
-        let hex = Array("0123456789abcdef".utf8)
-        for b in s.utf8 {
-            switch b {
-            case UInt8(ascii: "\""): out += [0x5c, 0x22]
-            case UInt8(ascii: "\\"): out += [0x5c, 0x5c]
-            case 0x0a: out += [0x5c, UInt8(ascii: "n")]
-            case 0x0d: out += [0x5c, UInt8(ascii: "r")]
-            case 0x09: out += [0x5c, UInt8(ascii: "t")]
-            case 0..<0x20: out += Array(#"\u00"#.utf8) + [hex[Int(b >> 4)], hex[Int(b & 15)]]
-            default: out.append(b)
-            }
-        }
+        var s = s
+        s.withUTF8 { JSONText.appendEscaped(UnsafeRawBufferPointer($0), to: &out) }
     }
 }
 

@@ -149,6 +149,15 @@ public struct RecordTree {
         var j = i + 1
         var escaped = false
         while j < n {
+            // Eight bytes at a time while none is a quote or a backslash.
+            while j + 8 <= n {
+                let w = UnsafeRawPointer(p + j).loadUnaligned(as: UInt64.self)
+                let ones: UInt64 = 0x0101_0101_0101_0101, highs: UInt64 = 0x8080_8080_8080_8080
+                let q = w ^ (ones &* 0x22), b = w ^ (ones &* 0x5c)
+                if (((q &- ones) & ~q) | ((b &- ones) & ~b)) & highs != 0 { break }
+                j += 8
+            }
+            guard j < n else { return nil }
             let b = p[j]
             if b == UInt8(ascii: "\"") { return (j + 1, escaped) }
             if b == UInt8(ascii: "\\") {
@@ -293,27 +302,38 @@ public enum JSONText {
         EventBuilder.appendJSONString(s, to: &out)
     }
 
-    /// Appends raw bytes as the contents of a JSON string, escaping quotes, backslashes and controls
-    /// (the bytes are valid UTF-8 JSON text, e.g. an object to be carried as a string).
+    /// Appends UTF-8 bytes as the contents of a JSON string, escaping quotes, backslashes and control
+    /// characters (e.g. JSON text to be carried as a string).
     public static func appendEscaped(_ bytes: UnsafeRawBufferPointer, to out: inout [UInt8]) {
+        guard let p = bytes.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return }
         let hex: StaticString = "0123456789abcdef"
+        let n = bytes.count
         var runStart = 0
-        for (i, b) in bytes.enumerated() where b == UInt8(ascii: "\"") || b == UInt8(ascii: "\\") || b < 0x20 {
-            out.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[runStart..<i]))
+        var i = 0
+        while i < n {
+            let b = p[i]
+            if b != 0x22 && b != 0x5c && b >= 0x20 {
+                i += 1
+                continue
+            }
+            out.append(contentsOf: UnsafeRawBufferPointer(start: p + runStart, count: i - runStart))
+            out.append(0x5c)
             switch b {
-            case UInt8(ascii: "\""): out += [0x5c, 0x22]
-            case UInt8(ascii: "\\"): out += [0x5c, 0x5c]
-            case 0x0a: out += [0x5c, UInt8(ascii: "n")]
-            case 0x0d: out += [0x5c, UInt8(ascii: "r")]
-            case 0x09: out += [0x5c, UInt8(ascii: "t")]
+            case 0x22, 0x5c: out.append(b)
+            case 0x0a: out.append(UInt8(ascii: "n"))
+            case 0x0d: out.append(UInt8(ascii: "r"))
+            case 0x09: out.append(UInt8(ascii: "t"))
             default:
-                out += Array(#"\u00"#.utf8)
+                out.append(UInt8(ascii: "u"))
+                out.append(0x30)
+                out.append(0x30)
                 out.append(hex.utf8Start[Int(b >> 4)])
                 out.append(hex.utf8Start[Int(b & 15)])
             }
-            runStart = i + 1
+            i += 1
+            runStart = i
         }
-        out.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[runStart..<bytes.count]))
+        out.append(contentsOf: UnsafeRawBufferPointer(start: p + runStart, count: n - runStart))
     }
 
     /// Whether JSON text holds a line break (necessarily whitespace between tokens, as JSON strings
