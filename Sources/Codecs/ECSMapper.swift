@@ -259,20 +259,14 @@ struct ECSMapper {
             guard let a, let b else { return a == nil && b == nil }
             return a.count == b.count && (a.isEmpty || memcmp(a.baseAddress!, b.baseAddress!, a.count) == 0)
         }
-        var first = true
+        var started = false
         for element in t.elements(list) where t.kind(element) == .object {
             let arn = raw(t.member(element, "ARN")), account = raw(t.member(element, "accountId")), type = raw(t.member(element, "type"))
             guard arn != nil || account != nil || type != nil,
                 !seen.contains(where: { same($0.0, arn) && same($0.1, account) && same($0.2, type) })
             else { continue }
             seen.append((arn, account, type))
-            if first {
-                w.key("resources")
-                w.out.append(UInt8(ascii: "["))
-                first = false
-            } else {
-                w.out.append(UInt8(ascii: ","))
-            }
+            w.nextElement(of: "resources", &started)
             var separator: UInt8 = UInt8(ascii: "{")
             for (name, value) in [("arn", arn), ("account_id", account), ("type", type)] as [(StaticString, UnsafeRawBufferPointer?)] {
                 guard let value else { continue }
@@ -288,7 +282,7 @@ struct ECSMapper {
             }
             w.out.append(UInt8(ascii: "}"))
         }
-        if !first { w.out.append(UInt8(ascii: "]")) }
+        w.endList(started)
     }
 
     /// `failure` for an error code or message; a console sign-in says it in its response.
@@ -395,15 +389,13 @@ struct RawList {
 
     /// Writes `"key":["a","b"]`, or nothing when empty.
     func write(_ w: inout JSONWriter, _ key: StaticString) {
-        guard !items.isEmpty else { return }
-        w.key(key)
-        w.out.append(UInt8(ascii: "["))
-        for (i, item) in items.enumerated() {
-            if i > 0 { w.out.append(UInt8(ascii: ",")) }
+        var started = false
+        for item in items {
+            w.nextElement(of: key, &started)
             w.out.append(UInt8(ascii: "\""))
             w.out.append(contentsOf: item)
             w.out.append(UInt8(ascii: "\""))
         }
-        w.out.append(UInt8(ascii: "]"))
+        w.endList(started)
     }
 }

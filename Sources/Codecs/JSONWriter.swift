@@ -128,6 +128,23 @@ struct JSONWriter {
         raw(key, value ? "true" : "false")
     }
 
+    /// Starts the next element of a list member: `"key":[` before the first (`started` false), `,`
+    /// before the others. A list that gets no element writes nothing.
+    mutating func nextElement(of key: StaticString, _ started: inout Bool) {
+        if started {
+            out.append(UInt8(ascii: ","))
+        } else {
+            self.key(key)
+            out.append(UInt8(ascii: "["))
+            started = true
+        }
+    }
+
+    /// Ends a list member begun with ``nextElement(of:_:)``, if it was.
+    mutating func endList(_ started: Bool) {
+        if started { out.append(UInt8(ascii: "]")) }
+    }
+
     /// A member whose value is a list of strings.
     mutating func strings(_ key: StaticString, _ values: [String]) {
         self.key(key)

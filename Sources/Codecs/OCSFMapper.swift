@@ -191,7 +191,7 @@ struct OCSFMapper {
 
     private func writeResources(_ w: inout JSONWriter) {
         guard let list = f.resources, t.kind(list) == .array else { return }
-        var first = true
+        var started = false
         for element in t.elements(list) where t.kind(element) == .object {
             var item = JSONWriter(capacity: 160)
             item.open()
@@ -204,39 +204,29 @@ struct OCSFMapper {
             item.close()
             item.close()
             guard item.out.count > 2 else { continue }
-            if first {
-                w.key("resources")
-                w.out.append(UInt8(ascii: "["))
-                first = false
-            } else {
-                w.out.append(UInt8(ascii: ","))
-            }
+            w.nextElement(of: "resources", &started)
             w.out.append(contentsOf: item.out)
         }
-        if !first { w.out.append(UInt8(ascii: "]")) }
+        w.endList(started)
     }
 
+    /// The source IP (type 2, IP Address) and the actor's name (type 4, User Name).
     private func writeObservables(_ w: inout JSONWriter) {
-        var items: [(String, Int64, Int)] = []
-        if let ip = f.str(f.sourceIPAddress), IPAddress.isIP(t.raw(ip)) { items.append(("src_endpoint.ip", 2, ip)) }
-        guard !items.isEmpty || f.actorName != nil else { return }
-        w.key("observables")
-        w.out.append(UInt8(ascii: "["))
-        var first = true
-        for (name, typeID, node) in items {
-            if !first { w.out.append(UInt8(ascii: ",")) }
-            first = false
-            w.out += Array("{\"name\":\"\(name)\",\"type\":\"IP Address\",\"type_id\":\(typeID),\"value\":\"".utf8)
-            w.out.append(contentsOf: t.raw(node))
-            w.out += Array("\"}".utf8)
+        var started = false
+        func observable(_ name: StaticString, _ type: StaticString, _ typeID: Int64, _ value: UnsafeRawBufferPointer) {
+            w.nextElement(of: "observables", &started)
+            var item = JSONWriter(capacity: 96 + value.count)
+            item.open()
+            item.constant("name", name)
+            item.constant("type", type)
+            item.int("type_id", typeID)
+            item.escaped("value", value)
+            item.close()
+            w.out.append(contentsOf: item.out)
         }
-        if let user = f.actorName {
-            if !first { w.out.append(UInt8(ascii: ",")) }
-            w.out += Array("{\"name\":\"actor.user.name\",\"type\":\"User Name\",\"type_id\":4,\"value\":\"".utf8)
-            w.out.append(contentsOf: user)
-            w.out += Array("\"}".utf8)
-        }
-        w.out.append(UInt8(ascii: "]"))
+        if let ip = f.str(f.sourceIPAddress), IPAddress.isIP(t.raw(ip)) { observable("src_endpoint.ip", "IP Address", 2, t.raw(ip)) }
+        if let user = f.actorName { observable("actor.user.name", "User Name", 4, user) }
+        w.endList(started)
     }
 
     /// Everything no attribute holds, flattened to dotted names with string values.
