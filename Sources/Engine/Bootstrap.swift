@@ -76,6 +76,45 @@ public enum Bootstrap {
         throw ConfigError(file: c.file, key: "input.aws_region", message: "no region: set input.aws_region, AWS_REGION or a profile region")
     }
 
+    /// What `-b` names: `s3://bucket[/prefix]`, a bucket name, or a local copy (a directory path or
+    /// `file://…`, which must exist: a typo is an error, not a bucket of that name).
+    public enum BackfillTarget: Equatable, Sendable {
+        case bucket(String, prefix: String?)
+        case local(String)
+
+        public struct Invalid: Error, CustomStringConvertible {
+            public var description: String
+        }
+
+        public static func parse(_ text: String) throws -> BackfillTarget {
+            if text.hasPrefix("s3://") {
+                let rest = text.dropFirst("s3://".count)
+                let bucket = String(rest.prefix { $0 != "/" })
+                guard isBucketName(bucket) else { throw Invalid(description: "'\(bucket)' in '\(text)' is not a bucket name") }
+                let prefix = rest.dropFirst(bucket.count).drop { $0 == "/" }
+                return .bucket(bucket, prefix: prefix.isEmpty ? nil : String(prefix))
+            }
+            let local = text.hasPrefix("file://") ? String(text.dropFirst("file://".count)) : text
+            var isDir: ObjCBool = false
+            if FileManager.default.fileExists(atPath: local, isDirectory: &isDir) {
+                guard isDir.boolValue else { throw Invalid(description: "'\(local)' is a file: -b takes a directory (a local copy of the bucket) or a bucket") }
+                return .local(local)
+            }
+            if text.hasPrefix("file://") || text.contains("/") || text.hasPrefix(".") || text.hasPrefix("~") {
+                throw Invalid(description: "directory not found: \(local)")
+            }
+            guard isBucketName(text) else {
+                throw Invalid(description: "'\(text)' is neither an existing directory nor a bucket name (3–63 letters, digits, '.', '-')")
+            }
+            return .bucket(text, prefix: nil)
+        }
+
+        /// S3's bucket naming rules, with the upper case and underscores of legacy us-east-1 buckets.
+        static func isBucketName(_ s: String) -> Bool {
+            (3...255).contains(s.count) && s.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "." || $0 == "-" || $0 == "_") }
+        }
+    }
+
     /// What to backfill (`-b`), if anything.
     public struct BackfillRequest: Sendable {
         /// A bucket name, or a local directory (an existing path, or `file://…`).

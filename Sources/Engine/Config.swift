@@ -184,14 +184,14 @@ public struct Config: Sendable {
             c.input.sqsURL = try r.string(input, "input", "sqs_url")
             c.input.region = try r.string(input, "input", "aws_region")
             c.input.numQueueFetch = try r.int(input, "input", "num_queue_fetch", in: 1...10) ?? 10
-            c.input.sleepTime = try r.double(input, "input", "sleep_time", in: 0...86400) ?? 0
+            c.input.sleepTime = try r.seconds(input, "input", "sleep_time", in: 0...86400) ?? 0
             c.input.noPurge = try r.bool(input, "input", "no_purge") ?? false
             c.input.endpoint = try r.string(input, "input", "endpoint")
             c.input.pathStyle = try r.bool(input, "input", "path_style")
-            c.input.visibilityTimeout = try r.int(input, "input", "visibility_timeout", in: 2...43200) ?? 300
+            c.input.visibilityTimeout = try r.wholeSeconds(input, "input", "visibility_timeout", in: 2...43200) ?? 300
             c.input.maxReceiveCount = try r.int(input, "input", "max_receive_count", in: 0...1000) ?? 10
             c.input.workers = try r.int(input, "input", "workers", in: 1...64) ?? 4
-            c.input.waitTime = try r.int(input, "input", "wait_time", in: 0...20) ?? 20
+            c.input.waitTime = try r.wholeSeconds(input, "input", "wait_time", in: 0...20) ?? 20
             c.input.leavePoisonToDLQ = try r.bool(input, "input", "leave_poison_to_dlq") ?? false
             c.input.profile = try r.string(input, "input", "profile")
             c.input.roleARN = try r.string(input, "input", "role_arn")
@@ -246,7 +246,7 @@ public struct Config: Sendable {
                 s.username = try r.string(e, "output.elasticsearch", "username")
                 s.password = try r.string(e, "output.elasticsearch", "password")
                 s.apiKey = try r.string(e, "output.elasticsearch", "api_key")
-                s.timeout = try r.double(e, "output.elasticsearch", "timeout", in: 1...3600) ?? s.timeout
+                s.timeout = try r.seconds(e, "output.elasticsearch", "timeout", in: 1...3600) ?? s.timeout
                 if let ssl = try r.section(e, "ssl", at: "output.elasticsearch") {
                     try r.checkKeys(ssl, at: "output.elasticsearch.ssl")
                     s.caFile = try r.strings(ssl, "output.elasticsearch.ssl", "certificate_authorities")?.first
@@ -273,7 +273,7 @@ public struct Config: Sendable {
                 s.bulkMaxSize = try r.int(l, "output.logstash", "bulk_max_size", in: 1...100_000) ?? s.bulkMaxSize
                 s.worker = try r.int(l, "output.logstash", "worker", in: 1...16) ?? s.worker
                 s.compressionLevel = try r.int(l, "output.logstash", "compression_level", in: 0...9) ?? s.compressionLevel
-                s.timeout = try r.double(l, "output.logstash", "timeout", in: 1...3600) ?? s.timeout
+                s.timeout = try r.seconds(l, "output.logstash", "timeout", in: 1...3600) ?? s.timeout
                 s.tls = try r.tls(l, at: "output.logstash")
                 c.logstash = s
                 try r.shaping(l, output: "logstash", into: &c)
@@ -290,7 +290,7 @@ public struct Config: Sendable {
                 }
                 s.password = try r.string(d, "output.redis", "password")
                 s.db = try r.int(d, "output.redis", "db", in: 0...1024) ?? 0
-                s.timeout = try r.double(d, "output.redis", "timeout", in: 0.1...3600) ?? s.timeout
+                s.timeout = try r.seconds(d, "output.redis", "timeout", in: 0.1...3600) ?? s.timeout
                 s.bulkMaxSize = try r.int(d, "output.redis", "bulk_max_size", in: 1...100_000) ?? s.bulkMaxSize
                 s.worker = try r.int(d, "output.redis", "worker", in: 1...16) ?? s.worker
                 s.tls = try r.tls(d, at: "output.redis")
@@ -314,7 +314,7 @@ public struct Config: Sendable {
             c.http = (try r.bool(h, "http", "enabled") ?? true, try r.string(h, "http", "host") ?? "127.0.0.1", try r.int(h, "http", "port", in: 0...65535) ?? 5066)
         }
         if flat.keys.contains("filter") { c.filter = try r.filter(flat["filter"]!, at: "filter") }
-        c.shutdownTimeout = try r.duration(flat, "", "shutdown_timeout").map(Double.init) ?? 30
+        c.shutdownTimeout = try r.seconds(flat, "", "shutdown_timeout", in: 0...86400) ?? 30
         c.spotInterruption = try r.bool(flat, "", "spot_interruption") ?? false
         if c.fileOutput == nil && c.console == nil && c.elasticsearch == nil && c.logstash == nil && c.redis == nil {
             throw ConfigError(file: file, key: "output", message: "no output is configured: add output.file, output.console, output.elasticsearch, output.logstash or output.redis")
@@ -337,6 +337,7 @@ public struct Config: Sendable {
 /// Typed access to a YAML mapping, with errors that name the file and the full key.
 struct Reader {
     let file: String
+    var environment: [String: String] = ProcessInfo.processInfo.environment
 
     func fail(_ key: String, _ message: String) -> ConfigError { ConfigError(file: file, key: key, message: message) }
     func join(_ at: String, _ key: String) -> String { at.isEmpty ? key : "\(at).\(key)" }
@@ -469,7 +470,7 @@ struct Reader {
     private func scalar(_ v: Any, at: String) throws -> String {
         if let b = v as? Bool { return b ? "true" : "false" }
         if let n = v as? Int { return String(n) }
-        if let s = v as? String { return expandEnvironment(s) }
+        if let s = v as? String { return try expandEnvironment(s, at: at) }
         if let d = v as? Double { return String(d) }
         throw fail(at, "values must be strings, numbers or true/false")
     }
@@ -500,21 +501,34 @@ struct Reader {
 
     func string(_ map: [String: Any], _ at: String, _ key: String) throws -> String? {
         guard let v = map[key], !(v is NSNull) else { return nil }
-        if let s = v as? String { return expandEnvironment(s) }
+        if let s = v as? String { return try expandEnvironment(s, at: join(at, key)) }
         if let n = v as? Int { return String(n) }
         throw fail(join(at, key), "must be a string")
     }
 
-    /// `${VAR}` and `${VAR:default}` from the environment, as beats allow.
-    func expandEnvironment(_ s: String) -> String {
+    /// `${VAR}` and `${VAR:default}` from the environment, as Beats allow. An unset variable without a
+    /// default is an error naming it (`${VAR:}` is an explicit empty default), never a silent empty
+    /// string: an empty password or journal path is a surprise nobody wants.
+    func expandEnvironment(_ s: String, at key: String) throws -> String {
         guard s.contains("${") else { return s }
         var out = ""
         var rest = Substring(s)
-        while let start = rest.range(of: "${"), let end = rest[start.upperBound...].firstIndex(of: "}") {
+        while let start = rest.range(of: "${") {
+            guard let end = rest[start.upperBound...].firstIndex(of: "}") else {
+                throw fail(key, "'${' without a closing '}' in \"\(s)\"")
+            }
             out += rest[..<start.lowerBound]
             let inner = rest[start.upperBound..<end]
-            let parts = inner.split(separator: ":", maxSplits: 1)
-            out += ProcessInfo.processInfo.environment[String(parts[0])] ?? (parts.count > 1 ? String(parts[1]) : "")
+            let parts = inner.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false)
+            let name = String(parts[0])
+            guard !name.isEmpty else { throw fail(key, "'${}' names no environment variable") }
+            if let value = environment[name] {
+                out += value
+            } else if parts.count > 1 {
+                out += parts[1]
+            } else {
+                throw fail(key, "the environment variable \(name) is not set (write ${\(name):default} for a default, ${\(name):} for an empty one)")
+            }
             rest = rest[rest.index(after: end)...]
         }
         return out + rest
@@ -522,11 +536,11 @@ struct Reader {
 
     func strings(_ map: [String: Any], _ at: String, _ key: String) throws -> [String]? {
         guard let v = map[key], !(v is NSNull) else { return nil }
-        if let s = v as? String { return [expandEnvironment(s)] }
+        if let s = v as? String { return [try expandEnvironment(s, at: join(at, key))] }
         guard let list = v as? [Any] else { throw fail(join(at, key), "must be a list of strings") }
         return try list.map {
             guard let s = $0 as? String else { throw fail(join(at, key), "must be a list of strings") }
-            return expandEnvironment(s)
+            return try expandEnvironment(s, at: join(at, key))
         }
     }
 
@@ -540,15 +554,6 @@ struct Reader {
     func int(_ map: [String: Any], _ at: String, _ key: String, in range: ClosedRange<Int>) throws -> Int? {
         guard let v = map[key], !(v is NSNull) else { return nil }
         guard let n = v as? Int ?? (v as? String).flatMap(Int.init) else { throw fail(join(at, key), "must be a whole number") }
-        guard range.contains(n) else { throw fail(join(at, key), "\(n) is out of range (\(range.lowerBound)–\(range.upperBound))") }
-        return n
-    }
-
-    func double(_ map: [String: Any], _ at: String, _ key: String, in range: ClosedRange<Double>) throws -> Double? {
-        guard let v = map[key], !(v is NSNull) else { return nil }
-        guard let n = v as? Double ?? (v as? Int).map(Double.init) ?? (v as? String).flatMap(Double.init) else {
-            throw fail(join(at, key), "must be a number")
-        }
         guard range.contains(n) else { throw fail(join(at, key), "\(n) is out of range (\(range.lowerBound)–\(range.upperBound))") }
         return n
     }
@@ -568,15 +573,51 @@ struct Reader {
         throw fail(join(at, key), "'\(s)' is not a size (use bytes, or units like 512MiB, 4GiB)")
     }
 
-    /// Seconds: a number, or `30s`, `5m`, `12h`, `7d`.
-    func duration(_ map: [String: Any], _ at: String, _ key: String) throws -> Int? {
+    /// Seconds: a number (bare numbers are seconds), or a duration with a unit: `500ms`, `30s`,
+    /// `1.5s`, `5m`, `12h`, `7d`.
+    func seconds(_ map: [String: Any], _ at: String, _ key: String, in range: ClosedRange<Double>) throws -> Double? {
         guard let v = map[key], !(v is NSNull) else { return nil }
-        if let n = v as? Int { return n }
-        guard let s = v as? String else { throw fail(join(at, key), "must be a duration such as 30s or 7d") }
-        let factors: [Character: Int] = ["s": 1, "m": 60, "h": 3600, "d": 86400]
-        if let f = s.last.flatMap({ factors[$0] }), let n = Int(s.dropLast()) { return n * f }
-        if let n = Int(s) { return n }
-        throw fail(join(at, key), "'\(s)' is not a duration (use 30s, 5m, 12h, 7d)")
+        let here = join(at, key)
+        let value: Double
+        if let n = v as? Int {
+            value = Double(n)
+        } else if let d = v as? Double {
+            value = d
+        } else if let s = v as? String, let parsed = Reader.parseDuration(try expandEnvironment(s, at: here)) {
+            value = parsed
+        } else {
+            throw fail(here, "'\(v)' is not a duration (a number of seconds, or 500ms, 30s, 5m, 12h, 7d)")
+        }
+        guard range.contains(value) else {
+            throw fail(here, "\(Reader.describe(value)) is out of range (\(Reader.describe(range.lowerBound))–\(Reader.describe(range.upperBound)))")
+        }
+        return value
+    }
+
+    /// Whole seconds (``seconds(_:_:_:in:)`` that must be a whole number of seconds).
+    func wholeSeconds(_ map: [String: Any], _ at: String, _ key: String, in range: ClosedRange<Int>) throws -> Int? {
+        guard let s = try seconds(map, at, key, in: Double(range.lowerBound)...Double(range.upperBound)) else { return nil }
+        guard s == s.rounded() else { throw fail(join(at, key), "\(Reader.describe(s)) is not a whole number of seconds") }
+        return Int(s)
+    }
+
+    /// A duration in whole seconds, without a range (`journal.done_retention`).
+    func duration(_ map: [String: Any], _ at: String, _ key: String) throws -> Int? {
+        try wholeSeconds(map, at, key, in: 0...Int(Int32.max))
+    }
+
+    /// `"90"`, `"90s"`, `"1.5m"`, `"500ms"`, `"12h"`, `"7d"` in seconds; nil when not a duration.
+    static func parseDuration(_ text: String) -> Double? {
+        let s = text.trimmingCharacters(in: .whitespaces).lowercased()
+        for (unit, factor) in [("ms", 0.001), ("s", 1.0), ("m", 60.0), ("h", 3600.0), ("d", 86400.0)] where s.hasSuffix(unit) {
+            if let n = Double(s.dropLast(unit.count).trimmingCharacters(in: .whitespaces)), n >= 0, n.isFinite { return n * factor }
+        }
+        if let n = Double(s), n >= 0, n.isFinite { return n }
+        return nil
+    }
+
+    static func describe(_ seconds: Double) -> String {
+        seconds == seconds.rounded() && abs(seconds) < 1e15 ? "\(Int(seconds))s" : "\(seconds)s"
     }
 }
 

@@ -9,8 +9,15 @@ struct CloudTrailBeat: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "cloudtrailbeat",
         abstract: "A crash-safe shipper of AWS CloudTrail logs.",
-        subcommands: [Run.self, JournalCommand.self],
+        version: "cloudtrailbeat \(Release.version)",
+        subcommands: [Run.self, JournalCommand.self, VersionCommand.self],
         defaultSubcommand: Run.self)
+}
+
+/// `cloudtrailbeat version`: the same line as `--version`.
+struct VersionCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "version", abstract: "Print the version.")
+    func run() { print("cloudtrailbeat \(Release.version)") }
 }
 
 /// Queue mode (the default): `cloudtrailbeat -c <config.yml> [-d "<selectors>"] [-e] [--drain]`.
@@ -66,6 +73,18 @@ struct Run: AsyncParsableCommand {
         }
         if let since, Run.day(since) == nil { throw ValidationError("--since '\(since)' is not a date (YYYY-MM-DD)") }
         if let until, Run.day(until) == nil { throw ValidationError("--until '\(until)' is not a date (YYYY-MM-DD)") }
+        if let from = since.flatMap(Run.day), let to = until.flatMap(Run.day), from > to {
+            throw ValidationError("--since \(since!) is after --until \(until!): the window would be empty")
+        }
+        if let backfill {
+            do {
+                if case .bucket(_, let p?) = try Bootstrap.BackfillTarget.parse(backfill), let other = prefix ?? prefixAlias, other != p {
+                    throw ValidationError("-b \(backfill) names the prefix '\(p)' and -p names '\(other)': give it once")
+                }
+            } catch let e as Bootstrap.BackfillTarget.Invalid {
+                throw ValidationError("-b: \(e)")
+            }
+        }
         guard (1...1000).contains(pageSize) else { throw ValidationError("--page-size must be 1 to 1000") }
     }
 
@@ -89,6 +108,14 @@ struct Run: AsyncParsableCommand {
             if let backfill {
                 var o = Backfill.Options()
                 o.prefix = prefix ?? prefixAlias ?? ""
+                var target = backfill
+                switch try Bootstrap.BackfillTarget.parse(backfill) {
+                case .bucket(let bucket, let p):
+                    target = bucket
+                    if let p { o.prefix = p }
+                case .local(let path):
+                    target = "file://" + path
+                }
                 o.since = since.flatMap(Run.day)
                 o.until = until.flatMap(Run.day).map { $0.addingTimeInterval(86399) }
                 if o.until != nil && o.since == nil { o.since = Run.day("2013-11-01") }  // CloudTrail's first logs
@@ -96,7 +123,7 @@ struct Run: AsyncParsableCommand {
                 o.enqueue = enqueue
                 o.pageSize = pageSize
                 o.workers = c.input.workers
-                request = Bootstrap.BackfillRequest(target: backfill, options: o)
+                request = Bootstrap.BackfillRequest(target: target, options: o)
             }
             let code = try await Bootstrap.run(config: c, drain: drain, backfill: request, logger: logger)
             if code != 0 { throw ExitCode(code) }

@@ -1,0 +1,118 @@
+import Foundation
+import Testing
+import TestSupport
+
+@testable import Engine
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What a new user trips over on day one, through the real binary: unset variables, typos in -b,
+/// an empty date window, `s3://` URLs, durations with units, the version.
+@Suite("Day one, through the binary")
+struct DayOneTests {
+    @Test func anUnsetEnvironmentVariableIsAnErrorNamingItAndTheKey() throws {
+        let dir = temporaryDirectory("env")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let config = dir + "/c.yml"
+        try "journal.path: ${CTB_TEST_UNSET_JPATH}\noutput:\n  console: {}\n".write(toFile: config, atomically: true, encoding: .utf8)
+        let r = try run(["-c", config, "-b", dir])
+        #expect(r.status == 1)
+        #expect(r.stderr.contains("\(config): journal.path: the environment variable CTB_TEST_UNSET_JPATH is not set"), "\(r.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: "data.mdb") && !FileManager.default.fileExists(atPath: dir + "/data.mdb"), "no journal created anywhere")
+        // A password too: never an empty one sent silently.
+        try "journal.path: \(dir)/j\noutput:\n  redis:\n    hosts: [\"127.0.0.1:1\"]\n    password: ${CTB_TEST_UNSET_PW}\n".write(toFile: config, atomically: true, encoding: .utf8)
+        let p = try run(["journal", "status", "-c", config])
+        #expect(p.status == 1 && p.stderr.contains("output.redis.password: the environment variable CTB_TEST_UNSET_PW is not set"), "\(p.stderr)")
+        // An explicit default is taken.
+        try "journal.path: ${CTB_TEST_UNSET_JPATH:\(dir)/by-default}\noutput:\n  console: {}\n".write(toFile: config, atomically: true, encoding: .utf8)
+        let s = try run(["journal", "status", "-c", config])
+        #expect((s.stdout + s.stderr).contains("\(dir)/by-default"), "the default path was taken: \(s.stdout)\(s.stderr)")
+    }
+
+    @Test(arguments: ["/tmp/ctb-no-such-dir-\(UUID().uuidString)", "file:///tmp/ctb-no-such-dir-\(UUID().uuidString)", "./typo", "not/a-bucket"])
+    func aBackfillOfAMissingDirectoryIsAnError(target: String) throws {
+        let dir = temporaryDirectory("typo")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let config = dir + "/c.yml"
+        try "journal.path: \(dir)/j\noutput:\n  console: {}\n".write(toFile: config, atomically: true, encoding: .utf8)
+        let r = try run(["-c", config, "-b", target])
+        #expect(r.status != 0, "\(r.stdout)")
+        #expect(r.stderr.contains("directory not found"), "\(r.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: dir + "/j"), "nothing ran")
+    }
+
+    @Test func aFileOrANameThatIsNoBucketIsRefused() throws {
+        let dir = temporaryDirectory("notbucket")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let config = dir + "/c.yml"
+        try "journal.path: \(dir)/j\noutput:\n  console: {}\n".write(toFile: config, atomically: true, encoding: .utf8)
+        let file = try run(["-c", config, "-b", config])
+        #expect(file.status != 0 && file.stderr.contains("is a file"), "\(file.stderr)")
+        let weird = try run(["-c", config, "-b", "my bucket!"])
+        #expect(weird.status != 0 && weird.stderr.contains("neither an existing directory nor a bucket name"), "\(weird.stderr)")
+        let both = try run(["-c", config, "-b", "s3://bucket/AWSLogs/", "-p", "other/"])
+        #expect(both.status != 0 && both.stderr.contains("give it once"), "\(both.stderr)")
+    }
+
+    @Test func anEmptyDateWindowIsRefused() throws {
+        let dir = temporaryDirectory("window")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let r = try run(["-c", dir + "/c.yml", "-b", dir, "--since", "2026-12-01", "--until", "2026-01-01"])
+        #expect(r.status != 0)
+        #expect(r.stderr.contains("--since 2026-12-01 is after --until 2026-01-01"), "\(r.stderr)")
+    }
+
+    @Test func versionAndDashDashVersion() throws {
+        for args in [["version"], ["--version"]] {
+            let r = try run(args)
+            #expect(r.status == 0 && r.stdout == "cloudtrailbeat \(Release.version)\n", "\(args): \(r.stdout)\(r.stderr)")
+        }
+    }
+
+    /// `-b s3://bucket/prefix` is a bucket and a prefix, as the AWS CLI writes them.
+    @Test func anS3URLNamesTheBucketAndThePrefix() throws {
+        let stack = try BackfillStack(objects: 24)
+        let config = try stack.config("s3url")
+        #expect(try stack.run(["-c", config, "-b", "s3://org-trail-bucket/AWSLogs/"]) == 0)
+        #expect(Set(try stack.emitted("s3url")) == (try stack.expected()))
+        let status = try run(["journal", "status", "-c", config])
+        #expect(status.stdout.contains("org-trail-bucket|AWSLogs/|"), "the job is the bucket with its prefix: \(status.stdout)")
+        // A prefix under which nothing lies ships nothing, and says so.
+        let none = try stack.config("s3url-none")
+        #expect(try stack.run(["-c", none, "-b", "s3://org-trail-bucket/elsewhere/"]) == 0)
+        #expect(try stack.emitted("s3url-none").isEmpty)
+    }
+}
+
+@Suite("Durations")
+struct DurationTests {
+    @Test func everyDurationTakesUnitsAndBareNumbersKeepTheirMeaning() throws {
+        let c = try Config.parse("""
+            input:
+              visibility_timeout: 5m
+              wait_time: 10s
+              sleep_time: 500ms
+            journal.done_retention: 2d
+            shutdown_timeout: 1.5s
+            output:
+              elasticsearch: {hosts: ["http://es:9200"], timeout: 2m}
+              logstash: {hosts: ["ls:5044"], timeout: 45}
+              redis: {hosts: ["r:6379"], timeout: 250ms}
+            """, file: "c.yml")
+        #expect(c.input.visibilityTimeout == 300 && c.input.waitTime == 10 && c.input.sleepTime == 0.5)
+        #expect(c.journal.doneRetentionSeconds == 2 * 86400 && c.shutdownTimeout == 1.5)
+        #expect(c.elasticsearch?.timeout == 120 && c.logstash?.timeout == 45 && c.redis?.timeout == 0.25)
+        let bare = try Config.parse("input:\n  visibility_timeout: 300\n  wait_time: 20\noutput:\n  console: {}", file: "c.yml")
+        #expect(bare.input.visibilityTimeout == 300 && bare.input.waitTime == 20)
+        for (yaml, message) in [
+            ("input:\n  visibility_timeout: 2.5s\noutput:\n  console: {}", "input.visibility_timeout: 2.5s is not a whole number of seconds"),
+            ("input:\n  wait_time: 1m\noutput:\n  console: {}", "input.wait_time: 60s is out of range (0s–20s)"),
+            ("input:\n  visibility_timeout: soon\noutput:\n  console: {}", "input.visibility_timeout: 'soon' is not a duration"),
+        ] {
+            #expect(throws: ConfigError.self) { try Config.parse(yaml, file: "c.yml") }
+            do { _ = try Config.parse(yaml, file: "c.yml") } catch { #expect("\(error)".contains(message), "\(error)") }
+        }
+    }
+}
