@@ -339,12 +339,15 @@ final class BackfillProgress: @unchecked Sendable {
         let bytes = cursors.reduce(0) { $0 + $1.listedBytes }
         let pending = (try? journal.countObjects(in: [.received, .fetched, .emitting])) ?? 0
         let done = max(0, Int(listed) - pending)
-        let elapsed = max(0.001, Date().timeIntervalSince(started))
-        let rate = Double(done) / elapsed
+        let elapsed = Date().timeIntervalSince(started)
+        // A rate (and an ETA) only once there is a second of history to speak for it.
+        let rate = elapsed >= 1 ? Double(done) / elapsed : nil
         let complete = cursors.filter(\.complete).count
-        let eta = complete == cursors.count && rate > 0 ? String(format: ", ETA %.0fs", Double(pending) / rate) : ""
-        return String(format: "backfill: %d/%d partitions listed, %llu objects listed (%.1f MB), %d done, %.1f objects/s%@",
-                      complete, cursors.count, listed, Double(bytes) / 1e6, done, rate, eta)
+        var line = String(format: "backfill: %d/%d partitions listed, %llu objects listed (%.1f MB), %d done",
+                          complete, cursors.count, listed, Double(bytes) / 1e6, done)
+        if let rate { line += String(format: ", %.1f objects/s", rate) }
+        if let rate, rate > 0, complete == cursors.count, pending > 0 { line += String(format: ", ETA %.0fs", Double(pending) / rate) }
+        return line
     }
 
     func run() async {

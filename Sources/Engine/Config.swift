@@ -91,6 +91,8 @@ public struct Config: Sendable {
         public var level = "info"
         /// Debug lines only from these stages (`SelectorLogHandler.stages`); empty: all.
         public var selectors: [String] = []
+        /// One JSON object per log line (`@timestamp`, `log.level`, `message`, the stage, metadata).
+        public var json = false
     }
 
     public var file: String
@@ -153,7 +155,7 @@ public struct Config: Sendable {
         "output.logstash.ssl": ["enabled", "certificate_authorities", "verification_mode"],
         "output.redis": ["enabled", "hosts", "key", "datatype", "password", "db", "timeout", "bulk_max_size", "worker", "ssl", "codec", "filter"],
         "output.redis.ssl": ["enabled", "certificate_authorities", "verification_mode"],
-        "logging": ["level", "selectors"],
+        "logging": ["level", "selectors", "json"],
     ]
 
     /// Loads and validates a YAML file.
@@ -305,6 +307,7 @@ public struct Config: Sendable {
                 throw ConfigError(file: file, key: "logging.level", message: "'\(c.logging.level)' is not one of debug, info, warning, error")
             }
             c.logging.selectors = try r.strings(l, "logging", "selectors") ?? []
+            c.logging.json = try r.bool(l, "logging", "json") ?? false
             for name in c.logging.selectors where name != "*" && !SelectorLogHandler.stages.contains(name.lowercased()) {
                 throw ConfigError(file: file, key: "logging.selectors", message: "'\(name)' is not a stage: \(SelectorLogHandler.stages.joined(separator: ", ")) or *")
             }

@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 
 /// The pipeline stage a log line comes from: its `source`, and what debug selectors name.
@@ -17,17 +18,36 @@ public struct SelectorLogHandler: LogHandler {
 
     private var inner: StreamLogHandler
     private let selected: Set<String>?  // nil: all
+    private let label: String
+    private let json: Bool
 
-    public init(label: String, level: Logger.Level, selectors: [String]) {
+    /// - Parameter json: one JSON object per line (`logging.json`), for log shippers, instead of text.
+    public init(label: String, level: Logger.Level, selectors: [String], json: Bool = false) {
         inner = StreamLogHandler.standardError(label: label)
         inner.logLevel = level
+        self.label = label
+        self.json = json
         let names = Set(selectors.map { $0.trimmingCharacters(in: .whitespaces).lowercased() }.filter { !$0.isEmpty })
         selected = names.isEmpty || names.contains("*") ? nil : names
     }
 
     public func log(event: LogEvent) {
         if event.level <= .debug, let selected, !selected.contains(event.source.lowercased()) { return }
-        inner.log(event: event)
+        guard json else { return inner.log(event: event) }
+        FileHandle.standardError.write(Data((Self.jsonLine(event, label: label, metadata: inner.metadata) + "\n").utf8))
+    }
+
+    /// `{"@timestamp","log.level","log.logger","stage","message",<metadata>}`, keys sorted.
+    static func jsonLine(_ event: LogEvent, label: String, metadata: Logger.Metadata) -> String {
+        var object: [String: Any] = [
+            "@timestamp": ISO8601DateFormatter.string(from: Date(), timeZone: TimeZone(identifier: "UTC")!, formatOptions: [.withInternetDateTime, .withFractionalSeconds]),
+            "log.level": event.level.rawValue, "log.logger": label, "stage": event.source, "message": "\(event.message)",
+        ]
+        for (key, value) in metadata.merging(event.metadata ?? [:], uniquingKeysWith: { $1 }) { object[key] = "\(value)" }
+        guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]) else {
+            return "{\"message\":\"unencodable log line\"}"
+        }
+        return String(decoding: data, as: UTF8.self)
     }
 
     public var logLevel: Logger.Level {

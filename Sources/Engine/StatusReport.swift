@@ -72,6 +72,19 @@ public struct StatusReport: Sendable {
         var disk: Disk
     }
 
+    /// A backfill job's identity (`bucket|prefix|since|until[|enqueue]`) for people:
+    /// `s3://bucket/prefix since 2026-11-01 until 2026-11-30 (enqueue)`, or the local copy's file URL.
+    static func describe(job: String) -> String {
+        let parts = job.split(separator: "|", omittingEmptySubsequences: false).map(String.init)
+        guard parts.count >= 4 else { return job }
+        var s = (parts[0].contains("://") ? parts[0] : "s3://" + parts[0])
+        if !parts[1].isEmpty { s += (s.hasSuffix("/") || parts[1].hasPrefix("/") ? "" : "/") + parts[1] }
+        if !parts[2].isEmpty { s += " since \(parts[2])" }
+        if !parts[3].isEmpty { s += " until \(parts[3])" }
+        if parts.count > 4 && parts[4] == "enqueue" { s += " (enqueue)" }
+        return s
+    }
+
     /// One JSON object, keys sorted; includes `"quarantined": [{"bucket","key","reason",…}]` and
     /// `"retrying": [{"bucket","key","attempts","lastError",…}]` and `"failingOutputs": [{"output","lastError","since",…}]`.
     public func json() -> String {
@@ -137,7 +150,7 @@ public struct StatusReport: Sendable {
         } else {
             for c in s.backfill where !c.partition.isEmpty {  // "" marks a job's discovery as done
                 lines.append(
-                    "backfill   \(c.job) [\(c.partition)] \(c.complete ? "complete" : "listing") "
+                    "backfill   \(Self.describe(job: c.job)) [\(c.partition)] \(c.complete ? "complete" : "listing") "
                         + "\(c.listed) objects, \(Self.bytes(Int(c.listedBytes))), last key \(c.lastKey ?? "-")")
             }
         }

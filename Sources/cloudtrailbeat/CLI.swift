@@ -101,7 +101,7 @@ struct Run: AsyncParsableCommand {
         // -d "<selectors>" means debug for those stages (as Filebeat's -d); otherwise logging.level and logging.selectors.
         let level: Logger.Level = selectors != nil ? .debug : Logger.Level(rawValue: c.logging.level) ?? .info
         let chosen = selectors.map { $0.split(separator: ",").map(String.init) } ?? c.logging.selectors
-        LoggingSystem.bootstrap { label in SelectorLogHandler(label: label, level: level, selectors: chosen) }
+        LoggingSystem.bootstrap { label in SelectorLogHandler(label: label, level: level, selectors: chosen, json: c.logging.json) }
         let logger = Logger(label: "cloudtrailbeat")
         do {
             var request: Bootstrap.BackfillRequest?

@@ -71,6 +71,37 @@ struct DayOneTests {
         }
     }
 
+    /// A finished backfill says so in words (no queue talk, no struct dump), and `logging.json: true`
+    /// makes every log line one JSON object.
+    @Test(arguments: [false, true])
+    func aBackfillEndsWithAReadableSummary(json: Bool) throws {
+        let dir = temporaryDirectory("summary")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let day = dir + "/copy/AWSLogs/123456789012/CloudTrail/us-east-1/2026/11/28"
+        try FileManager.default.createDirectory(atPath: day, withIntermediateDirectories: true)
+        for i in 0..<3 {
+            let records = (0..<4).map { #"{"eventTime":"2026-11-28T10:00:0\#($0)Z","eventID":"e\#(i)-\#($0)","eventName":"GetObject","readOnly":\#($0 % 2 == 0)}"# }
+            try Data(("{\"Records\":[" + records.joined(separator: ",") + "]}").utf8).write(to: URL(fileURLWithPath: day + "/123456789012_CloudTrail_us-east-1_20261128T100\(i)Z_x\(i).json"))
+        }
+        let config = dir + "/c.yml"
+        try "journal.path: \(dir)/j\nlogging.json: \(json)\nfilter.exclude: [{readOnly: true}]\noutput:\n  file:\n    path: \(dir)/out\n"
+            .write(toFile: config, atomically: true, encoding: .utf8)
+        let r = try run(["-c", config, "-b", dir + "/copy"])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stderr.contains("finished: every partition listed and every object shipped") && !r.stderr.contains("the queue answered empty"), "\(r.stderr)")
+        #expect(r.stderr.contains("cloudtrailbeat stopped: objects 3 fetched (") && r.stderr.contains("file 6 delivered, 6 filtered"), "\(r.stderr)")
+        #expect(!r.stderr.contains("Counters(") && !r.stderr.contains("objects/s"), "no struct dump, no rate without a second of history")
+        let lines = r.stderr.split(separator: "\n")
+        let parsed = lines.compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        if json {
+            #expect(parsed.count == lines.count && !lines.isEmpty, "every line is JSON: \(r.stderr)")
+            #expect(parsed.allSatisfy { $0["log.level"] is String && $0["message"] is String && $0["@timestamp"] is String })
+            #expect(parsed.contains { ($0["message"] as? String)?.hasPrefix("cloudtrailbeat stopped: ") == true })
+        } else {
+            #expect(parsed.isEmpty, "text lines")
+        }
+    }
+
     /// `-b s3://bucket/prefix` is a bucket and a prefix, as the AWS CLI writes them.
     @Test func anS3URLNamesTheBucketAndThePrefix() throws {
         let stack = try BackfillStack(objects: 24)
@@ -78,7 +109,7 @@ struct DayOneTests {
         #expect(try stack.run(["-c", config, "-b", "s3://org-trail-bucket/AWSLogs/"]) == 0)
         #expect(Set(try stack.emitted("s3url")) == (try stack.expected()))
         let status = try run(["journal", "status", "-c", config])
-        #expect(status.stdout.contains("org-trail-bucket|AWSLogs/|"), "the job is the bucket with its prefix: \(status.stdout)")
+        #expect(status.stdout.contains("backfill   s3://org-trail-bucket/AWSLogs/ ["), "the job is the bucket with its prefix: \(status.stdout)")
         // A prefix under which nothing lies ships nothing, and says so.
         let none = try stack.config("s3url-none")
         #expect(try stack.run(["-c", none, "-b", "s3://org-trail-bucket/elsewhere/"]) == 0)

@@ -151,7 +151,7 @@ struct EngineTests {
         // Skipped, not emitted: the digest (by its key), the AWS Config snapshot (by its key) and the
         // digest under a plain key (by its content), the last two named by the S3 event.
         let log = try String(contentsOfFile: stack.dir.sub("engine.log"), encoding: .utf8)
-        #expect(log.contains("objectsSkipped: 3,"), "\(log.suffix(400))")
+        #expect(log.contains(", 3 skipped;"), "\(log.suffix(400))")
     }
 
     @Test func killedAtRandomMomentsLosesNoRecord() throws {
@@ -246,7 +246,7 @@ struct EngineTests {
         let end = p.wait()
         let log = (try? String(contentsOfFile: stack.dir.sub("engine.log"), encoding: .utf8)) ?? ""
         #expect(end.exited && end.code == 0, "\(log.suffix(600))")
-        #expect(log.contains("fetch failed; retrying") && !log.contains("messagesReturned: 0,"), "messages were handed back for the retry")
+        #expect(log.contains("fetch failed; retrying") && !log.contains(" 0 returned,"), "messages were handed back for the retry")
         let (_, json) = try stack.run(["journal", "status", "-c", stack.config, "--json"], log: "status.log")
         let report = try #require(try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any])
         let quarantined = (report["quarantined"] as? [[String: Any]] ?? []).filter { $0["key"] != nil }
@@ -317,8 +317,8 @@ struct EngineScaleTests {
         let published = Int(setup.components(separatedBy: " notifications")[0].split(separator: " ").last ?? "") ?? -1
         let stderr = try String(contentsOfFile: stack.dir.sub("engine.log"), encoding: .utf8)
         #expect(stderr.contains("every journal commit waits \(delay) ms") == (delay != "0"), "the slow disk took effect (a debug build)")
-        #expect(stderr.contains("messagesReceived: \(published),"), "no message came back while in flight: \(stderr.suffix(600))")
-        #expect(stderr.contains("visibilityExtensions: ") && !stderr.contains("visibilityExtensions: 0,"), "the heartbeat extended visibility")
+        #expect(stderr.contains("SQS \(published) received,"), "no message came back while in flight: \(stderr.suffix(600))")
+        #expect(stderr.contains(" visibility extensions;") && !stderr.contains(" 0 visibility extensions;"), "the heartbeat extended visibility")
         #expect(Set(try stack.emitted()) == Set(stack.expected), "the file output, beside the slow one, has every record")
     }
 
