@@ -126,6 +126,11 @@ public actor CredentialChain: CredentialProvider {
         if env["AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"] != nil || env["AWS_CONTAINER_CREDENTIALS_FULL_URI"] != nil {
             return try await container(env)
         }
+        if IMDS.disabled(env) {
+            throw CredentialsError(
+                message: "no AWS credentials: none in the environment, no web identity, no profile '\(profileName)', "
+                    + "no container endpoint, and the instance metadata service is disabled (AWS_EC2_METADATA_DISABLED)")
+        }
         do {
             return try await imds()
         } catch {
@@ -219,6 +224,12 @@ public actor CredentialChain: CredentialProvider {
 
 /// EC2 instance metadata, IMDSv2 (a session token first).
 public enum IMDS {
+    /// Whether `AWS_EC2_METADATA_DISABLED` is `true` (any case), as the AWS SDKs and CLI read it: then
+    /// neither credentials nor the region are looked up there.
+    public static func disabled(_ environment: [String: String] = ProcessInfo.processInfo.environment) -> Bool {
+        environment["AWS_EC2_METADATA_DISABLED"]?.lowercased() == "true"
+    }
+
     static func token(_ http: HTTPClient, _ base: String) async throws -> String? {
         let r = try await http.send(HTTPRequest(method: "PUT", url: base + "/latest/api/token", headers: [("X-aws-ec2-metadata-token-ttl-seconds", "21600")]), timeout: 2)
         return r.status == 200 ? String(decoding: r.body, as: UTF8.self) : nil

@@ -72,8 +72,11 @@ public enum Bootstrap {
             let parts = host.split(separator: ".")
             if parts.count >= 4, parts[0] == "sqs" { return String(parts[1]) }
         }
-        if let r = try? await IMDS.region(http, endpoint: environment["AWS_EC2_METADATA_SERVICE_ENDPOINT"]) { return r }
-        throw ConfigError(file: c.file, key: "input.aws_region", message: "no region: set input.aws_region, AWS_REGION or a profile region")
+        if !IMDS.disabled(environment), let r = try? await IMDS.region(http, endpoint: environment["AWS_EC2_METADATA_SERVICE_ENDPOINT"]) { return r }
+        throw ConfigError(
+            file: c.file, key: "input.aws_region",
+            message: "no region: set input.aws_region, AWS_REGION or a profile region"
+                + (IMDS.disabled(environment) ? " (instance metadata is disabled by AWS_EC2_METADATA_DISABLED)" : ""))
     }
 
     /// What `-b` names: `s3://bucket[/prefix]`, a bucket name, or a local copy (a directory path or

@@ -96,6 +96,9 @@ public struct Config: Sendable {
     }
 
     public var file: String
+    /// `path.data`: what relative `journal.path` and `output.file.path` are resolved against (default:
+    /// the configuration file's directory, so a journal never depends on the working directory).
+    public var dataPath: String?
     public var input = Input()
     public var journal = JournalSection()
     public var fileOutput: FileOutputSection?
@@ -138,7 +141,8 @@ public struct Config: Sendable {
 
     /// Every key the configuration accepts, for unknown-key errors and suggestions.
     static let known: [String: Set<String>] = [
-        "": ["input", "journal", "output", "logging", "shutdown_timeout", "spot_interruption", "http", "filter"],
+        "": ["input", "journal", "output", "logging", "shutdown_timeout", "spot_interruption", "http", "filter", "path"],
+        "path": ["data"],
         "filter": ["include", "exclude", "drop_fields"],
         "http": ["enabled", "host", "port"],
         "input": ["sqs_url", "aws_region", "num_queue_fetch", "sleep_time", "no_purge", "endpoint", "path_style", "visibility_timeout",
@@ -319,6 +323,20 @@ public struct Config: Sendable {
         if flat.keys.contains("filter") { c.filter = try r.filter(flat["filter"]!, at: "filter") }
         c.shutdownTimeout = try r.seconds(flat, "", "shutdown_timeout", in: 0...86400) ?? 30
         c.spotInterruption = try r.bool(flat, "", "spot_interruption") ?? false
+        if let p = try r.section(flat, "path") {
+            try r.checkKeys(p, at: "path")
+            c.dataPath = try r.string(p, "path", "data")
+        }
+        // Relative paths: against path.data, else the configuration file's directory (not the working
+        // directory, which is / under systemd and anything at all for `journal status`).
+        let here = URL(fileURLWithPath: FileManager.default.currentDirectoryPath, isDirectory: true)
+        let base = URL(
+            fileURLWithPath: c.dataPath ?? URL(fileURLWithPath: file, relativeTo: here).deletingLastPathComponent().path, isDirectory: true, relativeTo: here)
+        func resolve(_ path: String) -> String {
+            path.hasPrefix("/") ? path : URL(fileURLWithPath: path, relativeTo: base).standardizedFileURL.path
+        }
+        c.journal.path = resolve(c.journal.path)
+        if let f = c.fileOutput { c.fileOutput?.path = resolve(f.path) }
         if c.fileOutput == nil && c.console == nil && c.elasticsearch == nil && c.logstash == nil && c.redis == nil {
             throw ConfigError(file: file, key: "output", message: "no output is configured: add output.file, output.console, output.elasticsearch, output.logstash or output.redis")
         }

@@ -196,6 +196,11 @@ struct MotoTests {
         settings.imdsEndpoint = moto.url
         let creds = try await CredentialChain(settings: settings, http: http).credentials()
         #expect(creds.source.hasPrefix("instance metadata") && !creds.accessKeyID.isEmpty && creds.sessionToken != nil)
+        // AWS_EC2_METADATA_DISABLED=true, as for the AWS CLI: the same metadata service is not asked.
+        settings.environment["AWS_EC2_METADATA_DISABLED"] = "True"
+        await #expect { _ = try await CredentialChain(settings: settings, http: http).credentials() } throws: {
+            "\($0)".contains("instance metadata service is disabled (AWS_EC2_METADATA_DISABLED)")
+        }
     }
 
     @Test func aWrongSecretFailsFastAsAuthAndSecretsStayOutOfErrors() async throws {

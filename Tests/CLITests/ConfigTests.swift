@@ -135,6 +135,11 @@ struct ConfigTests {
         defer { imds.stop() }
         let local = "http://127.0.0.1:9324/queue/trail"  // a queue URL that names no region
         #expect(try await Bootstrap.region(try config(nil, local), http: http, environment: empty.merging(["AWS_EC2_METADATA_SERVICE_ENDPOINT": imds.url]) { $1 }) == "eu-north-1")
+        // AWS_EC2_METADATA_DISABLED=true: the metadata service that answers above is not asked.
+        let disabled = empty.merging(["AWS_EC2_METADATA_SERVICE_ENDPOINT": imds.url, "AWS_EC2_METADATA_DISABLED": "true"]) { $1 }
+        await #expect { _ = try await Bootstrap.region(try config(nil, local), http: http, environment: disabled) } throws: {
+            "\($0)".contains("input.aws_region") && "\($0)".contains("AWS_EC2_METADATA_DISABLED")
+        }
         let nowhere = empty.merging(["AWS_EC2_METADATA_SERVICE_ENDPOINT": "http://127.0.0.1:\(freePort())"]) { $1 }
         await #expect { _ = try await Bootstrap.region(try config(nil, local), http: http, environment: nowhere) } throws: {
             "\($0)".contains("input.aws_region") && "\($0)".contains("no region")

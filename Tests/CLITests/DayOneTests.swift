@@ -31,6 +31,26 @@ struct DayOneTests {
         #expect((s.stdout + s.stderr).contains("\(dir)/by-default"), "the default path was taken: \(s.stdout)\(s.stderr)")
     }
 
+    /// A relative journal.path is the configuration file's neighbour, wherever the binary runs from,
+    /// and `journal status` prints where it is; `path.data` moves every relative path.
+    @Test func relativePathsAreRelativeToTheConfigurationFile() throws {
+        let dir = temporaryDirectory("relative")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try FileManager.default.createDirectory(atPath: dir + "/copy", withIntermediateDirectories: true)
+        let config = dir + "/etc/c.yml"
+        try FileManager.default.createDirectory(atPath: dir + "/etc", withIntermediateDirectories: true)
+        try "journal.path: data/journal\noutput:\n  file:\n    path: data/events\n".write(toFile: config, atomically: true, encoding: .utf8)
+        let cwd = FileManager.default.currentDirectoryPath
+        #expect(try run(["-c", config, "-b", dir + "/copy"]).status == 0)
+        #expect(FileManager.default.fileExists(atPath: dir + "/etc/data/journal/data.mdb"), "the journal is beside the configuration")
+        #expect(!FileManager.default.fileExists(atPath: cwd + "/data/journal"), "not in the working directory")
+        let status = try run(["journal", "status", "-c", config])
+        #expect(status.stdout.hasPrefix("journal    \(dir)/etc/data/journal "), "\(status.stdout)")
+        try "path.data: \(dir)/var\njournal.path: j\noutput:\n  file:\n    path: events\n".write(toFile: config, atomically: true, encoding: .utf8)
+        #expect(try run(["-c", config, "-b", dir + "/copy"]).status == 0)
+        #expect(FileManager.default.fileExists(atPath: dir + "/var/j/data.mdb"), "path.data moves relative paths")
+    }
+
     @Test(arguments: ["/tmp/ctb-no-such-dir-\(UUID().uuidString)", "file:///tmp/ctb-no-such-dir-\(UUID().uuidString)", "./typo", "not/a-bucket"])
     func aBackfillOfAMissingDirectoryIsAnError(target: String) throws {
         let dir = temporaryDirectory("typo")
