@@ -61,6 +61,8 @@ public final class Engine: Service, @unchecked Sendable {
         var visibleAgainBy: Date
     }
     private var lastPollEmpty = false
+    /// ReceiveMessage calls that failed in a row, across receivers (for the backoff and --drain).
+    private var receiveFailures = 0
     private var lastReceive = Date.distantPast
     public private(set) var counters = Counters()
 
@@ -228,13 +230,30 @@ public final class Engine: Service, @unchecked Sendable {
             do {
                 messages = try await sqs.receive(max: config.input.numQueueFetch, waitSeconds: config.input.waitTime, visibilityTimeout: config.input.visibilityTimeout)
             } catch let e as AWSError {
-                logger.error("SQS ReceiveMessage failed", metadata: ["error": "\(e)"], source: LogStage.receive.rawValue)
-                // A daemon waits for credentials or a policy to be fixed; a one-shot --drain run cannot
-                // finish without the queue, so it ends with the error instead of retrying for ever.
-                if options.drain && e.kind == .auth { throw e }
-                try await Task.sleep(nanoseconds: e.kind == .auth ? 10_000_000_000 : 2_000_000_000)
+                // A one-shot --drain run cannot finish without the queue: an error no retry can mend (a
+                // refused credential or policy, a queue that does not exist, a request SQS rejects) ends it
+                // at once, and a network or server error after a few rounds. A daemon waits for it to be
+                // fixed, backing off exponentially (1 s doubling to 5 min) and saying what it waits for.
+                let permanent = e.kind == .auth || e.kind == .notFound || e.kind == .client
+                let failures = lock.withLock {
+                    receiveFailures += 1
+                    return receiveFailures
+                }
+                if options.drain && (permanent || failures >= 3 * config.input.workers) { throw e }
+                let wait = min(300, pow(2, Double(min((failures - 1) / config.input.workers, 9))))
+                if worker == 0 || failures == 1 {
+                    logger.error(
+                        "SQS ReceiveMessage failed; retrying in \(Int(wait))s", metadata: ["error": "\(e)", "failures": "\(failures)"],
+                        source: LogStage.receive.rawValue)
+                }
+                try await Task.sleep(nanoseconds: UInt64(wait * Double.random(in: 0.8...1.0) * 1e9))
                 continue
             }
+            let recovered = lock.withLock {
+                defer { receiveFailures = 0 }
+                return receiveFailures > 0
+            }
+            if recovered { logger.info("SQS ReceiveMessage answers again", source: LogStage.receive.rawValue) }
             if messages.isEmpty {
                 lock.withLock { lastPollEmpty = true }
                 if config.input.sleepTime > 0 { try await Task.sleep(nanoseconds: UInt64(config.input.sleepTime * 1e9)) }

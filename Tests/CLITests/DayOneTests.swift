@@ -167,3 +167,55 @@ struct DurationTests {
         }
     }
 }
+
+/// Receive errors: a one-shot run stops on what no retry mends, a daemon backs off and says so.
+@Suite("Receive errors", .serialized)
+struct ReceiveErrorTests {
+    @Test func aDrainRunAgainstAQueueThatDoesNotExistEndsWithExit1() throws {
+        let stack = try Stack(objects: 1, bad: false) { text in
+            text = text.replacingOccurrences(of: "/cloudtrail-queue\n", with: "/no-such-queue\n")
+        }
+        let began = Date()
+        let (status, _) = try stack.run(["-c", stack.config, "--drain"])
+        let log = try String(contentsOfFile: stack.dir.sub("engine.log"), encoding: .utf8)
+        #expect(status == 1, "\(log.suffix(500))")
+        #expect(log.contains("stopped: ") && (log.contains("NonExistentQueue") || log.contains("QueueDoesNotExist")), "\(log.suffix(500))")
+        #expect(Date().timeIntervalSince(began) < 30, "at once, not after retries")
+    }
+
+    @Test func aRefusedPortEndsADrainRunAndADaemonBacksOff() throws {
+        let dir = temporaryDirectory("refused")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let port = freePort()
+        let config = dir + "/c.yml"
+        try """
+            input:
+              sqs_url: http://127.0.0.1:\(port)/123456789012/q
+              endpoint: http://127.0.0.1:\(port)
+              aws_region: us-east-1
+              workers: 2
+              wait_time: 1
+            journal.path: \(dir)/j
+            output:
+              console: {}
+            """.write(toFile: config, atomically: true, encoding: .utf8)
+        var env = ProcessInfo.processInfo.environment
+        env["AWS_ACCESS_KEY_ID"] = "AKIAREFUSED"
+        env["AWS_SECRET_ACCESS_KEY"] = "refused"
+        env["AWS_MAX_ATTEMPTS"] = "1"
+        env["SWIFT_BACKTRACE"] = "enable=no"
+        let drain = try ChildProcess(binary(), ["-c", config, "--drain"], environment: env, stderrPath: dir + "/drain.log")
+        _ = drain.readAll()
+        let end = drain.wait()
+        let drainLog = (try? String(contentsOfFile: dir + "/drain.log", encoding: .utf8)) ?? ""
+        #expect(end.exited && end.code == 1 && drainLog.contains("stopped: "), "\(drainLog.suffix(400))")
+        // The daemon: waits that grow, one line per wait (not one per receiver every 2 s).
+        let daemon = try ChildProcess(binary(), ["-c", config], environment: env, stderrPath: dir + "/daemon.log")
+        usleep(9_000_000)
+        daemon.kill(SIGTERM)
+        _ = daemon.wait()
+        let lines = ((try? String(contentsOfFile: dir + "/daemon.log", encoding: .utf8)) ?? "").split(separator: "\n").filter { $0.contains("SQS ReceiveMessage failed") }
+        #expect(lines.count >= 3 && lines.count <= 8, "\(lines.count) lines in 9 s: \(lines.joined(separator: "\n"))")
+        #expect(lines.first?.contains("retrying in 1s") == true && lines.contains { $0.contains("retrying in 4s") }, "the waits double: \(lines.joined(separator: "\n"))")
+    }
+}
