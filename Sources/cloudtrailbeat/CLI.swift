@@ -10,8 +10,34 @@ struct CloudTrailBeat: AsyncParsableCommand {
         commandName: "cloudtrailbeat",
         abstract: "A crash-safe shipper of AWS CloudTrail logs.",
         version: "cloudtrailbeat \(Release.version)",
-        subcommands: [Run.self, JournalCommand.self, VersionCommand.self],
+        subcommands: [Run.self, JournalCommand.self, TestCommand.self, VersionCommand.self],
         defaultSubcommand: Run.self)
+}
+
+/// `cloudtrailbeat test config`: check a configuration before running it.
+struct TestCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "test", abstract: "Check before you run.", subcommands: [ConfigCheckCommand.self])
+
+    struct ConfigCheckCommand: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "config",
+            abstract: "Parse and validate the configuration, resolve the region and the credentials, and print the effective settings (secrets masked).",
+            discussion: "Exit 0 when a run could start with it, 1 otherwise.")
+
+        @Option(name: .customShort("c"), help: "The configuration file.")
+        var config: String = "cloudtrailbeat.yml"
+
+        func run() async throws {
+            let c = try loadConfig(config)
+            let report = await ConfigCheck.run(c)
+            print(report.lines.joined(separator: "\n"))
+            if !report.problems.isEmpty {
+                for p in report.problems { FileHandle.standardError.write(Data("cloudtrailbeat: \(p)\n".utf8)) }
+                throw ExitCode(1)
+            }
+            print("config OK")
+        }
+    }
 }
 
 /// `cloudtrailbeat version`: the same line as `--version`.

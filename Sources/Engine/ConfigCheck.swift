@@ -1,0 +1,92 @@
+import AWS
+import Codecs
+import Foundation
+import HTTP
+import Stages
+
+/// `cloudtrailbeat test config`: the configuration as the engine would use it — parsed, validated,
+/// with the region and the credentials resolved — printed for people, secrets masked.
+public enum ConfigCheck {
+    public struct Report: Sendable {
+        /// The effective settings, one `key: value` line each, secrets masked.
+        public var lines: [String]
+        /// Problems that would stop a run (no region, no credentials), one sentence each.
+        public var problems: [String]
+    }
+
+    /// Checks `c`; AWS is consulted only when the configuration needs it (queue mode, `role_arn`).
+    public static func run(_ c: Config, environment: [String: String] = ProcessInfo.processInfo.environment) async -> Report {
+        var lines = ["configuration: \(c.file)"]
+        var problems: [String] = []
+        func add(_ key: String, _ value: Any?) { if let value { lines.append("\(key): \(value)") } }
+        add("path.data", c.dataPath)
+        add("journal.path", c.journal.path)
+        add("journal.max_size", ByteCountFormatter.string(fromByteCount: Int64(c.journal.maxSize), countStyle: .binary))
+        add("journal.done_retention", "\(c.journal.doneRetentionSeconds)s")
+        if c.hasInputSection || c.input.sqsURL != nil {
+            add("input.sqs_url", c.input.sqsURL)
+            add("input.endpoint", c.input.endpoint)
+            add("input.visibility_timeout", "\(c.input.visibilityTimeout)s")
+            add("input.wait_time", "\(c.input.waitTime)s")
+            add("input.workers", c.input.workers)
+            add("input.max_receive_count", c.input.maxReceiveCount)
+            add("input.profile", c.input.profile)
+            add("input.role_arn", c.input.roleARN)
+            add("input.external_id", c.input.externalID.map(mask))
+        }
+        add("filter", c.filter.map(describe))
+        for name in c.outputNames {
+            let codec = c.codec(forOutput: name)
+            var text = "codec \(codec.kind.rawValue)\(codec.eventOriginal ? " (event.original)" : "")"
+            if let f = c.filter(forOutput: name) { text += ", filter \(describe(f))" }
+            switch name {
+            case "file": text += ", path \(c.fileOutput!.path)"
+            case "elasticsearch":
+                let e = c.elasticsearch!
+                text += ", hosts \(e.hosts), index \(e.index)"
+                if let u = e.username { text += ", username \(u), password \(e.password.map(mask) ?? "-")" }
+                if let k = e.apiKey { text += ", api_key \(mask(k))" }
+            case "logstash": text += ", hosts \(c.logstash!.hosts)"
+            case "redis":
+                let r = c.redis!
+                text += ", hosts \(r.hosts), key \(r.key)" + (r.password.map { ", password \(mask($0))" } ?? "")
+            default: break
+            }
+            lines.append("output.\(name): \(text)")
+        }
+        if c.input.sqsURL != nil || c.input.roleARN != nil {
+            let http = HTTPClient()
+            do {
+                let region = try await Bootstrap.region(c, http: http, environment: environment)
+                lines.append("region: \(region)")
+                var settings = CredentialChain.Settings()
+                settings.environment = environment
+                settings.profile = c.input.profile
+                settings.region = region
+                settings.stsEndpoint = AWSSettings.endpoint(service: "sts", configured: c.input.endpoint)
+                var provider: any CredentialProvider = CredentialChain(settings: settings, http: http)
+                if let role = c.input.roleARN {
+                    provider = AssumedRoleProvider(base: provider, roleArn: role, externalID: c.input.externalID, http: http, region: region, endpoint: settings.stsEndpoint)
+                }
+                let credentials = try await provider.credentials()
+                lines.append("credentials: \(credentials.source), access key \(mask(credentials.accessKeyID))")
+            } catch {
+                problems.append("\(error)")
+            }
+        }
+        return Report(lines: lines, problems: problems)
+    }
+
+    /// The first four characters and a mask: enough to tell keys apart, not to use them.
+    static func mask(_ secret: String) -> String {
+        secret.count <= 4 ? "****" : String(secret.prefix(4)) + String(repeating: "*", count: min(12, secret.count - 4))
+    }
+
+    static func describe(_ f: RecordFilter) -> String {
+        var parts: [String] = []
+        if !f.include.isEmpty { parts.append("\(f.include.count) include rule(s)") }
+        if !f.exclude.isEmpty { parts.append("\(f.exclude.count) exclude rule(s)") }
+        if !f.dropFields.isEmpty { parts.append("drop_fields \(f.dropFields.map { $0.joined(separator: ".") })") }
+        return parts.isEmpty ? "none" : parts.joined(separator: ", ")
+    }
+}
