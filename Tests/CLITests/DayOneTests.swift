@@ -84,6 +84,21 @@ struct DayOneTests {
         #expect(r.stderr.contains("--since 2026-12-01 is after --until 2026-01-01"), "\(r.stderr)")
     }
 
+    /// `test config` says what a run would lack, and exits 1.
+    @Test func testConfigFailsWithoutCredentials() throws {
+        let dir = TempDir("testconfig")
+        try "input.sqs_url: https://sqs.eu-west-1.amazonaws.com/123456789012/q\noutput.elasticsearch:\n  hosts: [\"http://es:9200\"]\n  username: elastic\n  password: s3cret-password\n"
+            .write(toFile: dir.sub("c.yml"), atomically: true, encoding: .utf8)
+        let env = ["HOME": "/nonexistent", "PATH": "/usr/bin:/bin", "AWS_EC2_METADATA_DISABLED": "true", "AWS_CONFIG_FILE": "/nonexistent", "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent"]
+        let p = try ChildProcess(binary(), ["test", "config", "-c", dir.sub("c.yml")], environment: env, stderrPath: dir.sub("err"))
+        let out = p.readAll()
+        let end = p.wait()
+        let err = (try? String(contentsOfFile: dir.sub("err"), encoding: .utf8)) ?? ""
+        #expect(end.exited && end.code == 1, "\(out)\(err)")
+        #expect(out.contains("region: eu-west-1") && out.contains("password s3cr****") && !out.contains("s3cret-password"), "\(out)")
+        #expect(err.contains("no AWS credentials") && !out.contains("config OK"), "\(err)")
+    }
+
     @Test func versionAndDashDashVersion() throws {
         for args in [["version"], ["--version"]] {
             let r = try run(args)

@@ -3,6 +3,10 @@ import Testing
 import TestSupport
 import Yams
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 @testable import Engine
 
 @Suite("Shipped documents are valid")
@@ -37,6 +41,53 @@ struct DocsTests {
     @Test func theExampleConfigurationLoads() throws {
         let c = try Config.parse(try text("cloudtrailbeat.example.yml"), file: "cloudtrailbeat.example.yml")
         #expect(c.input.sqsURL != nil && c.fileOutput != nil && c.journal.maxSize == 4 << 30)
+    }
+
+    /// The example claims to show every default: with every commented-out line put back, each value it
+    /// shows for a setting that has a default is that default (hosts, paths, names and secrets have none).
+    @Test func theExampleShowsTheRealDefaults() throws {
+        var lines: [String] = []
+        for raw in try text("cloudtrailbeat.example.yml").split(separator: "\n", omittingEmptySubsequences: false) {
+            var line = String(raw)
+            while let r = line.range(of: "# "), line[..<r.lowerBound].allSatisfy({ $0 == " " }) { line.removeSubrange(r) }
+            // Put back commented-out settings (`key: value`, `- item`), not prose.
+            let body = line.trimmingCharacters(in: .whitespaces)
+            let setting = body.hasPrefix("- ") || body.range(of: #"^[A-Za-z_][A-Za-z0-9_.]*:( |$)"#, options: .regularExpression) != nil
+            lines.append(setting ? line : "")
+        }
+        setenv("ES_PASSWORD", "example", 1)
+        setenv("REDIS_PASSWORD", "example", 1)
+        let shown = try Config.parse(lines.joined(separator: "\n"), file: "cloudtrailbeat.example.yml (uncommented)")
+        let defaults = try Config.parse("""
+            input: {sqs_url: "https://sqs.us-east-1.amazonaws.com/1/q"}
+            output:
+              file: {path: x}
+              console: {}
+              elasticsearch: {hosts: [h]}
+              logstash: {hosts: [h]}
+              redis: {hosts: [h]}
+            """, file: "defaults")
+        var mismatches: [String] = []
+        func compare(_ section: String, _ a: Any?, _ b: Any?, skip: Set<String>) {
+            guard let a, let b else { return mismatches.append("\(section): missing") }
+            let expected = Dictionary(uniqueKeysWithValues: Mirror(reflecting: b).children.compactMap { c in c.label.map { ($0, "\(c.value)") } })
+            for child in Mirror(reflecting: a).children {
+                guard let label = child.label, !skip.contains(label) else { continue }
+                if "\(child.value)" != expected[label] { mismatches.append("\(section).\(label): the example shows \(child.value), the default is \(expected[label] ?? "-")") }
+            }
+        }
+        compare("input", shown.input, defaults.input, skip: ["sqsURL", "region", "endpoint", "pathStyle", "profile", "roleARN", "externalID"])
+        compare("journal", shown.journal, defaults.journal, skip: ["path"])
+        compare("output.file", shown.fileOutput, defaults.fileOutput, skip: ["path"])
+        compare("output.console", shown.console, defaults.console, skip: [])
+        compare("output.elasticsearch", shown.elasticsearch, defaults.elasticsearch, skip: ["hosts", "username", "password", "apiKey", "caFile"])
+        compare("output.logstash", shown.logstash, defaults.logstash, skip: ["hosts", "tls"])
+        compare("output.redis", shown.redis, defaults.redis, skip: ["hosts", "password", "tls"])
+        compare("logging", shown.logging, defaults.logging, skip: [])
+        #expect(shown.shutdownTimeout == defaults.shutdownTimeout && shown.spotInterruption == defaults.spotInterruption)
+        #expect("\(shown.http)" == "\(defaults.http)", "http: \(shown.http) vs \(defaults.http)")
+        #expect(shown.codec(forOutput: "file") == defaults.codec(forOutput: "file"), "the file output's codec shown is the default")
+        #expect(mismatches == [], "\(mismatches.joined(separator: "\n"))")
     }
 
     /// The example claims to list every key: each key the parser accepts appears in it, under its section.
