@@ -65,6 +65,20 @@ public enum Bootstrap {
         return out
     }
 
+    /// The credential chain for `input` (profile, STS endpoint), with `input.role_arn` assumed on top.
+    static func credentialProvider(
+        _ c: Config, region: String, http: HTTPClient, environment: [String: String] = ProcessInfo.processInfo.environment
+    ) -> any CredentialProvider {
+        var settings = CredentialChain.Settings()
+        settings.environment = environment
+        settings.profile = c.input.profile
+        settings.region = region
+        settings.stsEndpoint = AWSSettings.endpoint(service: "sts", configured: c.input.endpoint)
+        let chain = CredentialChain(settings: settings, http: http)
+        guard let role = c.input.roleARN else { return chain }
+        return AssumedRoleProvider(base: chain, roleArn: role, externalID: c.input.externalID, http: http, region: region, endpoint: settings.stsEndpoint)
+    }
+
     /// The region: configuration, environment, profile, the queue URL's host, or instance metadata.
     static func region(_ c: Config, http: HTTPClient, environment: [String: String] = ProcessInfo.processInfo.environment) async throws -> String {
         if let r = AWSSettings.region(configured: c.input.region, environment: environment) { return r }
@@ -153,14 +167,7 @@ public enum Bootstrap {
             throw ConfigError(file: c.file, key: "input.sqs_url", message: request == nil ? "missing: the SQS queue that receives the CloudTrail notifications" : "missing: --enqueue sends notifications to input.sqs_url")
         }
         let region = try await region(c, http: http)
-        var settings = CredentialChain.Settings()
-        settings.profile = c.input.profile
-        settings.region = region
-        settings.stsEndpoint = AWSSettings.endpoint(service: "sts", configured: c.input.endpoint)
-        var credentials: any CredentialProvider = CredentialChain(settings: settings, http: http)
-        if let role = c.input.roleARN {
-            credentials = AssumedRoleProvider(base: credentials, roleArn: role, externalID: c.input.externalID, http: http, region: region, endpoint: settings.stsEndpoint)
-        }
+        let credentials = credentialProvider(c, region: region, http: http)
         let sqsEndpoint = AWSSettings.endpoint(service: "sqs", configured: c.input.endpoint)
             ?? (queue.isEmpty ? "https://sqs.\(region).amazonaws.com" : nil)
             ?? URL(string: queue).flatMap { u in u.host.map { "\(u.scheme ?? "https")://\($0)\(u.port.map { ":\($0)" } ?? "")" } }

@@ -59,16 +59,7 @@ public enum ConfigCheck {
             do {
                 let region = try await Bootstrap.region(c, http: http, environment: environment)
                 lines.append("region: \(region)")
-                var settings = CredentialChain.Settings()
-                settings.environment = environment
-                settings.profile = c.input.profile
-                settings.region = region
-                settings.stsEndpoint = AWSSettings.endpoint(service: "sts", configured: c.input.endpoint)
-                var provider: any CredentialProvider = CredentialChain(settings: settings, http: http)
-                if let role = c.input.roleARN {
-                    provider = AssumedRoleProvider(base: provider, roleArn: role, externalID: c.input.externalID, http: http, region: region, endpoint: settings.stsEndpoint)
-                }
-                let credentials = try await provider.credentials()
+                let credentials = try await Bootstrap.credentialProvider(c, region: region, http: http, environment: environment).credentials()
                 lines.append("credentials: \(credentials.source), access key \(mask(credentials.accessKeyID))")
             } catch {
                 problems.append("\(error)")
