@@ -40,7 +40,8 @@ public struct EventEncoder {
     public let options: CodecOptions
     public let filter: RecordFilter?
     let builder: EventBuilder
-    let object: ObjectContext
+    /// Only the mapping codecs need it (nil for `cloudtrail`).
+    let object: ObjectContext?
     private var tree = RecordTree()
     private var rewritten: [UInt8] = []
     private var writer = JSONWriter(capacity: 4096)
@@ -49,7 +50,7 @@ public struct EventEncoder {
         self.options = options
         self.filter = filter?.isEmpty == true ? nil : filter
         builder = EventBuilder(bucket: bucket, key: key, receivedAt: receivedAt)
-        object = ObjectContext(bucket: bucket, key: key)
+        object = options.kind == .cloudtrail ? nil : ObjectContext(bucket: bucket, key: key)
     }
 
     /// Appends the record's event to `out` and says what it is; nil when the filter drops the record
@@ -94,10 +95,10 @@ public struct EventEncoder {
             out.reserveCapacity(out.count + record.bytes.count + 640)
             return builder.append(record, to: &out)
         case .ecs:
-            var mapper = ECSMapper(tree: tree, builder: builder, object: object, record: record, eventOriginal: options.eventOriginal)
+            var mapper = ECSMapper(tree: tree, builder: builder, object: object!, record: record, eventOriginal: options.eventOriginal)
             return writing(into: &out, record) { mapper.write(into: &$0) }
         case .ocsf:
-            var mapper = OCSFMapper(tree: tree, builder: builder, object: object, record: record)
+            var mapper = OCSFMapper(tree: tree, builder: builder, object: object!, record: record)
             return writing(into: &out, record) { mapper.write(into: &$0) }
         }
     }

@@ -47,9 +47,9 @@ public struct EventBuilder: Sendable {
         self.bucket = bucket
         self.key = key
         var s3 = Array(",\"s3\":{\"bucket\":\"".utf8)
-        EventBuilder.appendJSONString(bucket, to: &s3)
+        JSONText.appendEscaped(bucket, to: &s3)
         s3 += Array("\",\"key\":\"".utf8)
-        EventBuilder.appendJSONString(key, to: &s3)
+        JSONText.appendEscaped(key, to: &s3)
         s3 += Array("\"}".utf8)
         suffix = s3 + Array("}".utf8)
         fallbackSuffix = s3 + Array(",\"tags\":[\"".utf8) + Array(EventBuilder.fallbackTag.utf8) + Array("\"]}".utf8)
@@ -129,12 +129,6 @@ public struct EventBuilder: Sendable {
             i += 1
         }
         return nil
-    }
-
-    /// Appends a JSON string literal (with quotes' contents escaped; no surrounding quotes).
-    static func appendJSONString(_ s: String, to out: inout [UInt8]) {
-        var s = s
-        s.withUTF8 { JSONText.appendEscaped(UnsafeRawBufferPointer($0), to: &out) }
     }
 }
 

@@ -299,7 +299,8 @@ public struct RecordTree {
 public enum JSONText {
     /// Appends `s` as the contents of a JSON string (escaped; no quotes).
     public static func appendEscaped(_ s: String, to out: inout [UInt8]) {
-        EventBuilder.appendJSONString(s, to: &out)
+        var s = s
+        s.withUTF8 { appendEscaped(UnsafeRawBufferPointer($0), to: &out) }
     }
 
     /// Appends UTF-8 bytes as the contents of a JSON string, escaping quotes, backslashes and control

@@ -58,16 +58,7 @@ struct CodecFilterTests {
         }
         #expect(kept.count > 100 && dropped.count > 100, "the corpus exercises both sides (\(kept.count) kept, \(dropped.count) dropped)")
 
-        var rng = SplitMix64(seed: UInt64(Date().timeIntervalSince1970))
-        var kills = 0
-        for round in 0..<20 {
-            let p = try stack.start(["-c", stack.config])
-            usleep(UInt32.random(in: 30_000...900_000, using: &rng))
-            p.kill()
-            let end = p.wait()
-            #expect(!end.exited, "round \(round): the engine exited by itself")
-            kills += 1
-        }
+        let kills = try stack.killAtRandomMoments(20)
         let (status, _) = try stack.run(["-c", stack.config, "--drain"])
         #expect(status == 0)
         let got = try events(in: stack.dir.sub("out"))

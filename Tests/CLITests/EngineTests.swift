@@ -99,6 +99,23 @@ struct Stack {
         return counts
     }
 
+    /// Starts the daemon and SIGKILLs it 30–900 ms later, `rounds` times, calling `afterEach` after each
+    /// kill; every round must end by the kill (the daemon never exits by itself). Returns the kills.
+    func killAtRandomMoments(_ rounds: Int, afterEach: () throws -> Void = {}) throws -> Int {
+        var rng = SplitMix64(seed: UInt64(Date().timeIntervalSince1970))
+        var kills = 0
+        for round in 0..<rounds {
+            let p = try start(["-c", config])
+            usleep(UInt32.random(in: 30_000...900_000, using: &rng))
+            p.kill()
+            let end = p.wait()
+            #expect(!end.exited, "round \(round): the engine exited by itself")
+            kills += 1
+            try afterEach()
+        }
+        return kills
+    }
+
     func queueCount() throws -> Int {
         let script = """
             import boto3; c = boto3.client('sqs', endpoint_url='\(moto.url)', region_name='us-east-1')
@@ -160,18 +177,10 @@ struct EngineTests {
             text = text.replacingOccurrences(of: "  workers: 2\n", with: "  workers: 2\n  max_receive_count: 0\n")
             text = text.replacingOccurrences(of: "  visibility_timeout: 30\n", with: "  visibility_timeout: 3\n")
         }
-        var rng = SplitMix64(seed: UInt64(Date().timeIntervalSince1970))
-        var kills = 0
         var fetchedGets: [String: Int] = [:]  // GET count of objects whose fetch was committed, when it was
         // CTB_KILL_ROUNDS makes a longer run (scripts/kill-loop); the suite's default is 55.
         let rounds = Int(ProcessInfo.processInfo.environment["CTB_KILL_ROUNDS"] ?? "") ?? 55
-        for round in 0..<rounds {
-            let p = try stack.start(["-c", stack.config])
-            usleep(UInt32.random(in: 30_000...900_000, using: &rng))
-            p.kill()
-            let end = p.wait()
-            #expect(!end.exited, "round \(round): the engine exited by itself")
-            kills += 1
+        let kills = try stack.killAtRandomMoments(rounds) {
             // The journal opens after every kill; objects fetched so far must never be downloaded again.
             var options = Journal.Options()
             options.readOnly = true
