@@ -26,6 +26,9 @@ public struct AWSError: Error, Sendable, CustomStringConvertible {
         public static let network = Kind("network")
         /// A request the service rejected as invalid (4xx): never retried.
         public static let client = Kind("client")
+        /// No credentials to sign with: the provider failed (instance metadata or STS unreachable, a
+        /// token file being rotated, an SSO session expired). Retried with backoff: they may come back.
+        public static let credentials = Kind("credentials")
         public var description: String { name }
     }
 
@@ -48,7 +51,7 @@ public struct AWSError: Error, Sendable, CustomStringConvertible {
         self.operation = operation
     }
 
-    public var isRetryable: Bool { kind == .throttled || kind == .server || kind == .network }
+    public var isRetryable: Bool { kind == .throttled || kind == .server || kind == .network || kind == .credentials }
     public var isExpiredToken: Bool { ["ExpiredToken", "ExpiredTokenException", "RequestExpired", "TokenRefreshRequired"].contains(code) }
 
     public var description: String {

@@ -107,10 +107,17 @@ public struct AWSService: Sendable {
         var attempt = 0
         while true {
             attempt += 1
-            let creds = try await credentials?.credentials()
             let error: AWSError
             var retryAfter: String?
             do {
+                let creds: Credentials?
+                do {
+                    creds = try await credentials?.credentials()
+                } catch let e as CredentialsError {
+                    // Not the request's fault: a kind of its own, retried like a network error.
+                    throw AWSError(kind: .credentials, code: "CredentialsUnavailable", message: e.message, requestID: nil, status: nil,
+                                   service: service, operation: call.operation)
+                }
                 switch try await perform(build(call, credentials: creds)) {
                 case .ok(let value): return value
                 case .failed(let head, let body):
@@ -119,10 +126,17 @@ public struct AWSService: Sendable {
                 }
             } catch let e as HTTPTransportError {
                 error = AWSError(kind: .network, code: "NetworkError", message: e.description, requestID: nil, status: nil, service: service, operation: call.operation)
+            } catch let e as AWSError where e.kind == .credentials {
+                error = e
             }
             if error.isExpiredToken, !refreshed, let provider = credentials {
                 refreshed = true
-                _ = try await provider.refresh()
+                do {
+                    _ = try await provider.refresh()
+                } catch let e as CredentialsError {
+                    throw AWSError(kind: .credentials, code: "CredentialsUnavailable", message: e.message, requestID: nil, status: nil,
+                                   service: service, operation: call.operation)
+                }
                 continue
             }
             guard error.isRetryable, attempt < retry.maxAttempts else { throw error }

@@ -27,37 +27,59 @@ public struct StaticCredentialProvider: CredentialProvider {
 public struct SharedConfigFiles: Sendable {
     /// Profile name → key → value, credentials file over config file.
     public var profiles: [String: [String: String]] = [:]
+    /// Profile name → key → value as the credentials file alone has them: its static keys outrank a
+    /// `credential_process`, the config file's do not (the AWS CLI's order).
+    public var credentialsFileProfiles: [String: [String: String]] = [:]
+    /// `[sso-session NAME]` sections of the config file: name → key → value (`sso_start_url`, `sso_region`, …).
+    public var ssoSessions: [String: [String: String]] = [:]
 
     public init(environment: [String: String] = ProcessInfo.processInfo.environment) {
-        let home = environment["HOME"] ?? NSHomeDirectory()
+        let home = SharedConfigFiles.home(environment)
         let credentialsPath = environment["AWS_SHARED_CREDENTIALS_FILE"] ?? home + "/.aws/credentials"
         let configPath = environment["AWS_CONFIG_FILE"] ?? home + "/.aws/config"
-        for (name, values) in SharedConfigFiles.parse(configPath, isConfig: true) { profiles[name, default: [:]].merge(values) { a, _ in a } }
-        for (name, values) in SharedConfigFiles.parse(credentialsPath, isConfig: false) { profiles[name, default: [:]].merge(values) { _, b in b } }
+        let config = SharedConfigFiles.parse(configPath, isConfig: true)
+        let credentials = SharedConfigFiles.parse(credentialsPath, isConfig: false)
+        for (name, values) in config.profiles { profiles[name, default: [:]].merge(values) { a, _ in a } }
+        for (name, values) in credentials.profiles { profiles[name, default: [:]].merge(values) { _, b in b } }
+        credentialsFileProfiles = credentials.profiles
+        ssoSessions = config.ssoSessions
     }
 
-    static func parse(_ path: String, isConfig: Bool) -> [String: [String: String]] {
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return [:] }
-        var out: [String: [String: String]] = [:]
-        var current: String?
+    /// The home directory the shared files (and `~/.aws/sso/cache`) are under: `HOME`, else the user's.
+    public static func home(_ environment: [String: String]) -> String {
+        environment["HOME"] ?? NSHomeDirectory()
+    }
+
+    static func parse(_ path: String, isConfig: Bool) -> (profiles: [String: [String: String]], ssoSessions: [String: [String: String]]) {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return ([:], [:]) }
+        var profiles: [String: [String: String]] = [:]
+        var ssoSessions: [String: [String: String]] = [:]
+        var current: (name: String, isSSOSession: Bool)?
         for raw in text.split(whereSeparator: \.isNewline) {
             let line = raw.trimmingCharacters(in: .whitespaces)
             if line.isEmpty || line.hasPrefix("#") || line.hasPrefix(";") { continue }
             if line.hasPrefix("[") && line.hasSuffix("]") {
-                var name = line.dropFirst().dropLast().trimmingCharacters(in: .whitespaces)
-                if isConfig {
-                    if name.hasPrefix("profile ") { name = String(name.dropFirst(8)).trimmingCharacters(in: .whitespaces) }
-                    else if name != "default" { current = nil; continue }  // sso-session, services, …
-                }
-                current = name
+                let name = line.dropFirst().dropLast().trimmingCharacters(in: .whitespaces)
+                current = isConfig ? SharedConfigFiles.configSection(name) : (name, false)
                 continue
             }
-            guard let profile = current, let eq = line.firstIndex(of: "=") else { continue }
+            guard let section = current, let eq = line.firstIndex(of: "=") else { continue }
             let key = line[..<eq].trimmingCharacters(in: .whitespaces).lowercased()
             let value = line[line.index(after: eq)...].trimmingCharacters(in: .whitespaces)
-            out[profile, default: [:]][key] = value
+            if section.isSSOSession { ssoSessions[section.name, default: [:]][key] = value }
+            else { profiles[section.name, default: [:]][key] = value }
         }
-        return out
+        return (profiles, ssoSessions)
+    }
+
+    /// A config file section header: `[default]`, `[profile NAME]` or `[sso-session NAME]`; nil for the
+    /// others (`services`, …).
+    static func configSection(_ header: String) -> (name: String, isSSOSession: Bool)? {
+        if header == "default" { return (header, false) }
+        for (prefix, isSSOSession) in [("profile ", false), ("sso-session ", true)] where header.hasPrefix(prefix) {
+            return (String(header.dropFirst(prefix.count)).trimmingCharacters(in: .whitespaces), isSSOSession)
+        }
+        return nil
     }
 }
 
@@ -65,8 +87,13 @@ public struct SharedConfigFiles: Sendable {
 /// before they expire:
 /// 1. `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` / `AWS_SESSION_TOKEN`;
 /// 2. `AWS_WEB_IDENTITY_TOKEN_FILE` + `AWS_ROLE_ARN` → STS AssumeRoleWithWebIdentity;
-/// 3. the shared files' profile (`AWS_PROFILE`, default `default`): static keys, or `role_arn` with
-///    `source_profile` (+ `external_id`) → STS AssumeRole, or `web_identity_token_file`;
+/// 3. the shared files' profile (`AWS_PROFILE`, default `default`), in the AWS CLI v2's order:
+///    `role_arn` with `source_profile` (+ `external_id`) → STS AssumeRole, or with
+///    `web_identity_token_file`; IAM Identity Center (`sso_session` naming an `[sso-session]` section,
+///    or the legacy `sso_start_url` + `sso_region`, with `sso_account_id` and `sso_role_name`): the token
+///    `aws sso login` cached under `~/.aws/sso/cache`, refreshed when it can be, → SSO GetRoleCredentials;
+///    the credentials file's static keys; `credential_process` (a command printing JSON credentials);
+///    the config file's static keys. A `source_profile` may be any of these;
 /// 4. the ECS container endpoint;
 /// 5. EC2 IMDSv2.
 public actor CredentialChain: CredentialProvider {
@@ -80,12 +107,15 @@ public actor CredentialChain: CredentialProvider {
         public var imdsEndpoint: String?
         /// Refresh temporary credentials this long before they expire.
         public var refreshMargin: TimeInterval = 300
+        /// How long a profile's `credential_process` may run before it is killed.
+        public var credentialProcessTimeout: TimeInterval = 60
         public init() {}
     }
 
     let settings: Settings
     let http: HTTPClient
     private var cached: Credentials?
+    private var lastRefreshFailure: Date?
     private var inFlight: Task<Credentials, any Error>?
 
     public init(settings: Settings = Settings(), http: HTTPClient) {
@@ -93,9 +123,26 @@ public actor CredentialChain: CredentialProvider {
         self.http = http
     }
 
+    /// The cached credentials until they near their expiry, then fresh ones. A refresh that fails while
+    /// the cached ones are still valid for a minute more keeps them (as the SDKs do): a blip of IMDS or
+    /// STS costs nothing, and the next call tries again.
     public func credentials() async throws -> Credentials {
         if let c = cached, c.expiration.map({ $0.timeIntervalSinceNow > settings.refreshMargin }) ?? true { return c }
-        return try await refresh()
+        // After a failed refresh, valid cached credentials serve for 30 s before the next try (no storm
+        // of credential_process runs or IMDS calls while it is down).
+        if let c = cached, let expiry = c.expiration, expiry.timeIntervalSinceNow > 60,
+           let failed = lastRefreshFailure, Date().timeIntervalSince(failed) < 30 { return c }
+        do {
+            let c = try await refresh()
+            lastRefreshFailure = nil
+            return c
+        } catch {
+            if let c = cached, let expiry = c.expiration, expiry.timeIntervalSinceNow > 60 {
+                lastRefreshFailure = Date()
+                return c
+            }
+            throw error
+        }
     }
 
     public func refresh() async throws -> Credentials {
@@ -149,33 +196,55 @@ public actor CredentialChain: CredentialProvider {
                 credentials: credentials.map { StaticCredentialProvider($0) }))
     }
 
-    private func fromProfile(_ name: String, _ files: SharedConfigFiles, depth: Int) async throws -> Credentials {
+    /// A profile's credentials, in the AWS CLI v2's order. As a `source_profile` (`asSource`), static keys
+    /// win over the profile's own `role_arn`, as they do for the CLI.
+    private func fromProfile(_ name: String, _ files: SharedConfigFiles, depth: Int, asSource: Bool = false) async throws -> Credentials {
         guard depth < 5, let p = files.profiles[name] else {
             throw CredentialsError(message: "profile '\(name)' is missing or its source_profile chain is too deep")
         }
-        if let role = p["role_arn"] {
-            let source: Credentials
-            if let sourceProfile = p["source_profile"] {
-                if sourceProfile == name, let id = p["aws_access_key_id"], let secret = p["aws_secret_access_key"] {
-                    source = Credentials(accessKeyID: id, secretAccessKey: secret, sessionToken: p["aws_session_token"], source: "profile \(name)")
-                } else {
-                    source = try await fromProfile(sourceProfile, files, depth: depth + 1)
-                }
-            } else if let tokenFile = p["web_identity_token_file"] {
-                return try await webIdentity(tokenFile: tokenFile, roleArn: role, sessionName: p["role_session_name"])
-            } else {
-                throw CredentialsError(message: "profile '\(name)' has role_arn but neither source_profile nor web_identity_token_file")
-            }
-            var c = try await sts(source).assumeRole(
-                roleArn: role, sessionName: p["role_session_name"] ?? "cloudtrailbeat-\(Int(Date().timeIntervalSince1970))",
-                externalID: p["external_id"], durationSeconds: p["duration_seconds"].flatMap(Int.init))
-            c.source = "profile \(name) (assumed \(role))"
-            return c
+        let hasStaticKeys = p["aws_access_key_id"] != nil && p["aws_secret_access_key"] != nil
+        if let role = p["role_arn"], p["web_identity_token_file"] == nil, !(asSource && hasStaticKeys) {
+            return try await assumeRole(role, profile: name, p, files, depth: depth)
+        }
+        if let role = p["role_arn"], let tokenFile = p["web_identity_token_file"] {
+            return try await webIdentity(tokenFile: tokenFile, roleArn: role, sessionName: p["role_session_name"])
+        }
+        if let sso = try SSOProfile(name, files) {
+            return try await ssoCredentials(sso)
+        }
+        if let keys = files.credentialsFileProfiles[name], let id = keys["aws_access_key_id"], let secret = keys["aws_secret_access_key"] {
+            return Credentials(accessKeyID: id, secretAccessKey: secret, sessionToken: keys["aws_session_token"], source: "profile \(name)")
+        }
+        if let command = p["credential_process"] {
+            return try await CredentialProcess.credentials(
+                command: command, profile: name, environment: settings.environment, timeout: settings.credentialProcessTimeout)
         }
         guard let id = p["aws_access_key_id"], let secret = p["aws_secret_access_key"] else {
-            throw CredentialsError(message: "profile '\(name)' has no aws_access_key_id/aws_secret_access_key and no role_arn")
+            if let session = p["sso_session"] {
+                throw CredentialsError(message: "profile '\(name)' has sso_session '\(session)' but is missing required configuration: sso_account_id, sso_role_name")
+            }
+            throw CredentialsError(
+                message: "profile '\(name)' has no aws_access_key_id/aws_secret_access_key, no role_arn, no sso_session or sso_start_url, and no credential_process")
         }
         return Credentials(accessKeyID: id, secretAccessKey: secret, sessionToken: p["aws_session_token"], source: "profile \(name)")
+    }
+
+    /// `role_arn` with `source_profile` → STS AssumeRole with the source profile's credentials.
+    private func assumeRole(_ role: String, profile name: String, _ p: [String: String], _ files: SharedConfigFiles, depth: Int) async throws -> Credentials {
+        guard let sourceProfile = p["source_profile"] else {
+            throw CredentialsError(message: "profile '\(name)' has role_arn but neither source_profile nor web_identity_token_file")
+        }
+        let source: Credentials
+        if sourceProfile == name, let id = p["aws_access_key_id"], let secret = p["aws_secret_access_key"] {
+            source = Credentials(accessKeyID: id, secretAccessKey: secret, sessionToken: p["aws_session_token"], source: "profile \(name)")
+        } else {
+            source = try await fromProfile(sourceProfile, files, depth: depth + 1, asSource: true)
+        }
+        var c = try await sts(source).assumeRole(
+            roleArn: role, sessionName: p["role_session_name"] ?? "cloudtrailbeat-\(Int(Date().timeIntervalSince1970))",
+            externalID: p["external_id"], durationSeconds: p["duration_seconds"].flatMap(Int.init))
+        c.source = "profile \(name) (assumed \(role))"
+        return c
     }
 
     private func webIdentity(tokenFile: String, roleArn: String, sessionName: String?) async throws -> Credentials {
@@ -213,12 +282,23 @@ public actor CredentialChain: CredentialProvider {
         return try CredentialChain.decodeJSONCredentials(Array(body.utf8), source: "instance metadata (\(role))")
     }
 
+    /// An ISO 8601 time as the AWS tools write them: `2026-12-02T20:00:00Z`, with fractional seconds,
+    /// an offset, or the `UTC` suffix early `aws sso login` versions wrote.
+    static func timestamp(_ text: String) -> Date? {
+        var t = text.trimmingCharacters(in: .whitespaces)
+        if t.hasSuffix("UTC") { t = t.dropLast(3) + "Z" }
+        let f = ISO8601DateFormatter()
+        if let d = f.date(from: t) { return d }
+        f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return f.date(from: t)
+    }
+
     static func decodeJSONCredentials(_ body: [UInt8], source: String) throws -> Credentials {
         guard let json = try? JSONSerialization.jsonObject(with: Data(body)) as? [String: Any],
             let id = json["AccessKeyId"] as? String, let secret = json["SecretAccessKey"] as? String
         else { throw CredentialsError(message: "\(source) returned no credentials") }
         let expiration = (json["Expiration"] as? String).flatMap { ISO8601DateFormatter().date(from: $0) }
-        return Credentials(accessKeyID: id, secretAccessKey: secret, sessionToken: json["Token"] as? String, expiration: expiration, source: source)
+        return Credentials(accessKeyID: id, secretAccessKey: secret, sessionToken: (json["Token"] as? String).flatMap { $0.isEmpty ? nil : $0 }, expiration: expiration, source: source)
     }
 }
 

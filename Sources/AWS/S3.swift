@@ -28,11 +28,24 @@ public struct S3ListPage: Sendable {
     public var commonPrefixes: [String]
     public var isTruncated: Bool
     public var nextContinuationToken: String?
-    public init(objects: [Entry], commonPrefixes: [String], isTruncated: Bool, nextContinuationToken: String?) {
+    /// S3's clock when it answered (the HTTP `Date` header), the one `LastModified` is in.
+    public var serverTime: Date?
+    public init(objects: [Entry], commonPrefixes: [String], isTruncated: Bool, nextContinuationToken: String?, serverTime: Date? = nil) {
         self.objects = objects
         self.commonPrefixes = commonPrefixes
         self.isTruncated = isTruncated
         self.nextContinuationToken = nextContinuationToken
+        self.serverTime = serverTime
+    }
+
+    /// An HTTP date (RFC 9110's IMF-fixdate, `Wed, 02 Dec 2026 12:45:00 GMT`).
+    static func httpDate(_ text: String?) -> Date? {
+        guard let text else { return nil }
+        let f = DateFormatter()
+        f.locale = Locale(identifier: "en_US_POSIX")
+        f.timeZone = TimeZone(identifier: "GMT")
+        f.dateFormat = "EEE, dd MMM yyyy HH:mm:ss zzz"
+        return f.date(from: text)
     }
 }
 
@@ -156,6 +169,7 @@ public struct S3Client: Sendable {
             },
             commonPrefixes: tree.all("CommonPrefixes").compactMap { $0.child("Prefix") },
             isTruncated: tree.child("IsTruncated") == "true",
-            nextContinuationToken: tree.child("NextContinuationToken"))
+            nextContinuationToken: tree.child("NextContinuationToken"),
+            serverTime: S3ListPage.httpDate(r.header("Date")))
     }
 }

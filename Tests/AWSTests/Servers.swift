@@ -50,3 +50,15 @@ struct MotoAccount {
             roleArn: role.first("Arn")!.text)
     }
 }
+
+extension LocalServer {
+    /// The SSO portal and SSO OIDC stand-in in Fixtures/sso_portal.py: GetRoleCredentials for `token`,
+    /// `account` and `role` (credentials expiring at `expirationMs`), CreateToken for `refreshToken`.
+    static func ssoPortal(token: String, account: String, role: String, expirationMs: Int64, refreshToken: String = "refresh-1") throws -> LocalServer {
+        let port = freePort()
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/sso_portal.py").path
+        return try LocalServer(
+            ["python3", script, String(port), token, account, role, String(expirationMs), refreshToken], port: port,
+            name: "sso-portal", installHint: "python3 is needed")
+    }
+}
