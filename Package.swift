@@ -1,7 +1,7 @@
 // swift-tools-version: 6.1
 // cloudtrailbeat — a crash-safe shipper of AWS CloudTrail logs.
 //
-// Dependencies point one way: C shims → Journal, Stages, HTTP → AWS, Outputs, Codecs → Engine → CLI.
+// Dependencies point one way: C shims → Journal, Stages, HTTP → AWS, Outputs, Codecs, SNSSignature → Engine → CLI.
 // Only Journal imports CLMDB; only Engine brings stages and journal together;
 // the CLI only parses and wires.
 import PackageDescription
@@ -10,6 +10,7 @@ import PackageDescription
 
 let argumentParser: Target.Dependency = .product(name: "ArgumentParser", package: "swift-argument-parser")
 let crypto: Target.Dependency = .product(name: "Crypto", package: "swift-crypto")
+let x509: Target.Dependency = .product(name: "X509", package: "swift-certificates")
 let yams: Target.Dependency = .product(name: "Yams", package: "Yams")
 let logging: Target.Dependency = .product(name: "Logging", package: "swift-log")
 let prometheus: Target.Dependency = .product(name: "Prometheus", package: "swift-prometheus")
@@ -34,6 +35,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.0"),
+        .package(url: "https://github.com/apple/swift-certificates", from: "1.21.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "5.0.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.0.0"),
@@ -62,7 +64,9 @@ let package = Package(
         .target(name: "AWS", dependencies: ["HTTP", crypto]),
         .target(name: "Outputs", dependencies: ["HTTP", "CZlib", "COpenSSL"], resources: [.copy("Resources/cloudtrail-index-template.json")]),
         .target(name: "Codecs", dependencies: ["Stages"]),
-        .target(name: "Engine", dependencies: ["Journal", "Stages", "Codecs", "AWS", "Outputs", yams, logging, prometheus, serviceLifecycle, unixSignals]),
+        // Verifies SNS message signatures (certificates fetched over HTTPS, RSA through swift-certificates).
+        .target(name: "SNSSignature", dependencies: ["HTTP", x509]),
+        .target(name: "Engine", dependencies: ["Journal", "Stages", "Codecs", "AWS", "Outputs", "SNSSignature", yams, logging, prometheus, serviceLifecycle, unixSignals]),
         .executableTarget(name: "cloudtrailbeat", dependencies: ["Engine", argumentParser, logging]),
 
         // MARK: Tests

@@ -13,6 +13,12 @@ public protocol BackfillSource: Sendable {
     /// The bucket name used in object identities (`file:///abs/path` for a local copy).
     var bucket: String { get }
     func list(prefix: String, delimiter: String?, startAfter: String?, maxKeys: Int) async throws -> S3ListPage
+    /// The source's own clock (the one that dates `lastModified`), in ms since the epoch; read when a
+    /// pass begins, it is the next pass's horizon.
+    func now(prefix: String) async throws -> Timestamp
+    /// How much older than a pass's horizon an object must be dated to count as listed by an earlier
+    /// pass (the clock's granularity), in ms. Younger ones are still checked against done markers.
+    var clockAllowance: Timestamp { get }
 }
 
 public struct S3Source: BackfillSource {
@@ -21,6 +27,17 @@ public struct S3Source: BackfillSource {
     public func list(prefix: String, delimiter: String?, startAfter: String?, maxKeys: Int) async throws -> S3ListPage {
         try await client.list(bucket: bucket, prefix: prefix, delimiter: delimiter, startAfter: startAfter, maxKeys: maxKeys)
     }
+
+    /// S3's clock from a one-key listing's `Date` header; without one (an S3-compatible store that does
+    /// not send it), this host's clock less 15 minutes, so that a skew cannot hide a new object.
+    public func now(prefix: String) async throws -> Timestamp {
+        let page = try await client.list(bucket: bucket, prefix: prefix, maxKeys: 1)
+        guard let t = page.serverTime else { return Timestamp(Date().timeIntervalSince1970 * 1000) - 15 * 60 * 1000 }
+        return Timestamp(t.timeIntervalSince1970 * 1000)
+    }
+
+    /// `LastModified` and `Date` have whole seconds: two of them.
+    public var clockAllowance: Timestamp { 2000 }
 }
 
 /// A local directory read as a bucket: keys are paths relative to the root, in S3's (byte) order.
@@ -31,6 +48,10 @@ public struct S3Source: BackfillSource {
 public struct LocalSource: BackfillSource {
     public let root: String
     public var bucket: String { "file://" + root }
+    /// Files are dated by this host's own clock, but by the kernel's coarse tick (at most 10 ms
+    /// behind): a tenth of a second.
+    public var clockAllowance: Timestamp { 100 }
+    public func now(prefix: String) async throws -> Timestamp { Timestamp(Date().timeIntervalSince1970 * 1000) }
 
     public init(root: String) {
         self.root = URL(fileURLWithPath: root).standardizedFileURL.path
@@ -66,8 +87,14 @@ struct LocalWalk {
         }
         if let commonPrefix { prefixes.append(commonPrefix) }
         if let key {
-            let size = (try? FileManager.default.attributesOfItem(atPath: root + "/" + key)[.size] as? Int) ?? 0
-            objects.append(.init(key: key, size: UInt64(size), etag: "", lastModified: ""))
+            // Last modified: when the file arrived here (its inode's change time), not the modification
+            // time `aws s3 sync` copies from S3, so a repeat pass finds files synced since the last one.
+            var st = stat()
+            let found = stat(root + "/" + key, &st) == 0
+            let seconds = { (t: timespec) in Double(t.tv_sec) + Double(t.tv_nsec) / 1e9 }
+            let arrived = found ? max(seconds(st.st_ctim), seconds(st.st_mtim)) : 0
+            objects.append(.init(key: key, size: found ? UInt64(st.st_size) : 0, etag: "",
+                                 lastModified: found ? Date(timeIntervalSince1970: arrived).formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true)) : ""))
         }
         return true
     }
@@ -138,9 +165,15 @@ public final class Backfill: @unchecked Sendable {
         /// Send notifications to the queue instead of processing (fan-out over a fleet).
         public var enqueue = false
         public var pageSize = 1000
+        /// Bucket polling (`input.bucket_list_interval`): a pass lists each CloudTrail partition from the
+        /// day before the previous pass began, not from its first day (CloudTrail writes new files under
+        /// the day they are delivered).
+        public var polling = false
         public var workers = 4
         /// Pause listing while this many objects wait in the journal.
         public var maxPending = 256
+        /// `input.accounts` (and `input.buckets`): objects of other accounts are not journaled nor sent.
+        public var policy = SourcePolicy()
         public init() {}
     }
 
@@ -168,8 +201,30 @@ public final class Backfill: @unchecked Sendable {
     public var isFinished: Bool { lock.withLock { finished } }
 
     private func list(_ prefix: String, delimiter: String? = nil, startAfter: String? = nil) async throws -> S3ListPage {
-        lock.withLock { listCalls += 1 }
-        return try await source.list(prefix: prefix, delimiter: delimiter, startAfter: startAfter, maxKeys: options.pageSize)
+        try await retrying("ListObjectsV2 \(prefix)") {
+            self.lock.withLock { self.listCalls += 1 }
+            return try await self.source.list(prefix: prefix, delimiter: delimiter, startAfter: startAfter, maxKeys: self.options.pageSize)
+        }
+    }
+
+    /// Runs `body` until it succeeds or fails with what no retry mends: an error the client already
+    /// retried that may still pass later (network, 5xx, throttling, no credentials for now) waits
+    /// 2 s, doubling to 5 min, and is logged — a multi-day backfill outlives an outage instead of
+    /// ending in it (a one-shot run gives up after eight waits, about eight minutes, resumable).
+    /// Refusals (access denied, no such bucket) end the run at once, resumable.
+    private func retrying<T>(_ what: String, _ body: () async throws -> T) async throws -> T {
+        var failures = 0
+        while true {
+            do {
+                return try await body()
+            } catch let e as AWSError where e.isRetryable && (options.polling || failures < 8) {
+                // A daemon (bucket polling) waits for ever; a one-shot run gives up after about 8 minutes.
+                failures += 1
+                let wait = min(300, pow(2, Double(min(failures, 9))))
+                logger.warning("\(what) failed; retrying in \(Int(wait))s", metadata: ["error": "\(e)", "failures": "\(failures)"], source: LogStage.backfill.rawValue)
+                try await Task.sleep(nanoseconds: UInt64(wait * 1e9))
+            }
+        }
     }
 
     /// Every common prefix under `prefix` (following pages).
@@ -243,25 +298,71 @@ public final class Backfill: @unchecked Sendable {
         return regions.sorted()
     }
 
+    /// What the last completed pass found: objects journaled (or enqueued), objects skipped as listed
+    /// by an earlier pass, and objects of accounts `input.accounts` does not list.
+    public private(set) var lastPass = (pass: UInt64(0), new: UInt64(0), earlier: UInt64(0), refused: UInt64(0))
+
+    /// The partition of a flat listing of the whole bucket (a prefix of "" is the job's marker).
+    static let wholeBucket = "*"
+
     /// Lists every partition to its end, journaling what it finds (or enqueueing it).
+    ///
+    /// A job whose every partition is listed already starts a new pass: partitions are discovered again
+    /// (new accounts, regions, days) and each is listed again from its start, journaling only objects
+    /// modified since that partition's listing began in the previous pass (S3's clock, read from the
+    /// first page's `Date`), and, within the clock allowance, not marked done. With `force`, every
+    /// object is journaled again, finished or not, whether GC collected it or not; a forced pass
+    /// interrupted by a kill goes on forced when run again (with `--force` or without), and a new one
+    /// begins only once it finished.
     public func run() async throws {
-        if options.force {
-            for c in try journal.cursors(job: job) {
-                _ = try await journal.saveListing(BackfillCursor(job: job, partition: c.partition), discovered: [])
-            }
-        }
+        lock.withLock { finished = false }
         var cursors = try journal.cursors(job: job)
-        let marker = cursors.first { $0.partition == "" }
-        if marker?.complete != true {
-            let partitions = try await discover()
-            for p in partitions where !cursors.contains(where: { $0.partition == p }) {
-                _ = try await journal.saveListing(BackfillCursor(job: job, partition: p), discovered: [])
-            }
-            _ = try await journal.saveListing(BackfillCursor(job: job, partition: "", listed: UInt64(partitions.count), complete: true), discovered: [])
+        var marker = cursors.first { $0.partition == "" }
+        let partitions = cursors.filter { $0.partition != "" }
+        let finishedBefore = marker?.complete == true && partitions.allSatisfy(\.complete)
+        let resumeForced = marker?.forced == true && !finishedBefore
+        if (options.force && !resumeForced) || (finishedBefore && !resumeForced) {
+            // A new pass, committed in one transaction: every partition rewound, its horizon set.
+            let previous = marker ?? BackfillCursor(job: job, partition: "", pass: 0)
+            // The pass's own start: the source's clock when the previous pass began (journals from before
+            // passes kept no such time: their discovery commit, less a quarter of an hour for the skew).
+            let began = previous.started > 0 ? previous.started : previous.updated - 15 * 60 * 1000
+            let forced = options.force
+            let next = BackfillCursor(job: job, partition: "", pass: previous.pass + 1, horizon: forced ? 0 : began, forced: forced)
+            try await journal.saveCursors(
+                [next] + partitions.map {
+                    BackfillCursor(job: job, partition: $0.partition, pass: next.pass,
+                                   horizon: forced ? 0 : ($0.started > 0 ? $0.started : began), forced: forced)
+                })
             cursors = try journal.cursors(job: job)
-            logger.info("backfill: partitions discovered", metadata: ["job": "\(job)", "partitions": "\(partitions.count)"], source: LogStage.backfill.rawValue)
+            marker = cursors.first { $0.partition == "" }
+        }
+        let pass = marker?.pass ?? 1
+        let horizon = marker?.horizon ?? 0
+        let forced = marker?.forced ?? options.force
+        if marker?.complete != true {
+            // Before anything is listed: every object dated before this was there for this pass to see.
+            let started = try await retrying("reading the source's clock") { try await source.now(prefix: options.prefix) }
+            let partitions = try await discover().map { $0.isEmpty ? Backfill.wholeBucket : $0 }
+            for p in partitions where !cursors.contains(where: { $0.partition == p }) {
+                _ = try await journal.saveListing(BackfillCursor(job: job, partition: p, pass: pass, horizon: horizon, forced: forced), discovered: [])
+            }
+            _ = try await journal.saveListing(
+                BackfillCursor(job: job, partition: "", listed: UInt64(partitions.count), complete: true, pass: pass, horizon: horizon,
+                               started: started, forced: forced),
+                discovered: [])
+            cursors = try journal.cursors(job: job)
+            logger.info(
+                "backfill: partitions discovered",
+                metadata: ["job": "\(StatusReport.describe(job: job))", "partitions": "\(partitions.count)", "pass": "\(pass)"]
+                    .merging(horizon > 0 ? ["newSince": "\(Date(timeIntervalSince1970: Double(horizon) / 1000).formatted(.iso8601))"] : [:]) { a, _ in a },
+                source: LogStage.backfill.rawValue)
         }
         let open = cursors.filter { $0.partition != "" && !$0.complete }
+        lock.withLock {
+            skippedEarlier = 0
+            refusedAccounts = 0
+        }
         try await withThrowingTaskGroup(of: Void.self) { group in
             var iterator = open.makeIterator()
             for _ in 0..<max(1, options.workers) {
@@ -272,11 +373,46 @@ public final class Backfill: @unchecked Sendable {
                 if let c = iterator.next() { group.addTask { try await self.walk(c) } }
             }
         }
-        lock.withLock { finished = true }
+        let listed = try journal.cursors(job: job).filter { $0.partition != "" }.reduce(0) { $0 + $1.listed }
+        lock.withLock {
+            lastPass = (pass, listed, skippedEarlier, refusedAccounts)
+            finished = true
+        }
+    }
+
+    private var skippedEarlier: UInt64 = 0
+    private var refusedAccounts: UInt64 = 0
+
+    /// Whether an object listed in a pass with `horizon` was there when the previous pass listed (so it
+    /// was journaled then, or deliberately skipped). Objects without a date are never skipped here.
+    static func listedEarlier(_ lastModified: String, horizon: Timestamp, allowance: Timestamp) -> Bool {
+        guard horizon > 0, !lastModified.isEmpty,
+              let date = (try? Date(lastModified, strategy: .iso8601))
+                ?? (try? Date(lastModified, strategy: Date.ISO8601FormatStyle(includingFractionalSeconds: true)))
+        else { return false }
+        return Timestamp(date.timeIntervalSince1970 * 1000) < horizon - allowance
+    }
+
+    /// Where a polling pass starts listing a CloudTrail partition (`…/CloudTrail/<region>/`): after
+    /// the day before the horizon (less the clock allowance), since CloudTrail writes a file under the
+    /// day it delivers it. Nil for anything else (lists from the start).
+    static func pollingStart(partition: String, horizon: Timestamp, allowance: Timestamp) -> String? {
+        guard horizon > 0, partition.hasSuffix("/") else { return nil }
+        let parts = partition.split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count >= 3, parts[parts.count - 3] == "CloudTrail" || parts[parts.count - 3] == "CloudTrail-Insight" else { return nil }
+        let day = Date(timeIntervalSince1970: Double(horizon - allowance) / 1000 - 86400)
+        var cal = Calendar(identifier: .gregorian)
+        cal.timeZone = TimeZone(identifier: "UTC")!
+        let c = cal.dateComponents([.year, .month, .day], from: day)
+        return partition + String(format: "%04d/%02d/%02d", c.year!, c.month!, c.day!)  // sorts before that day's keys
     }
 
     private func walk(_ start: BackfillCursor) async throws {
         var cursor = start
+        let prefix = cursor.partition == Backfill.wholeBucket ? "" : cursor.partition
+        if options.polling, cursor.lastKey == nil, let from = Backfill.pollingStart(partition: prefix, horizon: cursor.horizon, allowance: source.clockAllowance) {
+            cursor.lastKey = from
+        }
         while !cursor.complete {
             try Task.checkCancellation()
             if !options.enqueue {
@@ -285,8 +421,26 @@ public final class Backfill: @unchecked Sendable {
                     try await Task.sleep(nanoseconds: 100_000_000)
                 }
             }
-            let page = try await list(cursor.partition, startAfter: cursor.lastKey)
-            let objects = page.objects.filter { !$0.key.hasSuffix("/") }
+            // The partition's own start in this pass, by the source's clock: the next pass's horizon. A
+            // local copy's clock is read before its first page; S3's is the first page's `Date`.
+            let localStart = cursor.started == 0 && source is LocalSource ? try await source.now(prefix: prefix) : nil
+            let page = try await list(prefix, startAfter: cursor.lastKey)
+            if cursor.started == 0 {
+                if let localStart {
+                    cursor.started = localStart
+                } else if let t = page.serverTime {
+                    cursor.started = Timestamp(t.timeIntervalSince1970 * 1000)
+                } else {
+                    cursor.started = try await source.now(prefix: options.prefix)  // no Date: this host's clock less 15 min
+                }
+            }
+            let listedNow = page.objects.filter { !$0.key.hasSuffix("/") }
+            let fresh = listedNow.filter { !Backfill.listedEarlier($0.lastModified, horizon: cursor.horizon, allowance: source.clockAllowance) }
+            let objects = fresh.filter { options.policy.refusal(accountOf: $0.key) == nil }
+            lock.withLock {
+                skippedEarlier += UInt64(listedNow.count - fresh.count)
+                refusedAccounts += UInt64(fresh.count - objects.count)
+            }
             let before = cursor
             cursor.lastKey = page.objects.last?.key ?? cursor.lastKey
             cursor.listed += UInt64(objects.count)
@@ -305,10 +459,10 @@ public final class Backfill: @unchecked Sendable {
             } else {
                 let discovered = objects.map { DiscoveredObject(ObjectRef(bucket: source.bucket, key: $0.key, version: $0.etag), size: $0.size) }
                 do {
-                    _ = try await journal.saveListing(cursor, discovered: discovered, force: options.force)
+                    _ = try await journal.saveListing(cursor, discovered: discovered, force: cursor.forced)
                 } catch let e as JournalError where e.code == .full {
                     // The page was not journaled: list it again once GC has freed room.
-                    logger.warning("journal full: the page is listed again later", metadata: ["partition": "\(cursor.partition)", "error": "\(e)"], source: LogStage.backfill.rawValue)
+                    logger.debug("journal full: the page is listed again later", metadata: ["partition": "\(cursor.partition)", "error": "\(e)"], source: LogStage.backfill.rawValue)
                     cursor = before
                     try await Task.sleep(nanoseconds: 1_000_000_000)
                     continue

@@ -5,6 +5,7 @@ import Journal
 import Logging
 import Outputs
 import ServiceLifecycle
+import SNSSignature
 import UnixSignals
 
 #if canImport(Glibc)
@@ -163,7 +164,14 @@ public enum Bootstrap {
             try await runWithSignals(engine, c, http, logger)
             return 0
         }
-        guard let queue = c.input.sqsURL ?? (request != nil && request?.options.enqueue == false ? "" : nil) else {
+        if let request, request.localRoot == nil, let refusal = c.input.policy.refusal(bucket: request.target) {
+            throw ConfigError(file: c.file, key: "input.buckets", message: "-b: \(refusal)")
+        }
+        if request == nil, let bucket = c.input.bucket, let refusal = c.input.policy.refusal(bucket: bucket) {
+            throw ConfigError(file: c.file, key: "input.bucket_arn", message: refusal)
+        }
+        let polling = request == nil && c.input.bucket != nil
+        guard let queue = c.input.sqsURL ?? (polling || (request != nil && request?.options.enqueue == false) ? "" : nil) else {
             throw ConfigError(file: c.file, key: "input.sqs_url", message: request == nil ? "missing: the SQS queue that receives the CloudTrail notifications" : "missing: --enqueue sends notifications to input.sqs_url")
         }
         let region = try await region(c, http: http)
@@ -189,7 +197,28 @@ public enum Bootstrap {
             try await runWithSignals(engine, c, http, logger)
             return 0
         }
+        if polling, let bucket = c.input.bucket {
+            // Bucket polling (input.bucket_arn): a listing pass every bucket_list_interval, shipping what
+            // arrived since the previous pass; --drain stops after one pass.
+            var o = Backfill.Options()
+            o.prefix = c.input.bucketListPrefix
+            o.polling = true
+            o.policy = c.input.policy
+            o.workers = c.input.workers
+            let engine = Engine(config: c, options: .init(drain: drain), journal: journal, sqs: nil, s3: s3, outputs: try outputs(c), http: http, logger: logger)
+            engine.backfill = Backfill(source: S3Source(client: s3, bucket: bucket), options: o, journal: journal, sqs: nil, logger: logger)
+            engine.pollInterval = c.input.bucketListInterval
+            try await runWithSignals(engine, c, http, logger)
+            return 0
+        }
         let engine = Engine(config: c, options: .init(drain: drain), journal: journal, sqs: sqs, s3: s3, outputs: try outputs(c), http: http, logger: logger)
+        // SNS signatures: on against AWS; off by default against a stand-in (its signatures are fake).
+        let standIn = AWSSettings.endpoint(service: "sqs", configured: c.input.endpoint) != nil || AWSSettings.endpoint(service: "sns", configured: nil) != nil
+        if c.input.verifySNSSignatures ?? !standIn {
+            engine.snsVerifier = SNSSignatureVerifier(settings: c.input.snsSignature)
+        } else if c.input.verifySNSSignatures == nil {
+            logger.info("SNS signatures are not verified: the endpoint is a stand-in (set input.sns_signature: true to verify)")
+        }
         try await runWithSignals(engine, c, http, logger)
         return 0
     }

@@ -1,5 +1,6 @@
 import Codecs
 import Foundation
+import SNSSignature
 import Stages
 import Yams
 
@@ -28,11 +29,26 @@ public struct Config: Sendable {
         public var maxReceiveCount = 10
         public var workers = 4
         public var waitTime = 20
-        public var leavePoisonToDLQ = false
+        /// Whether quarantined messages stay in the queue for its redrive policy to move to the
+        /// dead-letter queue; nil (`auto`, the default): when the queue has a redrive policy.
+        public var leavePoisonToDLQ: Bool?
         public var profile: String?
         public var roleARN: String?
         public var externalID: String?
         public var maxFetchAttempts = 5
+        /// Bucket polling instead of a queue (`bucket_arn`, as Filebeat's aws-s3 input): the bucket's name.
+        public var bucket: String?
+        /// `bucket_list_prefix`: where in the bucket to list.
+        public var bucketListPrefix = ""
+        /// `bucket_list_interval`: how long to wait between listings, in seconds.
+        public var bucketListInterval = 120.0
+        /// `buckets`, `accounts`, `topics`: what this instance accepts to read (empty: everything).
+        public var policy = SourcePolicy()
+        /// `sns_signature`: verify SNS envelopes' signatures; nil (`auto`): unless an endpoint points
+        /// at a stand-in (whose signatures are fake).
+        public var verifySNSSignatures: Bool?
+        /// `sns_certificate_hosts`, `sns_trusted_ca`.
+        public var snsSignature = SNSSignatureSettings()
     }
     public struct JournalSection: Sendable {
         public var path = "data/journal"
@@ -146,7 +162,9 @@ public struct Config: Sendable {
         "filter": ["include", "exclude", "drop_fields"],
         "http": ["enabled", "host", "port"],
         "input": ["sqs_url", "aws_region", "num_queue_fetch", "sleep_time", "no_purge", "endpoint", "path_style", "visibility_timeout",
-                  "max_receive_count", "workers", "wait_time", "leave_poison_to_dlq", "profile", "role_arn", "external_id", "max_fetch_attempts"],
+                  "max_receive_count", "workers", "wait_time", "leave_poison_to_dlq", "profile", "role_arn", "external_id", "max_fetch_attempts",
+                  "bucket_arn", "bucket_list_prefix", "bucket_list_interval", "buckets", "accounts", "topics",
+                  "sns_signature", "sns_certificate_hosts", "sns_trusted_ca"],
         "journal": ["path", "max_size", "done_retention"],
         "output": ["file", "console", "elasticsearch", "logstash", "redis"],
         "output.file": ["enabled", "path", "filename", "rotate_every_kb", "number_of_files", "bulk_max_size", "worker", "codec", "filter"],
@@ -162,15 +180,37 @@ public struct Config: Sendable {
         "logging": ["level", "selectors", "json"],
     ]
 
-    /// Loads and validates a YAML file.
-    public static func load(path: String) throws -> Config {
+    /// Loads and validates a YAML file, with `-E key=value` overrides applied on top.
+    public static func load(path: String, overrides: [String] = []) throws -> Config {
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
             throw ConfigError(file: path, key: nil, message: "cannot read the configuration file")
         }
-        return try parse(text, file: path)
+        return try parse(text, file: path, overrides: overrides)
     }
 
-    public static func parse(_ text: String, file: String) throws -> Config {
+    /// Parses and validates a configuration. `overrides` are Beats-style `-E` settings: `key=value`
+    /// with a dotted key (`output.elasticsearch.hosts`) and a YAML value (`["h:9200"]`, `true`,
+    /// `30s`), each replacing what the file says. An error about an overridden key says so.
+    public static func parse(_ text: String, file: String, overrides: [String] = []) throws -> Config {
+        let set = try overrides.map { o -> (key: String, value: Any) in
+            guard let eq = o.firstIndex(of: "="), eq != o.startIndex else {
+                throw ConfigError(file: file, key: nil, message: "-E '\(o)': expected key=value (e.g. -E output.elasticsearch.hosts=[\"h:9200\"])")
+            }
+            let raw = String(o[o.index(after: eq)...])
+            let value: Any = raw.isEmpty ? "" : ((try? Yams.load(yaml: raw)) ?? nil) ?? raw
+            return (String(o[..<eq]).trimmingCharacters(in: .whitespaces), value)
+        }
+        do {
+            return try parse(text, file: file, set: set)
+        } catch var e as ConfigError {
+            if let key = e.key, let o = set.first(where: { key == $0.key || key.hasPrefix($0.key + ".") || $0.key.hasPrefix(key + ".") }) {
+                e.message += " (set by -E \(o.key))"
+            }
+            throw e
+        }
+    }
+
+    static func parse(_ text: String, file: String, set overrides: [(key: String, value: Any)]) throws -> Config {
         let root: Any?
         do {
             root = try Yams.load(yaml: text)
@@ -182,7 +222,8 @@ public struct Config: Sendable {
             throw ConfigError(file: file, key: nil, message: "the top level must be a mapping of sections (input, journal, output, logging)")
         }
         let r = Reader(file: file)
-        let flat = try r.expandDotted(map, at: "")
+        var flat = try r.expandDotted(map, at: "")
+        for o in overrides { r.merge(&flat, try r.expandDotted([o.key: o.value], at: "")) }
         try r.checkKeys(flat, at: "")
         if let input = try r.section(flat, "input") {
             c.hasInputSection = true
@@ -198,11 +239,54 @@ public struct Config: Sendable {
             c.input.maxReceiveCount = try r.int(input, "input", "max_receive_count", in: 0...1000) ?? 10
             c.input.workers = try r.int(input, "input", "workers", in: 1...64) ?? 4
             c.input.waitTime = try r.wholeSeconds(input, "input", "wait_time", in: 0...20) ?? 20
-            c.input.leavePoisonToDLQ = try r.bool(input, "input", "leave_poison_to_dlq") ?? false
+            if (input["leave_poison_to_dlq"] as? String)?.lowercased() != "auto" {
+                c.input.leavePoisonToDLQ = try r.bool(input, "input", "leave_poison_to_dlq", orAuto: true)
+            }
             c.input.profile = try r.string(input, "input", "profile")
             c.input.roleARN = try r.string(input, "input", "role_arn")
             c.input.externalID = try r.string(input, "input", "external_id")
             c.input.maxFetchAttempts = try r.int(input, "input", "max_fetch_attempts", in: 1...100) ?? 5
+            c.input.policy.buckets = try r.strings(input, "input", "buckets") ?? []
+            for b in c.input.policy.buckets where b.isEmpty || b.contains("/") {
+                throw ConfigError(file: file, key: "input.buckets", message: "'\(b)' is not a bucket name or pattern (e.g. my-trail-bucket, org-trail-*)")
+            }
+            let accounts = try r.strings(input, "input", "accounts") ?? []
+            for a in accounts where a.count != 12 || !a.allSatisfy({ $0.isASCII && $0.isNumber }) {
+                throw ConfigError(file: file, key: "input.accounts", message: "'\(a)' is not an AWS account ID (12 digits; quote it in YAML)")
+            }
+            c.input.policy.accounts = Set(accounts)
+            let topics = try r.strings(input, "input", "topics") ?? []
+            for t in topics where !(t.hasPrefix("arn:") && t.split(separator: ":").count == 6 && t.contains(":sns:")) {
+                throw ConfigError(file: file, key: "input.topics", message: "'\(t)' is not an SNS topic ARN (arn:aws:sns:<region>:<account>:<name>)")
+            }
+            c.input.policy.topics = Set(topics)
+            if (input["sns_signature"] as? String)?.lowercased() != "auto" {
+                c.input.verifySNSSignatures = try r.bool(input, "input", "sns_signature", orAuto: true)
+            }
+            if let hosts = try r.strings(input, "input", "sns_certificate_hosts") {
+                guard !hosts.isEmpty else { throw ConfigError(file: file, key: "input.sns_certificate_hosts", message: "empty: no signing certificate could be fetched") }
+                c.input.snsSignature.certificateHosts = hosts
+            }
+            c.input.snsSignature.trustedCAFile = try r.string(input, "input", "sns_trusted_ca")
+            if let arn = try r.string(input, "input", "bucket_arn") {
+                // arn:aws:s3:::name (any partition), or s3://name, or the bare name.
+                let name = arn.hasPrefix("arn:") ? String(arn.split(separator: ":", omittingEmptySubsequences: false).last ?? "")
+                    : arn.hasPrefix("s3://") ? String(arn.dropFirst(5).split(separator: "/").first ?? "") : arn
+                let isARN = !arn.hasPrefix("arn:") || (arn.split(separator: ":", omittingEmptySubsequences: false).count == 6 && arn.contains(":s3:::"))
+                guard isARN, (3...63).contains(name.count), !name.contains("/") else {
+                    throw ConfigError(file: file, key: "input.bucket_arn", message: "'\(arn)' is not an S3 bucket ARN (expected arn:aws:s3:::<bucket>)")
+                }
+                c.input.bucket = name
+                // s3://bucket/prefix names the prefix too, unless bucket_list_prefix does.
+                if arn.hasPrefix("s3://"), let slash = arn.dropFirst(5).firstIndex(of: "/") {
+                    c.input.bucketListPrefix = String(arn[arn.index(after: slash)...])
+                }
+            }
+            c.input.bucketListPrefix = try r.string(input, "input", "bucket_list_prefix") ?? c.input.bucketListPrefix
+            c.input.bucketListInterval = try r.seconds(input, "input", "bucket_list_interval", in: 1...86400) ?? 120
+            if c.input.bucket != nil && c.input.sqsURL != nil {
+                throw ConfigError(file: file, key: "input.bucket_arn", message: "give input.sqs_url (notifications) or input.bucket_arn (bucket polling), not both")
+            }
             if let url = c.input.sqsURL, URL(string: url)?.scheme == nil {
                 throw ConfigError(file: file, key: "input.sqs_url", message: "'\(url)' is not a URL (expected https://sqs.<region>.amazonaws.com/<account>/<queue>)")
             }
@@ -565,11 +649,11 @@ struct Reader {
         }
     }
 
-    func bool(_ map: [String: Any], _ at: String, _ key: String) throws -> Bool? {
+    func bool(_ map: [String: Any], _ at: String, _ key: String, orAuto: Bool = false) throws -> Bool? {
         guard let v = map[key], !(v is NSNull) else { return nil }
         if let b = v as? Bool { return b }
         if let s = v as? String, ["true", "false"].contains(s.lowercased()) { return s.lowercased() == "true" }
-        throw fail(join(at, key), "must be true or false")
+        throw fail(join(at, key), orAuto ? "must be true, false or auto" : "must be true or false")
     }
 
     func int(_ map: [String: Any], _ at: String, _ key: String, in range: ClosedRange<Int>) throws -> Int? {

@@ -2,6 +2,7 @@ import AWS
 import Codecs
 import Foundation
 import HTTP
+import Outputs
 import Stages
 
 /// `cloudtrailbeat test config`: the configuration as the engine would use it — parsed, validated,
@@ -21,15 +22,26 @@ public enum ConfigCheck {
         func add(_ key: String, _ value: Any?) { if let value { lines.append("\(key): \(value)") } }
         add("path.data", c.dataPath)
         add("journal.path", c.journal.path)
-        add("journal.max_size", ByteCountFormatter.string(fromByteCount: Int64(c.journal.maxSize), countStyle: .binary))
+        add("journal.max_size", StatusReport.bytes(c.journal.maxSize))
         add("journal.done_retention", "\(c.journal.doneRetentionSeconds)s")
         if c.hasInputSection || c.input.sqsURL != nil {
             add("input.sqs_url", c.input.sqsURL)
+            if let bucket = c.input.bucket {
+                add("input.bucket_arn", "arn:aws:s3:::\(bucket) (bucket polling)")
+                add("input.bucket_list_prefix", c.input.bucketListPrefix.isEmpty ? "(the whole bucket)" : c.input.bucketListPrefix)
+                add("input.bucket_list_interval", "\(Int(c.input.bucketListInterval))s")
+            }
             add("input.endpoint", c.input.endpoint)
             add("input.visibility_timeout", "\(c.input.visibilityTimeout)s")
             add("input.wait_time", "\(c.input.waitTime)s")
             add("input.workers", c.input.workers)
             add("input.max_receive_count", c.input.maxReceiveCount)
+            let p = c.input.policy
+            add("input.buckets", p.buckets.isEmpty ? "any" : p.buckets.joined(separator: ", "))
+            add("input.accounts", p.accounts.isEmpty ? "any" : p.accounts.sorted().joined(separator: ", "))
+            add("input.topics", p.topics.isEmpty ? "any (and messages sent straight to the queue)" : p.topics.sorted().joined(separator: ", "))
+            add("input.sns_signature", c.input.verifySNSSignatures.map { "\($0)" } ?? "auto (verified unless an endpoint points at a stand-in)")
+            add("input.leave_poison_to_dlq", c.input.leavePoisonToDLQ.map { "\($0)" } ?? "auto (left when the queue has a redrive policy)")
             add("input.profile", c.input.profile)
             add("input.role_arn", c.input.roleARN)
             add("input.external_id", c.input.externalID.map(mask))
@@ -54,7 +66,7 @@ public enum ConfigCheck {
             }
             lines.append("output.\(name): \(text)")
         }
-        if c.input.sqsURL != nil || c.input.roleARN != nil {
+        if c.input.sqsURL != nil || c.input.bucket != nil || c.input.roleARN != nil {
             let http = HTTPClient()
             do {
                 let region = try await Bootstrap.region(c, http: http, environment: environment)
@@ -79,5 +91,32 @@ public enum ConfigCheck {
         if !f.exclude.isEmpty { parts.append("\(f.exclude.count) exclude rule(s)") }
         if !f.dropFields.isEmpty { parts.append("drop_fields \(f.dropFields.map { $0.joined(separator: ".") })") }
         return parts.isEmpty ? "none" : parts.joined(separator: ", ")
+    }
+}
+
+/// `cloudtrailbeat test output`: connect and authenticate to each configured output, as a run would,
+/// and say what answered; no event is sent.
+public enum OutputCheck {
+    /// One line per destination (`output.<name> <target>: OK …` or `… FAILED …`), and whether all passed.
+    public static func run(_ c: Config) async throws -> (lines: [String], ok: Bool) {
+        let outputs = try Bootstrap.outputs(c)
+        var lines: [String] = []
+        var ok = true
+        for output in outputs {
+            defer { Task { await output.close() } }
+            guard let probing = output as? any ProbingOutput else {
+                lines.append("output.\(output.name): nothing to check")
+                continue
+            }
+            for r in await probing.probe() {
+                ok = ok && r.ok
+                lines.append("output.\(output.name) \(r.target): \(r.ok ? "OK" : "FAILED") — \(r.detail)")
+            }
+        }
+        if outputs.isEmpty {
+            lines.append("no output is configured")
+            ok = false
+        }
+        return (lines, ok)
     }
 }

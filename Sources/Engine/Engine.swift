@@ -6,6 +6,7 @@ import Journal
 import Logging
 import Outputs
 import ServiceLifecycle
+import SNSSignature
 import Stages
 
 struct LocalReadError: Error {
@@ -61,6 +62,16 @@ public final class Engine: Service, @unchecked Sendable {
         var visibleAgainBy: Date
     }
     private var lastPollEmpty = false
+    /// Since when downloads have been waiting for room in the journal (nil: they are not). Under `lock`.
+    private var downloadsPausedSince: Date?
+    private var lastPauseWarning = Date.distantPast
+    private var pauseWarned = false
+    /// Verifies SNS envelopes' signatures (`input.sns_signature`), when on.
+    public var snsVerifier: SNSSignatureVerifier?
+    /// Bucket polling: the wait between listing passes of `backfill` (nil: one pass).
+    public var pollInterval: Double?
+    /// Whether quarantined messages are left in the queue (for its dead-letter queue) instead of deleted.
+    private var leavePoison = false
     /// ReceiveMessage calls that failed in a row, across receivers (for the backoff and --drain).
     private var receiveFailures = 0
     private var lastReceive = Date.distantPast
@@ -80,6 +91,8 @@ public final class Engine: Service, @unchecked Sendable {
         public var recordsAcknowledged: [String: Int] = [:]
         /// Records an output's filter dropped (acknowledged without being sent).
         public var recordsFiltered: [String: Int] = [:]
+        /// Messages and objects refused by input.topics, input.buckets, input.accounts (by setting).
+        public var refused: [String: Int] = [:]
     }
 
     public init(config: Config, options: Options, journal: Journal, sqs: SQSClient?, s3: S3Client?, outputs: [any Output], http: HTTPClient, logger: Logger) {
@@ -133,8 +146,14 @@ public final class Engine: Service, @unchecked Sendable {
             logger.warning("debug build: every journal commit waits \(delay) ms first (CLOUDTRAILBEAT_DEBUG_COMMIT_DELAY_MS)")
         }
         #endif
+        // Until the queue's redrive policy is known, quarantined messages are left (never lost).
+        lock.withLock { leavePoison = config.input.leavePoisonToDLQ ?? true }
+        let policy = Task { if let sqs, backfill == nil { await decidePoisonHandling(sqs) } }
+        defer { policy.cancel() }
         try await withThrowingTaskGroup(of: Void.self) { group in
-            if let backfill {
+            if let backfill, let every = pollInterval {
+                group.addTask { try await self.pollLoop(backfill, every: every) }
+            } else if let backfill {
                 let progress = BackfillProgress(journal: journal, job: backfill.job, logger: logger)
                 group.addTask {
                     try await backfill.run()
@@ -176,7 +195,7 @@ public final class Engine: Service, @unchecked Sendable {
                 "SQS \(c.messagesReceived) received, \(c.messagesDeleted) deleted, \(c.messagesReturned) returned, "
                     + "\(c.messagesQuarantined) quarantined, \(c.visibilityExtensions) visibility extensions")
         }
-        let bytes = ByteCountFormatter.string(fromByteCount: Int64(c.bytesDownloaded), countStyle: .file)
+        let bytes = StatusReport.bytes(c.bytesDownloaded)
         parts.append("\(sqs == nil && backfill != nil ? "objects" : "S3") \(c.objectsFetched) fetched (\(bytes)), \(c.objectsQuarantined) quarantined, \(c.objectsSkipped) skipped")
         for pump in pumps {
             let name = pump.output.name
@@ -199,6 +218,7 @@ public final class Engine: Service, @unchecked Sendable {
     }
 
     private func drained() throws -> Bool {
+        if pollInterval != nil { return false }  // the poll loop says when a --drain run is done
         if let backfill, !backfill.isFinished { return false }
         let (pollEmpty, since) = lock.withLock { (lastPollEmpty || sqs == nil || backfill != nil, lastReceive) }
         guard pollEmpty, Date().timeIntervalSince(since) > 0.2 else { return false }
@@ -211,6 +231,44 @@ public final class Engine: Service, @unchecked Sendable {
             return true
         }
         return false
+    }
+
+    // MARK: Bucket polling
+
+    /// `input.bucket_arn` without a queue: a listing pass, then (once its objects are shipped) a wait of
+    /// `bucket_list_interval`, then the next pass, which journals only what arrived since the previous
+    /// one began. Each pass is a backfill pass, so a kill resumes it where it stopped.
+    private func pollLoop(_ backfill: Backfill, every: Double) async throws {
+        var failures = 0
+        while !isStopping {
+            do {
+                try await backfill.run()
+                failures = 0
+            } catch let e as CancellationError {
+                throw e
+            } catch {
+                // A refusal (access denied on a prefix), a full journal, an outage beyond the client's
+                // retries: the daemon says so and lists again later, it does not end.
+                if options.drain { throw error }
+                failures += 1
+                let wait = min(max(every, 1) * pow(2, Double(min(failures - 1, 6))), 3600)
+                logger.error("bucket listing failed; listing again in \(Int(wait))s", metadata: ["error": "\(error)", "failures": "\(failures)"], source: LogStage.backfill.rawValue)
+                try await Task.sleep(nanoseconds: UInt64(wait * 1e9))
+                continue
+            }
+            while try journal.countObjects(in: [.received, .fetched, .emitting]) > 0 {
+                try await Task.sleep(nanoseconds: 50_000_000)
+            }
+            let p = backfill.lastPass
+            var line = "bucket listed (pass \(p.pass)): \(p.new) new object(s) journaled, \(p.earlier) listed by an earlier pass"
+            if p.refused > 0 { line += ", \(p.refused) of accounts input.accounts does not list" }
+            if options.drain {
+                logger.info("\(line); finished (--drain)", source: LogStage.backfill.rawValue)
+                return  // ends the run
+            }
+            logger.log(level: p.new > 0 ? .info : .debug, "\(line); next listing in \(Int(every))s", source: LogStage.backfill.rawValue)
+            try await Task.sleep(nanoseconds: UInt64(every * 1e9))
+        }
     }
 
     // MARK: Receiving
@@ -280,8 +338,38 @@ public final class Engine: Service, @unchecked Sendable {
                 } catch let e as JournalError where e.code == .full {
                     // Not journaled: SQS shows the message again after its visibility timeout.
                     lock.withLock { _ = handles.removeValue(forKey: m.id) }
-                    logger.warning("journal full: message left to come back", metadata: ["message": "\(m.id)", "error": "\(e)"], source: LogStage.receive.rawValue)
+                    logger.debug("journal full: message left to come back", metadata: ["message": "\(m.id)", "error": "\(e)"], source: LogStage.receive.rawValue)
                 }
+            }
+        }
+    }
+
+    /// `input.leave_poison_to_dlq`: true or false as configured; `auto` (the default) asks the queue
+    /// for its redrive policy, again every 30 s while it cannot be read (no credentials yet, a network
+    /// error); meanwhile, and when `sqs:GetQueueAttributes` is denied, messages are left: a message that
+    /// comes back costs a receive, a deleted one is gone for good.
+    private func decidePoisonHandling(_ sqs: SQSClient) async {
+        guard config.input.leavePoisonToDLQ == nil else { return }
+        var warned = false
+        while !Task.isCancelled {
+            do {
+                let policy = try await sqs.attributes(["RedrivePolicy"])["RedrivePolicy"] ?? ""
+                lock.withLock { leavePoison = !policy.isEmpty }
+                if !policy.isEmpty {
+                    logger.info("the queue has a dead-letter queue: quarantined messages are left for its redrive policy to move", metadata: ["redrivePolicy": "\(policy)"], source: LogStage.delete.rawValue)
+                }
+                return
+            } catch let e as AWSError where e.isRetryable {
+                if !warned {
+                    logger.warning("cannot read the queue's redrive policy yet; quarantined messages are left in the queue meanwhile", metadata: ["error": "\(e)"], source: LogStage.delete.rawValue)
+                    warned = true
+                }
+                try? await Task.sleep(nanoseconds: 30_000_000_000)
+            } catch is CancellationError {
+                return
+            } catch {
+                logger.warning("cannot read the queue's redrive policy (sqs:GetQueueAttributes); quarantined messages are left in the queue — set input.leave_poison_to_dlq to choose", metadata: ["error": "\(error)"], source: LogStage.delete.rawValue)
+                return
             }
         }
     }
@@ -293,6 +381,20 @@ public final class Engine: Service, @unchecked Sendable {
                 reason: "received \(m.receiveCount) times (input.max_receive_count is \(config.input.maxReceiveCount))", detail: m.body)
             lock.withLock { counters.messagesQuarantined += 1 }
             logger.warning("poison message quarantined", metadata: ["message": "\(m.id)", "receiveCount": "\(m.receiveCount)"], source: LogStage.receive.rawValue)
+            return
+        }
+        // Who sent it: a verified SNS signature (input.sns_signature), a listed topic (input.topics).
+        let refusal: (setting: String, reason: String)? =
+            if let verifier = snsVerifier, let r = await verifier.refusal(m.body) { ("signature", r) }
+            else if let r = config.input.policy.refusal(topic: NotificationDecoder.topicArn(m.body)) { ("topic", r) }
+            else { nil }
+        if let refusal {
+            _ = try await journal.quarantineMessage(id: m.id, receiptHandle: m.receiptHandle, receiveCount: m.receiveCount, reason: "refused: \(refusal.reason)", detail: m.body)
+            lock.withLock {
+                counters.messagesQuarantined += 1
+                counters.refused[refusal.setting, default: 0] += 1
+            }
+            logger.warning("message refused", metadata: ["message": "\(m.id)", "reason": "\(refusal.reason)"], source: LogStage.receive.rawValue)
             return
         }
         switch NotificationDecoder.decode(m.body) {
@@ -352,7 +454,7 @@ public final class Engine: Service, @unchecked Sendable {
                 // Nothing was committed; the object stays where it was and is claimed again once GC
                 // has freed room (bodies stop at nine tenths of max_size, so GC and acknowledgements
                 // keep theirs).
-                logger.warning("journal full: work waits for GC", metadata: ["object": "\(claimed)", "error": "\(e)"])
+                logger.debug("journal full: work waits for GC", metadata: ["object": "\(claimed)", "error": "\(e)"])
                 try await Task.sleep(nanoseconds: 1_000_000_000)
             }
         }
@@ -373,6 +475,16 @@ public final class Engine: Service, @unchecked Sendable {
         }
         let local = ref.bucket.hasPrefix("file://")
         guard local || s3 != nil else { return }
+        // What this instance may read (input.buckets, input.accounts): refused before any request.
+        let policy = config.input.policy
+        if let refusal = local ? policy.refusal(accountOf: ref.key) : policy.refusal(bucket: ref.bucket, key: ref.key) {
+            lock.withLock { counters.refused[refusal.hasPrefix("bucket") ? "bucket" : "account", default: 0] += 1 }
+            try await quarantine(ref, "refused: \(refusal)")
+            return
+        }
+        let keyAccount = policy.accounts.isEmpty ? nil : SourcePolicy.account(inKey: ref.key)
+        var recordTree = RecordTree()
+        var forged: String?
         let ticket = try await journal.startFetch(ref)
         let writer = journal.bodyWriter(ticket)
         let decoder = LogDecoder()
@@ -381,7 +493,12 @@ public final class Engine: Service, @unchecked Sendable {
             let consume: ([UInt8]) async throws -> Void = { chunk in
                 if head.count < 8192 { head += chunk.prefix(8192 - head.count) }
                 try await writer.append(chunk)
-                try decoder.push(chunk) { _ in }
+                try decoder.push(chunk) { record in
+                    // A record for another account than the key's: a forged file (input.accounts).
+                    guard let keyAccount, forged == nil, recordTree.parse(record.bytes) else { return }
+                    let recipient = recordTree.member(RecordTree.root, "recipientAccountId").flatMap { recordTree.string($0) }
+                    forged = policy.refusal(recipientAccount: recipient, keyAccount: keyAccount, record: record.index)
+                }
             }
             if local {
                 try await readLocal(String(ref.bucket.dropFirst("file://".count)) + "/" + ref.key, consume)
@@ -389,11 +506,22 @@ public final class Engine: Service, @unchecked Sendable {
                 try await s3!.get(bucket: ref.bucket, key: ref.key, consume: consume)
             }
             let count = try decoder.finish()
+            if let forged {
+                _ = try await journal.fetchFailed(ticket, error: forged)
+                lock.withLock { counters.refused["account", default: 0] += 1 }
+                try await quarantine(ref, "refused: \(forged)")
+                return
+            }
             let state = try await writer.finish(recordCount: count)
-            lock.withLock {
+            let paused: Date? = lock.withLock {
                 counters.objectsFetched += 1
                 counters.bytesDownloaded += Int(writer.bytesWritten)
                 retryAfter[ref] = nil
+                defer { downloadsPausedSince = nil; pauseWarned = false }
+                return pauseWarned ? downloadsPausedSince : nil
+            }
+            if let paused {
+                logger.info("downloads resume: the journal has room again", metadata: ["after": "\(Int(Date().timeIntervalSince(paused)))s"], source: LogStage.fetch.rawValue)
             }
             logger.debug("fetched", metadata: ["object": "\(ref)", "records": "\(count)", "stage": "\(state.stage)"], source: LogStage.fetch.rawValue)
         } catch let e as SplitError {
@@ -407,6 +535,17 @@ public final class Engine: Service, @unchecked Sendable {
         } catch let e as GunzipError {
             _ = try await journal.fetchFailed(ticket, error: e.description)
             try await quarantine(ref, "corrupt gzip: \(e)")
+        } catch let e as AWSError where e.kind == .credentials {
+            // Not the object's fault: no attempt is counted against it, it waits for the credentials.
+            // A one-shot run (--drain, a backfill) must end: there it counts, and the object is quarantined
+            // after max_fetch_attempts with the reason (`journal retry` brings it back).
+            let state = try await journal.fetchFailed(ticket, error: e.description, countAttempt: options.drain)
+            if options.drain && state.attempts >= UInt32(config.input.maxFetchAttempts) {
+                try await quarantine(ref, "\(e)")
+                return
+            }
+            lock.withLock { retryAfter[ref] = Date().addingTimeInterval(10) }
+            logger.warning("no credentials to fetch with; retrying in 10s", metadata: ["object": "\(ref)", "error": "\(e)"], source: LogStage.fetch.rawValue)
         } catch let e as AWSError {
             let state = try await journal.fetchFailed(ticket, error: e.description)
             if e.kind == .notFound || e.kind == .auth || e.kind == .kmsAccess || e.kind == .client || state.attempts >= UInt32(config.input.maxFetchAttempts) {
@@ -425,8 +564,24 @@ public final class Engine: Service, @unchecked Sendable {
             try await quarantine(ref, e.message)
         } catch let e as JournalError where e.code == .full {
             _ = try? await journal.fetchFailed(ticket, error: e.description)
-            lock.withLock { retryAfter[ref] = Date().addingTimeInterval(5) }
-            logger.warning("journal full: fetch postponed until GC frees space", metadata: ["object": "\(ref)"], source: LogStage.fetch.rawValue)
+            // Said once a minute at most: draining a backlog larger than the journal pauses and resumes
+            // downloads at every GC pass.
+            let first = lock.withLock {
+                retryAfter[ref] = Date().addingTimeInterval(5)
+                guard downloadsPausedSince == nil else { return false }
+                downloadsPausedSince = Date()
+                guard Date().timeIntervalSince(lastPauseWarning) > 60 else { return false }
+                lastPauseWarning = Date()
+                pauseWarned = true
+                return true
+            }
+            if first {
+                logger.warning(
+                    "journal full: downloads wait until GC frees room (the last tenth is kept for acknowledgements and GC)",
+                    metadata: ["limit": "\(StatusReport.bytes(journal.effectiveLimit()))", "used": "\(StatusReport.bytes((try? journal.diskUse().used) ?? 0))"],
+                    source: LogStage.fetch.rawValue)
+            }
+            logger.debug("journal full: fetch postponed until GC frees space", metadata: ["object": "\(ref)"], source: LogStage.fetch.rawValue)
         }
     }
 
@@ -610,12 +765,20 @@ public final class Engine: Service, @unchecked Sendable {
                 try await Task.sleep(nanoseconds: 100_000_000)
                 continue
             }
+            let leavePoison = lock.withLock { self.leavePoison }
             for group in stride(from: 0, to: ready.count, by: 10).map({ Array(ready[$0..<min(ready.count, $0 + 10)]) }) {
                 var forget: [String] = []
+                var left: [String] = []
                 let toDelete = group.filter { m in
-                    let keep = config.input.noPurge || (m.state == .quarantined && config.input.leavePoisonToDLQ)
-                    if keep { forget.append(m.id) }
+                    let keep = config.input.noPurge || (m.state == .quarantined && leavePoison)
+                    if keep { left.append(m.id) }
                     return !keep
+                }
+                if !left.isEmpty {
+                    // Not deleted: it shows again after its visibility timeout (and, with a redrive
+                    // policy, goes to the dead-letter queue after the policy's receives).
+                    logger.debug("messages left in the queue", metadata: ["messages": "\(left)"], source: LogStage.delete.rawValue)
+                    forget += left
                 }
                 if !toDelete.isEmpty {
                     do {
@@ -640,8 +803,15 @@ public final class Engine: Service, @unchecked Sendable {
                     }
                 }
                 if !forget.isEmpty {
-                    logger.debug("messages done", metadata: ["messages": "\(forget)", "deleted": "\(!config.input.noPurge)"], source: LogStage.delete.rawValue)
-                    try await journal.messagesDeleted(forget)
+                    logger.debug("messages done", metadata: ["messages": "\(forget)"], source: LogStage.delete.rawValue)
+                    do {
+                        try await journal.messagesDeleted(forget)
+                    } catch let e as JournalError where e.code == .full {
+                        // Deleted in SQS but not yet forgotten here: done again (harmlessly) once there is room.
+                        logger.debug("journal full: forgetting deleted messages waits", metadata: ["error": "\(e)"], source: LogStage.delete.rawValue)
+                        try await Task.sleep(nanoseconds: 1_000_000_000)
+                        continue
+                    }
                     lock.withLock { for id in forget { handles[id] = nil } }
                 }
             }
@@ -689,12 +859,25 @@ public final class Engine: Service, @unchecked Sendable {
     }
 
     private func gcLoop() async throws {
+        var wasFull: Date?
         while true {
             try await Task.sleep(nanoseconds: 1_000_000_000)
+            // A full journal (max_size, or its disk) is backpressure, said once per episode.
+            let full = journal.fullState.since
+            if let full, wasFull == nil {
+                let disk = journal.diskLimit()
+                logger.warning(
+                    "journal full: writes wait for GC or for space on its disk; intake is paused, nothing is lost",
+                    metadata: ["limit": "\(StatusReport.bytes(journal.effectiveLimit()))", "max_size": "\(StatusReport.bytes(config.journal.maxSize))",
+                               "filesystemFree": "\(StatusReport.bytes(disk.free))", "used": "\(StatusReport.bytes((try? journal.diskUse().used) ?? 0))"])
+            } else if full == nil, let since = wasFull {
+                logger.info("journal has room again", metadata: ["after": "\(Int(Date().timeIntervalSince(since)))s", "filesystemFree": "\(StatusReport.bytes(journal.diskLimit().free))"])
+            }
+            wasFull = full
             do {
                 while try await journal.collectGarbage(maxChunks: 1024).moreWork { try Task.checkCancellation() }
             } catch let e as JournalError where e.code == .full {
-                logger.warning("journal full: garbage collection retries", metadata: ["error": "\(e)"])
+                logger.debug("journal full: garbage collection retries", metadata: ["error": "\(e)"])
             }
         }
     }

@@ -28,6 +28,9 @@ final class EngineMetrics: @unchecked Sendable {
             count("cloudtrailbeat_s3_objects_quarantined_total", [], c.objectsQuarantined)
             count("cloudtrailbeat_s3_objects_skipped_total", [], c.objectsSkipped)
             count("cloudtrailbeat_s3_bytes_downloaded_total", [], c.bytesDownloaded)
+            for setting in ["signature", "topic", "bucket", "account"] {
+                count("cloudtrailbeat_refused_total", [("setting", setting)], c.refused[setting] ?? 0)
+            }
             for pump in engine.pumps {
                 let name = pump.output.name
                 count("cloudtrailbeat_output_records_acknowledged_total", [("output", name)], c.recordsAcknowledged[name] ?? 0)
@@ -46,6 +49,11 @@ final class EngineMetrics: @unchecked Sendable {
                 gauge("cloudtrailbeat_journal_used_bytes", [], status.disk.usedBytes)
                 gauge("cloudtrailbeat_journal_mapped_bytes", [], status.disk.mappedBytes)
                 gauge("cloudtrailbeat_journal_max_bytes", [], status.disk.maxBytes)
+                gauge("cloudtrailbeat_journal_limit_bytes", [], status.disk.limitBytes)
+                gauge("cloudtrailbeat_journal_filesystem_free_bytes", [], status.disk.filesystemFreeBytes)
+                let full = engine.journal.fullState
+                gauge("cloudtrailbeat_journal_full", [], full.since == nil ? 0 : 1)
+                count("cloudtrailbeat_journal_full_episodes_total", [], full.episodes)
                 gauge("cloudtrailbeat_journal_quarantined", [], (try? engine.journal.quarantine().count) ?? 0)
                 let age = status.oldestUnacknowledged.map { max(0, Date().timeIntervalSince1970 - Double($0) / 1000) } ?? 0
                 registry.makeGauge(descriptor: descriptor("cloudtrailbeat_oldest_unacknowledged_age_seconds"), labels: []).set(age)
@@ -108,6 +116,11 @@ final class EngineMetrics: @unchecked Sendable {
         "cloudtrailbeat_journal_mapped_bytes": "Bytes of the journal's memory map.",
         "cloudtrailbeat_journal_max_bytes": "The journal's configured maximum size (journal.max_size).",
         "cloudtrailbeat_journal_quarantined": "Items in quarantine.",
+        "cloudtrailbeat_refused_total": "Messages (signature, topic) and objects (bucket, account) refused by input.sns_signature, input.topics, input.buckets and input.accounts.",
+        "cloudtrailbeat_journal_limit_bytes": "The size the journal may reach now: journal.max_size, or less when its disk holds less.",
+        "cloudtrailbeat_journal_filesystem_free_bytes": "Free space on the journal's filesystem.",
+        "cloudtrailbeat_journal_full": "1 while journal writes fail for want of space (intake paused until GC or the disk frees some).",
+        "cloudtrailbeat_journal_full_episodes_total": "Times the journal ran out of space since start.",
         "cloudtrailbeat_oldest_unacknowledged_age_seconds": "Age of the oldest item some output has not acknowledged yet.",
         "cloudtrailbeat_backfill_listed_objects": "Objects a backfill job has listed.",
         "cloudtrailbeat_backfill_done_objects": "Objects of a backfill job that every output has acknowledged.",

@@ -1,5 +1,6 @@
 import Foundation
 import Journal
+import Stages
 
 /// `journal status` as text for people and as one JSON object for scripts.
 public struct StatusReport: Sendable {
@@ -52,6 +53,9 @@ public struct StatusReport: Sendable {
             var mappedBytes: Int
             var fileBytes: Int
             var maxBytes: Int
+            /// The smaller of maxBytes and what the filesystem can hold.
+            var limitBytes: Int
+            var filesystemFreeBytes: Int
         }
         var path: String
         var formatVersion: UInt32
@@ -98,7 +102,8 @@ public struct StatusReport: Sendable {
             quarantined: s.quarantined.map {
                 .init(
                     kind: $0.kind.description, bucket: $0.object?.bucket, key: $0.object?.key,
-                    version: $0.object?.version, messageId: $0.messageID, reason: $0.reason, detail: $0.detail,
+                    version: $0.object?.version, messageId: $0.messageID, reason: $0.reason,
+                    detail: $0.detail.map { $0.utf8.count <= 1024 ? $0 : String(decoding: Array($0.utf8.prefix(1024)), as: UTF8.self) + "…" },
                     attempts: $0.attempts, firstSeen: Self.iso($0.firstSeen), lastSeen: Self.iso($0.lastSeen))
             },
             retrying: s.retrying.map {
@@ -119,7 +124,7 @@ public struct StatusReport: Sendable {
             bodyChunks: s.bodyChunks,
             disk: .init(
                 usedBytes: s.disk.usedBytes, mappedBytes: s.disk.mappedBytes, fileBytes: s.disk.fileBytes,
-                maxBytes: s.disk.maxBytes))
+                maxBytes: s.disk.maxBytes, limitBytes: s.disk.limitBytes, filesystemFreeBytes: s.disk.filesystemFreeBytes))
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         let data = (try? encoder.encode(shape)) ?? Data("{}".utf8)
@@ -142,7 +147,9 @@ public struct StatusReport: Sendable {
         }
         lines.append(
             "disk       \(Self.bytes(s.disk.usedBytes)) used, \(Self.bytes(s.disk.fileBytes)) on disk, "
-                + "\(Self.bytes(s.disk.mappedBytes)) mapped, max \(Self.bytes(s.disk.maxBytes)); "
+                + "\(Self.bytes(s.disk.mappedBytes)) mapped, max \(Self.bytes(s.disk.maxBytes))"
+                + (s.disk.limitBytes < s.disk.maxBytes ? " (the disk holds only \(Self.bytes(s.disk.limitBytes)): the limit now)" : "")
+                + "; filesystem \(Self.bytes(s.disk.filesystemFreeBytes)) free; "
                 + "bodies \(Self.bytes(Int(s.storedBodyBytes))), \(s.bodiesAwaitingGC) awaiting GC")
         lines.append("done       \(s.doneMarkers) markers kept for redelivery detection")
         if s.backfill.isEmpty {
@@ -180,6 +187,7 @@ public struct StatusReport: Sendable {
                 lines.append("  \(what)")
                 lines.append("    reason: \(q.reason) (attempts \(q.attempts), last \(Self.iso(q.lastSeen)))")
             }
+            lines.append("           once the cause is mended: cloudtrailbeat journal retry <s3://bucket/key | message id | --all>")
         }
         return lines.joined(separator: "\n")
     }
@@ -243,5 +251,96 @@ public enum JournalMaintenance {
             total.markersExpired += pass.markersExpired
             if !pass.moreWork { return total }
         }
+    }
+}
+
+extension JournalMaintenance {
+    /// What `journal retry` did.
+    public struct RetryReport: Sendable {
+        /// Objects put back to work.
+        public var requeued = 0
+        /// Objects left alone because they are still in progress.
+        public var inProgress = 0
+        /// Objects left alone because they finished since (a message's objects shipped before it was
+        /// quarantined as poison).
+        public var alreadyDone = 0
+        /// Quarantine entries removed.
+        public var cleared = 0
+        /// Entries kept, each with why (a message still unrecognised, a body not kept whole).
+        public var kept: [String] = []
+        /// Selectors that matched no quarantine entry.
+        public var unmatched: [String] = []
+
+        mutating func add(_ r: RequeueResult) {
+            requeued += r.requeued
+            inProgress += r.inProgress
+            alreadyDone += r.alreadyDone
+            cleared += r.cleared
+        }
+    }
+
+    /// Puts quarantined items back to work (no engine may be running: it takes the owner lock). An
+    /// object goes back to `received`; a quarantined message's kept body is decoded again (a newer
+    /// build may know its shape) and the objects it names are journaled — its entry is kept, with the
+    /// reason, when it still names none. `selectors` are `s3://bucket/key`, a bare key, or a message id;
+    /// `all` takes every entry.
+    public static func retry(path: String, selectors: [String], all: Bool) async throws -> RetryReport {
+        var options = Journal.Options()
+        options.exclusive = true
+        let journal = try Journal(path: path, options: options)
+        defer { journal.close() }
+        var report = RetryReport()
+        let entries = try journal.quarantine()
+        var chosen: [QuarantineEntry] = []
+        if all {
+            // Refused items (input.sns_signature, topics, buckets, accounts) are retried only by name:
+            // --all is for mended causes, and a refusal is a decision, not a fault.
+            chosen = entries.filter { !$0.reason.hasPrefix("refused: ") }
+            report.kept += entries.filter { $0.reason.hasPrefix("refused: ") }.map {
+                "\($0.object?.description ?? "message \($0.messageID ?? "?")"): \($0.reason) (name it to retry it)"
+            }
+        } else {
+            for selector in selectors {
+                let matches = entries.filter { Self.matches($0, selector) }
+                if matches.isEmpty { report.unmatched.append(selector) }
+                for m in matches where !chosen.contains(m) { chosen.append(m) }
+            }
+        }
+        for entry in chosen {
+            switch entry.kind {
+            case .object:
+                guard let ref = entry.object else { continue }
+                let r = try await journal.requeue([DiscoveredObject(ref)], source: "retry", clearing: [entry.key], skipDone: true)
+                report.add(r)
+            case .message:
+                let id = entry.messageID ?? "?"
+                guard let body = entry.detail, !body.hasSuffix("…") || body.utf8.count <= 1024 else {
+                    report.kept.append("message \(id): its body was not kept whole; redrive it from the queue's dead-letter queue")
+                    continue
+                }
+                switch NotificationDecoder.decode(body) {
+                case .objects(let refs, _):
+                    let objects = refs.map { DiscoveredObject(ObjectRef(bucket: $0.bucket, key: $0.key, version: $0.etag ?? $0.versionID ?? ""), size: $0.size) }
+                    let r = try await journal.requeue(objects, source: "retry of message \(id)", clearing: [entry.key], skipDone: true)
+                    report.add(r)
+                case .nothingToDo:
+                    report.cleared += try await journal.requeue([], source: "retry", clearing: [entry.key]).cleared
+                case .unrecognised(let reason):
+                    report.kept.append("message \(id): still unrecognised (\(reason))")
+                }
+            }
+        }
+        return report
+    }
+
+    /// `s3://bucket/key` (as `journal status` shows it, with or without `@version`; `file:///…` for a
+    /// local copy) names an object; otherwise a bare key or a message id (which also selects the objects
+    /// that message named).
+    static func matches(_ entry: QuarantineEntry, _ selector: String) -> Bool {
+        if let o = entry.object {
+            let url = (o.bucket.contains("://") ? o.bucket : "s3://" + o.bucket) + "/" + o.key
+            if selector == url || selector == o.description || selector == o.key { return true }
+        }
+        return entry.messageID == selector
     }
 }

@@ -16,17 +16,22 @@
 //    whose fetch never reached `fetched` is an orphan, found at open and freed by GC. Bodies are freed
 //    only once every output acknowledged every record and no undeleted message names the object.
 // 5. Per output, an object's cursor only grows: it counts the leading records that output acknowledged
-//    (delivered, or dropped by its filter). Replay after a crash re-sends at most what was sent but not
+//    (delivered, or dropped by its filter). The one exception is deliberate: an operator's `--force` or
+//    `journal retry` puts a finished object back to `received`, cursors at zero, to ship it again. Replay after a crash re-sends at most what was sent but not
 //    acknowledged. The output's totals (records delivered, records dropped) change in the transaction
 //    that moves its cursors, so they always add up to what the cursors passed.
 // 6. A done marker (bucket, key, version) outlives the object record for `doneRetention`, so a
 //    redelivered notification of a finished object emits nothing.
-// 7. The journal never grows past `maxSize`: at that point writes fail with `.full` and nothing is
-//    corrupted; once GC frees pages, writes succeed again. Bodies (and intake: receiving, listing)
+// 7. The journal never grows past `maxSize`, nor past what its filesystem can hold (the data file
+//    plus the free space statvfs reports, reread each second): at either limit writes fail with
+//    `.full` — also when the disk itself refuses a commit (ENOSPC, EDQUOT, or EIO on a disk with
+//    almost no free space, as LMDB reports a short write) — and nothing is corrupted (the commit
+//    never happened); once GC frees pages or space appears, writes succeed again. Bodies (and intake: receiving, listing)
 //    stop at nine tenths of it, so the last tenth is always there for acknowledgements and for GC,
 //    whose deletes need pages too: a journal full of bodies can always drain.
 // 8. The environment stores its format version; a newer one than this build knows is refused before
-//    anything is written.
+//    anything is written. An older one is read, and the first writable open records the current
+//    version, since what it writes from then on older builds cannot read.
 
 import CLMDB
 import Foundation
@@ -44,7 +49,9 @@ import Musl
 /// synchronous snapshot reads that never block the writer.
 public final class Journal: @unchecked Sendable {
     /// The on-disk format this build reads and writes.
-    public static let formatVersion: UInt32 = 1
+    /// 2: backfill cursors carry a pass and a horizon (format 1 journals are read, and upgraded by the
+    /// first writable open).
+    public static let formatVersion: UInt32 = 2
 
     /// How the journal is opened.
     public struct Options: Sendable {
@@ -79,6 +86,13 @@ public final class Journal: @unchecked Sendable {
     /// The map's size; changes only under `resizeLock` held for writing.
     private(set) var mapSize: Int
     private let state = NSLock()
+    /// Since when writes fail for want of space (cleared by the next commit that succeeds), and how
+    /// many such episodes there were. Guarded by `state`.
+    private var fullSince: Date?
+    private var fullEpisodes = 0
+    /// The disk's limit (data file + free space) and when it was read. Guarded by `diskLock`.
+    private let diskLock = NSLock()
+    private var diskReading: (at: Date, limit: Int, free: Int)?
     /// Body bytes through the map since the resident pages were last dropped.
     let residency = LockedValue(0)
     private var broken: JournalError?
@@ -213,6 +227,51 @@ public final class Journal: @unchecked Sendable {
     /// The current size of the memory map.
     public var mappedSize: Int { resizeLock.withReadLock { mapSize } }
 
+    /// What the filesystem under the journal can hold: the data file's size plus the space statvfs says
+    /// an unprivileged writer may still use (`free`), reread at most once a second. A journal on a disk
+    /// smaller than `journal.max_size` is bounded by this instead (invariant 7).
+    public func diskLimit() -> (limit: Int, free: Int) {
+        diskLock.withLock {
+            if let r = diskReading, Date().timeIntervalSince(r.at) < 1 { return (r.limit, r.free) }
+            var fs = statvfs()
+            var st = stat()
+            let free = statvfs(path, &fs) == 0 ? Int(fs.f_bavail) * Int(fs.f_frsize) : Int.max / 4
+            let file = stat(path + "/data.mdb", &st) == 0 ? Int(st.st_blocks) * 512 : 0
+            let limit = free >= Int.max / 4 ? Int.max / 2 : file + free
+            diskReading = (Date(), limit, free)
+            return (limit, free)
+        }
+    }
+
+    /// The size the journal may reach now: the smaller of `journal.max_size` and ``diskLimit()``.
+    public func effectiveLimit() -> Int { min(Journal.roundUp(options.maxSize), diskLimit().limit) }
+
+    /// Since when writes have been failing for want of space (nil while they succeed), and how many
+    /// times that began since the journal was opened.
+    public var fullState: (since: Date?, episodes: Int) { state.withLock { (fullSince, fullEpisodes) } }
+
+    private func noteCommit(full: Bool) {
+        state.withLock {
+            if full {
+                if fullSince == nil {
+                    fullSince = Date()
+                    fullEpisodes += 1
+                }
+            } else {
+                fullSince = nil
+            }
+        }
+    }
+
+    /// Whether a failed commit means the disk is full: ENOSPC, EDQUOT, or EIO — what LMDB reports for a
+    /// short write — on a filesystem with almost nothing left (a genuine I/O error stays fatal).
+    func outOfSpace(_ code: LMDBCode) -> Bool {
+        if code == .noSpace || code.rawValue == EDQUOT { return true }
+        guard code == .io else { return false }
+        diskLock.withLock { diskReading = nil }
+        return diskLimit().free < 1 << 20  // a short write on a disk with a megabyte left: full, not broken
+    }
+
     // MARK: Writing
 
     /// Runs `body` in a write transaction on the writer thread and returns after its commit.
@@ -314,10 +373,26 @@ public final class Journal: @unchecked Sendable {
             if !mapFull {
                 switch env.commit(txn) {
                 case .success:
+                    noteCommit(full: false)
                     for i in active { results[i] = .success(values[i]!) }
                     return
                 case .failure(.mapFull):
                     mapFull = true
+                case .failure(let code) where outOfSpace(code):
+                    // The disk refused the pages: nothing was committed. Retried one by one, what fits
+                    // (an acknowledgement, a GC pass) may still land; the rest fails with `.full`.
+                    let free = diskLimit().free
+                    if active.count > 1 {
+                        for i in active { execute(batch, [i], &results) }
+                        return
+                    }
+                    noteCommit(full: true)
+                    results[active[0]] = .failure(
+                        JournalError(
+                            .full, lmdbCode: code, operation: "mdb_txn_commit", path: path,
+                            message: "the disk under the journal in '\(path)' is full (\(free >> 10) KiB free): \(code); "
+                                + "intake pauses until GC frees pages or space appears"))
+                    return
                 case .failure(let code):
                     let error = JournalError(
                         .lmdb, lmdbCode: code, operation: "mdb_txn_commit", path: path,
@@ -336,6 +411,7 @@ public final class Journal: @unchecked Sendable {
                 if active.count > 1 {
                     for i in active { execute(batch, [i], &results) }
                 } else {
+                    noteCommit(full: true)
                     results[active[0]] = .failure(error)
                 }
                 return
@@ -512,10 +588,14 @@ public final class Journal: @unchecked Sendable {
     }
 
     private static func bootstrap(_ txn: WriteContext, clock: () -> Timestamp) throws {
-        if try txn.get(txn.dbs.meta, Array("format".utf8)) == nil {
-            var w = ByteWriter()
-            w.bigEndian(Journal.formatVersion)
-            try txn.put(txn.dbs.meta, Array("format".utf8), w.bytes)
+        let stored = try txn.get(txn.dbs.meta, Array("format".utf8))
+        var current = ByteWriter()
+        current.bigEndian(Journal.formatVersion)
+        if stored != current.bytes {
+            // New, or an older format this build reads: from now on older builds refuse it (invariant 8).
+            try txn.put(txn.dbs.meta, Array("format".utf8), current.bytes)
+        }
+        if stored == nil {
             var c = ByteWriter()
             c.bigEndian(UInt64(bitPattern: clock()))
             try txn.put(txn.dbs.meta, Array("created".utf8), c.bytes)

@@ -19,7 +19,9 @@ public struct ObjectRef: Hashable, Sendable, Comparable, CustomStringConvertible
     }
 
     public var description: String {
-        version.isEmpty ? "s3://\(bucket)/\(key)" : "s3://\(bucket)/\(key)@\(version)"
+        // A local copy's bucket is already a URL (file:///…).
+        let url = (bucket.contains("://") ? bucket : "s3://" + bucket) + "/" + key
+        return version.isEmpty ? url : url + "@" + version
     }
 
     var storageKey: [UInt8] { KeyBuilder.key([bucket, key, version]) }
@@ -290,6 +292,9 @@ public struct QuarantineEntry: Sendable, Equatable {
     public var firstSeen: Timestamp
     public var lastSeen: Timestamp
 
+    /// The entry's identity in the quarantine (what ``Journal/requeue(_:source:clearing:)`` takes).
+    public var key: [UInt8] { storageKey }
+
     var storageKey: [UInt8] {
         switch kind {
         case .object: [1] + (object?.storageKey ?? [])
@@ -324,6 +329,12 @@ public struct QuarantineEntry: Sendable, Equatable {
 }
 
 /// The listing position of one partition of a backfill job.
+///
+/// A job's partitions are listed to their end once per pass. Running a finished job again starts a
+/// new pass over every partition: objects last modified before ``horizon`` were there when the
+/// previous pass listed them and are skipped; the rest are new (done markers skip any the previous
+/// pass shipped after all). The job's marker cursor (partition `""`) holds the pass number, its
+/// horizon, and when it started by the source's clock (S3's `Date`), which is the next pass's horizon.
 public struct BackfillCursor: Sendable, Equatable {
     /// The job's identity (e.g. bucket, prefix and window).
     public var job: String
@@ -333,17 +344,27 @@ public struct BackfillCursor: Sendable, Equatable {
     public var lastKey: String?
     /// S3's continuation token for the next page, if the listing was mid-way.
     public var continuationToken: String?
-    /// Objects discovered so far.
+    /// Objects discovered so far (in this pass).
     public var listed: UInt64
-    /// Bytes discovered so far.
+    /// Bytes discovered so far (in this pass).
     public var listedBytes: UInt64
     /// Whether the listing of this partition reached its end.
     public var complete: Bool
     public var updated: Timestamp
+    /// The pass (1 for the first listing of the job).
+    public var pass: UInt64
+    /// Objects last modified before this (ms since the epoch; 0: none) were listed by an earlier pass.
+    public var horizon: Timestamp
+    /// The source's clock when this pass began listing (the marker: the whole job; a partition: its
+    /// first page); 0: not yet. The next pass's horizon.
+    public var started: Timestamp
+    /// A `--force` pass: every object is journaled again (kept until the pass completes).
+    public var forced: Bool
 
     public init(
         job: String, partition: String, lastKey: String? = nil, continuationToken: String? = nil,
-        listed: UInt64 = 0, listedBytes: UInt64 = 0, complete: Bool = false, updated: Timestamp = 0
+        listed: UInt64 = 0, listedBytes: UInt64 = 0, complete: Bool = false, updated: Timestamp = 0,
+        pass: UInt64 = 1, horizon: Timestamp = 0, started: Timestamp = 0, forced: Bool = false
     ) {
         self.job = job
         self.partition = partition
@@ -353,13 +374,17 @@ public struct BackfillCursor: Sendable, Equatable {
         self.listedBytes = listedBytes
         self.complete = complete
         self.updated = updated
+        self.pass = pass
+        self.horizon = horizon
+        self.started = started
+        self.forced = forced
     }
 
     var storageKey: [UInt8] { KeyBuilder.key([job, partition]) }
 
     func encode() -> [UInt8] {
         var w = ByteWriter(capacity: 128)
-        w.byte(1)
+        w.byte(2)
         w.string(job)
         w.string(partition)
         w.optionalString(lastKey)
@@ -368,16 +393,29 @@ public struct BackfillCursor: Sendable, Equatable {
         w.varint(listedBytes)
         w.bool(complete)
         w.varint(UInt64(bitPattern: updated))
+        w.varint(pass)
+        w.varint(UInt64(bitPattern: horizon))
+        w.varint(UInt64(bitPattern: started))
+        w.bool(forced)
         return w.bytes
     }
 
+    /// Layout 1 (before passes) reads as the first pass.
     static func decode(_ bytes: [UInt8]) throws -> BackfillCursor {
         var r = ByteReader(bytes)
-        guard try r.byte() == 1 else { throw ByteReader.Truncated() }
-        return BackfillCursor(
+        let layout = try r.byte()
+        guard layout == 1 || layout == 2 else { throw ByteReader.Truncated() }
+        var c = BackfillCursor(
             job: try r.string(), partition: try r.string(), lastKey: try r.optionalString(),
             continuationToken: try r.optionalString(), listed: try r.varint(), listedBytes: try r.varint(),
             complete: try r.bool(), updated: Int64(bitPattern: try r.varint()))
+        if layout == 2 {
+            c.pass = try r.varint()
+            c.horizon = Int64(bitPattern: try r.varint())
+            c.started = Int64(bitPattern: try r.varint())
+            c.forced = try r.bool()
+        }
+        return c
     }
 }
 
@@ -528,6 +566,10 @@ public struct JournalStatus: Sendable {
         /// `journal.max_size`.
         public var maxBytes: Int
         public var pageSize: Int
+        /// What the journal may reach now: `maxBytes`, or less when its filesystem holds less.
+        public var limitBytes: Int
+        /// Free space on the journal's filesystem (for an unprivileged writer).
+        public var filesystemFreeBytes: Int
     }
 
     public var path: String

@@ -134,15 +134,18 @@ extension Journal {
     /// A writer that spools a download into the journal in chunks of `bodyChunkSize`.
     public func bodyWriter(_ ticket: FetchTicket) -> BodyWriter { BodyWriter(journal: self, ticket: ticket) }
 
-    /// Whether nine tenths of `journal.max_size` are in use: intake (receiving, listing) waits then,
+    /// Whether nine tenths of the effective limit (`journal.max_size`, or what the disk can hold) are in
+    /// use: intake (receiving, listing) waits then,
     /// as bodies do (``ensureRoomForBody(_:)``), so the rest stays for acknowledgements and GC.
     public func nearlyFull() throws -> Bool { try roomForBodies().map { $0.room <= 0 } ?? false }
 
-    /// Bytes bodies may still take before nine tenths of `journal.max_size` (and the bytes in use), or
+    /// Bytes bodies may still take before nine tenths of the effective limit (`journal.max_size`, or less
+    /// on a smaller disk; the bytes in use too), or
     /// nil while the map is far enough from the limit to grow (no need to count free pages then).
     func roomForBodies() throws -> (room: Int, used: Int)? {
-        let limit = Journal.roundUp(options.maxSize)
-        guard mappedSize * 10 >= limit * 9 else { return nil }
+        let limit = effectiveLimit()
+        // Far from max_size, on a disk with room to spare: no need to count pages.
+        guard mappedSize * 10 >= limit * 9 || limit < Journal.roundUp(options.maxSize) else { return nil }
         let used = try diskUse().used
         return (limit - limit / 10 - used, used)
     }
@@ -210,7 +213,8 @@ extension Journal {
                 bodiesAwaitingGC: awaiting, storedBodyBytes: storedBytes, bodyChunks: try txn.count(txn.dbs.bodies),
                 disk: .init(
                     usedBytes: try usedBytes(txn), mappedBytes: mappedSize, fileBytes: fileBytes,
-                    maxBytes: options.maxSize, pageSize: pageSize))
+                    maxBytes: options.maxSize, pageSize: pageSize, limitBytes: effectiveLimit(),
+                    filesystemFreeBytes: diskLimit().free))
         }
     }
 

@@ -8,12 +8,24 @@ public struct FetchTicket: Sendable, Hashable {
 
 /// What a listing page changed.
 public struct ListingResult: Sendable, Equatable {
-    /// Objects journaled as new work.
+    /// Objects journaled as new work (with `force`: also finished objects put back to work).
     public var new = 0
     /// Objects skipped because a done marker says they finished earlier.
     public var alreadyDone = 0
-    /// Objects already in the journal.
+    /// Objects already in the journal and not finished (they go on where they are).
     public var inProgress = 0
+}
+
+/// What ``Journal/requeue(_:source:clearing:)`` changed.
+public struct RequeueResult: Sendable, Equatable {
+    /// Objects put (back) in `received`.
+    public var requeued = 0
+    /// Objects left alone because they are still being worked on.
+    public var inProgress = 0
+    /// Objects left alone because they finished (with `skipDone`).
+    public var alreadyDone = 0
+    /// Quarantine entries removed.
+    public var cleared = 0
 }
 
 extension Journal {
@@ -53,7 +65,8 @@ extension Journal {
     }
 
     /// Journals a message that cannot be used (unrecognised, poison): it goes to the quarantine with
-    /// the reason and a bounded excerpt, and the message is ready to delete (or leave to the DLQ).
+    /// the reason and its body (whole up to 64 KiB, else a 1 KiB excerpt), and the message is ready to delete
+    /// (or leave to the DLQ).
     public func quarantineMessage(
         id: String, receiptHandle: String, receiveCount: UInt32, reason: String, detail: String? = nil
     ) async throws -> MessageState {
@@ -94,7 +107,7 @@ extension Journal {
         guard let (room, used) = try roomForBodies(), bytes > room else { return }
         throw JournalError(
             .full, lmdbCode: .mapFull, operation: "store body", path: path,
-            message: "the journal in '\(path)' has no room for more bodies: \(used) of journal.max_size \(Journal.roundUp(options.maxSize)) bytes used, "
+            message: "the journal in '\(path)' has no room for more bodies: \(used) of \(effectiveLimit()) bytes used (journal.max_size, or less on a smaller disk), "
                 + "and the last tenth is kept for acknowledgements and GC; intake pauses until acknowledged work is garbage-collected")
     }
 
@@ -118,8 +131,11 @@ extension Journal {
     }
 
     /// Records a failed download attempt (the object stays `received`; its partial body is freed).
-    public func fetchFailed(_ ticket: FetchTicket, error: String) async throws -> ObjectState {
-        try await write { try Transitions.fetchFailed($0, ticket, error) }
+    ///
+    /// - Parameter countAttempt: false when the failure is not the object's (no credentials to sign
+    ///   with): the attempt ``startFetch(_:)`` counted is given back, so it never leads to quarantine.
+    public func fetchFailed(_ ticket: FetchTicket, error: String, countAttempt: Bool = true) async throws -> ObjectState {
+        try await write { try Transitions.fetchFailed($0, ticket, error, countAttempt) }
     }
 
     /// Records one output's acknowledgement; returns the object's new state.
@@ -151,6 +167,18 @@ extension Journal {
         try await write { txn in for id in ids { try Transitions.messageDeleted(txn, id) } }
     }
 
+    /// Writes backfill cursors as they are, in one transaction (a job's new pass: every partition
+    /// rewound and the marker's horizon set together, so a crash leaves the old pass or the new one).
+    public func saveCursors(_ cursors: [BackfillCursor]) async throws {
+        try await write { txn in
+            let now = txn.clock()
+            for var c in cursors {
+                c.updated = now
+                try txn.put(txn.dbs.cursors, c.storageKey, c.encode())
+            }
+        }
+    }
+
     /// Journals one listing page of a backfill: the objects it discovered and the partition's new
     /// cursor, in the same transaction, so a crash never skips nor relists a key.
     ///
@@ -165,6 +193,35 @@ extension Journal {
     /// - Parameter maxChunks: the most body chunks to delete in this pass.
     public func collectGarbage(maxChunks: Int = 256) async throws -> GCResult {
         try await write { try Transitions.collect($0, maxChunks) }
+    }
+
+    /// Puts objects back to work, in one transaction: an object the journal does not hold (or holds
+    /// finished: done or quarantined) becomes `received` again with no cursors and no attempts, its old
+    /// body left to GC; an object still in progress is left alone. The quarantine entries named by
+    /// `clearing` (their ``QuarantineEntry/key``) are removed in the same transaction, so a retried item
+    /// is either back in the queue or still quarantined — never neither.
+    ///
+    /// - Parameter source: recorded on the requeued objects (e.g. `retry`).
+    /// - Parameter skipDone: leave objects that finished (`done`, or a done marker without a record)
+    ///   alone, counted in `alreadyDone` (`journal retry`); without it they are shipped again (`--force`).
+    public func requeue(_ objects: [DiscoveredObject], source: String, clearing: [[UInt8]] = [], skipDone: Bool = false) async throws -> RequeueResult {
+        try await write { txn in
+            var result = RequeueResult()
+            for key in clearing where try txn.read.quarantineEntry(key) != nil {
+                try txn.delete(txn.dbs.quarantine, key)
+                result.cleared += 1
+            }
+            for d in objects {
+                if skipDone, try txn.read.object(d.ref).map({ $0.stage == .done }) ?? (try txn.read.doneMarker(d.ref) != nil) {
+                    result.alreadyDone += 1
+                } else if try Transitions.requeue(txn, d, source) {
+                    result.requeued += 1
+                } else {
+                    result.inProgress += 1
+                }
+            }
+            return result
+        }
     }
 
     /// Removes quarantine entries (after an operator dealt with them); returns how many were removed.
@@ -280,15 +337,19 @@ enum Transitions {
         message.state = .quarantined
         try txn.store(message)
         var entry = QuarantineEntry(
-            kind: .message, object: nil, messageID: id, reason: reason, detail: detail.map(excerpt),
+            kind: .message, object: nil, messageID: id, reason: reason, detail: detail.map { $0.utf8.count <= messageBodyLimit ? $0 : excerpt($0) },
             attempts: count, firstSeen: now, lastSeen: now)
         if let previous = try txn.read.quarantineEntry(entry.storageKey) { entry.firstSeen = previous.firstSeen }
         try txn.put(txn.dbs.quarantine, entry.storageKey, entry.encode())
         return message
     }
 
-    static func excerpt(_ s: String) -> String {
-        s.utf8.count <= 1024 ? s : String(decoding: Array(s.utf8.prefix(1024)), as: UTF8.self) + "…"
+    /// A message body is kept whole up to 64 KiB (notifications are a few KiB), so `journal retry` can
+    /// act on it; a larger one (junk, a flood) keeps a 1 KiB excerpt like everything else.
+    static let messageBodyLimit = 64 << 10
+
+    static func excerpt(_ s: String, limit: Int = 1024) -> String {
+        s.utf8.count <= limit ? s : String(decoding: Array(s.utf8.prefix(limit)), as: UTF8.self) + "…"
     }
 
     static func startFetch(_ txn: WriteContext, _ ref: ObjectRef) throws -> FetchTicket {
@@ -324,8 +385,9 @@ enum Transitions {
         return try settle(txn, state)
     }
 
-    static func fetchFailed(_ txn: WriteContext, _ ticket: FetchTicket, _ error: String) throws -> ObjectState {
+    static func fetchFailed(_ txn: WriteContext, _ ticket: FetchTicket, _ error: String, _ countAttempt: Bool = true) throws -> ObjectState {
         guard var state = try txn.read.object(ticket.object) else { throw missing(txn, ticket.object, "fetchFailed") }
+        if !countAttempt { state.attempts = max(0, state.attempts - 1) }
         if try txn.delete(txn.dbs.fetching, bodyKey(ticket.bodyID)) {
             try txn.put(txn.dbs.collect, [Databases.collectBody] + bodyKey(ticket.bodyID), [])
         }
@@ -408,7 +470,7 @@ enum Transitions {
         state.stage = .quarantined
         state.lastError = reason
         var entry = QuarantineEntry(
-            kind: .object, object: ref, messageID: state.messages.first, reason: reason, detail: detail.map(excerpt),
+            kind: .object, object: ref, messageID: state.messages.first, reason: reason, detail: detail.map { excerpt($0) },
             attempts: state.attempts, firstSeen: now, lastSeen: now)
         if let previous = try txn.read.quarantineEntry(entry.storageKey) { entry.firstSeen = previous.firstSeen }
         try txn.put(txn.dbs.quarantine, entry.storageKey, entry.encode())
@@ -436,9 +498,13 @@ enum Transitions {
         let now = txn.clock()
         var result = ListingResult()
         for d in discovered {
-            if try txn.read.object(d.ref) != nil {
+            // `force` means the same whether a finished object's record is still here or GC removed it
+            // and only its done marker is left: it is shipped again. In progress, it just goes on.
+            if force {
+                if try requeue(txn, d, "backfill:\(cursor.job)") { result.new += 1 } else { result.inProgress += 1 }
+            } else if try txn.read.object(d.ref) != nil {
                 result.inProgress += 1
-            } else if !force, try txn.read.doneMarker(d.ref) != nil {
+            } else if try txn.read.doneMarker(d.ref) != nil {
                 result.alreadyDone += 1
             } else {
                 try txn.store(
@@ -453,6 +519,30 @@ enum Transitions {
         c.updated = now
         try txn.put(txn.dbs.cursors, c.storageKey, c.encode())
         return result
+    }
+
+    /// Makes `d` received again unless it is in progress; false when it is. A finished object keeps the
+    /// messages that name it (they are deleted once it finishes again); its body goes to GC.
+    static func requeue(_ txn: WriteContext, _ d: DiscoveredObject, _ source: String) throws -> Bool {
+        let now = txn.clock()
+        var state = ObjectState(
+            ref: d.ref, stage: .received, size: d.size, recordCount: nil, body: nil, cursors: [:], attempts: 0,
+            lastError: nil, messages: [], source: source, note: nil, firstSeen: now, updated: now)
+        if let previous = try txn.read.object(d.ref) {
+            guard previous.stage.isFinal else { return false }
+            if let body = previous.body {
+                try txn.put(txn.dbs.collect, [Databases.collectBody] + bodyKey(body.id), [])
+            }
+            if previous.stage == .quarantined {
+                // Back to work: no longer quarantined (whoever requeues it).
+                try txn.delete(txn.dbs.quarantine, [QuarantineEntry.Kind.object.rawValue] + d.ref.storageKey)
+            }
+            state.messages = previous.messages
+            state.size = d.size ?? previous.size
+            state.firstSeen = previous.firstSeen
+        }
+        try txn.store(state)
+        return true
     }
 
     /// Deletes up to `budget` chunks of a body; returns how many were deleted and whether any remain.

@@ -16,7 +16,7 @@ struct CloudTrailBeat: AsyncParsableCommand {
 
 /// `cloudtrailbeat test config`: check a configuration before running it.
 struct TestCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "test", abstract: "Check before you run.", subcommands: [ConfigCheckCommand.self])
+    static let configuration = CommandConfiguration(commandName: "test", abstract: "Check before you run.", subcommands: [ConfigCheckCommand.self, OutputCheckCommand.self])
 
     struct ConfigCheckCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
@@ -27,8 +27,11 @@ struct TestCommand: AsyncParsableCommand {
         @Option(name: .customShort("c"), help: "The configuration file.")
         var config: String = "cloudtrailbeat.yml"
 
+        @Option(name: .customShort("E"), help: ArgumentHelp("Override a setting: -E key=value (a dotted key, a YAML value); repeatable.", valueName: "key=value"))
+        var overrides: [String] = []
+
         func run() async throws {
-            let c = try loadConfig(config)
+            let c = try loadConfig(config, overrides: overrides)
             let report = await ConfigCheck.run(c)
             print(report.lines.joined(separator: "\n"))
             if !report.problems.isEmpty {
@@ -36,6 +39,29 @@ struct TestCommand: AsyncParsableCommand {
                 throw ExitCode(1)
             }
             print("config OK")
+        }
+    }
+}
+
+extension TestCommand {
+    struct OutputCheckCommand: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "output",
+            abstract: "Connect and authenticate to each configured output and say what answered (no event is sent).",
+            discussion: "Exit 0 when every destination answered, 1 otherwise.")
+
+        @Option(name: .customShort("c"), help: "The configuration file.")
+        var config: String = "cloudtrailbeat.yml"
+
+        @Option(name: .customShort("E"), help: ArgumentHelp("Override a setting: -E key=value; repeatable.", valueName: "key=value"))
+        var overrides: [String] = []
+
+        func run() async throws {
+            let c = try loadConfig(config, overrides: overrides)
+            let (lines, ok) = try await OutputCheck.run(c)
+            print(lines.joined(separator: "\n"))
+            if !ok { throw ExitCode(1) }
+            print("outputs OK")
         }
     }
 }
@@ -55,6 +81,9 @@ struct Run: AsyncParsableCommand {
 
     @Option(name: .customShort("c"), help: "The configuration file.")
     var config: String = "cloudtrailbeat.yml"
+
+    @Option(name: .customShort("E"), help: ArgumentHelp("Override a setting: -E key=value (a dotted key, a YAML value); repeatable.", valueName: "key=value"))
+    var overrides: [String] = []
 
     @Option(name: .customShort("d"), help: "Debug logging for these stages, comma-separated: receive, fetch, emit, delete, visibility, backfill (\"*\" for all).")
     var selectors: String?
@@ -123,7 +152,7 @@ struct Run: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let c = try loadConfig(config)
+        let c = try loadConfig(config, overrides: overrides)
         // -d "<selectors>" means debug for those stages (as Filebeat's -d); otherwise logging.level and logging.selectors.
         let level: Logger.Level = selectors != nil ? .debug : Logger.Level(rawValue: c.logging.level) ?? .info
         let chosen = selectors.map { $0.split(separator: ",").map(String.init) } ?? c.logging.selectors
@@ -149,6 +178,7 @@ struct Run: AsyncParsableCommand {
                 o.enqueue = enqueue
                 o.pageSize = pageSize
                 o.workers = c.input.workers
+                o.policy = c.input.policy
                 request = Bootstrap.BackfillRequest(target: target, options: o)
             }
             let code = try await Bootstrap.run(config: c, drain: drain, backfill: request, logger: logger)
@@ -170,9 +200,9 @@ func fail(_ message: String) -> Never {
     exit(1)
 }
 
-func loadConfig(_ path: String) throws -> Config {
+func loadConfig(_ path: String, overrides: [String] = []) throws -> Config {
     do {
-        return try Config.load(path: path)
+        return try Config.load(path: path, overrides: overrides)
     } catch let e as ConfigError {
         fail("configuration error: \(e)")
     }
@@ -182,7 +212,7 @@ struct JournalCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "journal",
         abstract: "Inspect and maintain the on-disk journal.",
-        subcommands: [Status.self, GC.self])
+        subcommands: [Status.self, GC.self, Retry.self])
 
     struct Location: ParsableArguments {
         @Option(name: .customShort("c"), help: "The configuration file (its journal.path is used).")
@@ -191,10 +221,13 @@ struct JournalCommand: AsyncParsableCommand {
         @Option(name: [.customLong("path")], help: "The journal directory (instead of -c).")
         var path: String?
 
+        @Option(name: .customShort("E"), help: ArgumentHelp("Override a setting: -E key=value; repeatable.", valueName: "key=value"))
+        var overrides: [String] = []
+
         /// The journal directory, and the configuration when it came from one.
         func resolve() throws -> (path: String, config: Config?) {
             if let path { return (path, nil) }
-            let c = try loadConfig(config ?? "cloudtrailbeat.yml")
+            let c = try loadConfig(config ?? "cloudtrailbeat.yml", overrides: overrides)
             return (c.journal.path, c)
         }
     }
@@ -213,6 +246,43 @@ struct JournalCommand: AsyncParsableCommand {
                 let (path, config) = try location.resolve()
                 let report = try JournalInspector.status(path: path, maxSize: config?.journal.maxSize)
                 print(json ? report.json() : report.text())
+            } catch let error as JournalError {
+                fail("error: \(error)")
+            }
+        }
+    }
+
+    struct Retry: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Put quarantined items back to work once their cause is mended (no engine may be running).",
+            discussion: """
+                Each item is named as `journal status` shows it: s3://bucket/key (or the bare key) for an object, \
+                the message id for a message (its objects too). A quarantined message's kept body is decoded \
+                again and the objects it names are journaled. The next run ships them.
+                """)
+
+        @OptionGroup var location: Location
+
+        @Argument(help: "Objects (s3://bucket/key or key) or message ids.")
+        var items: [String] = []
+
+        @Flag(help: "Every quarantined item.")
+        var all = false
+
+        func validate() throws {
+            if all == !items.isEmpty { throw ValidationError("name the items to retry, or --all (not both)") }
+        }
+
+        func run() async throws {
+            do {
+                let (path, _) = try location.resolve()
+                let r = try await JournalMaintenance.retry(path: path, selectors: items, all: all)
+                print("requeued \(r.requeued) object(s), \(r.inProgress) already in progress, \(r.alreadyDone) already shipped; \(r.cleared) quarantine entr\(r.cleared == 1 ? "y" : "ies") cleared")
+                for k in r.kept { print("kept: \(k)") }
+                if r.requeued > 0 { print("the next run of cloudtrailbeat ships them") }
+                if !r.unmatched.isEmpty {
+                    fail("nothing in the quarantine matches \(r.unmatched.map { "'\($0)'" }.joined(separator: ", ")) (see journal status)")
+                }
             } catch let error as JournalError {
                 fail("error: \(error)")
             }

@@ -151,7 +151,7 @@ struct BackfillTests {
         #expect(try stack.run(["-c", window, "-b", "org-trail-bucket", "--since", "2026-11-27", "--until", "2026-11-27"]) == 0)
         #expect(Set(try stack.emitted("window")) == (try stack.expected(days: ["27"])))
         let calls = stack.listCalls().dropFirst(before)
-        let listings = calls.filter { !$0.contains("delimiter=") }
+        let listings = calls.filter { !$0.contains("delimiter=") && !$0.contains("max-keys=1&") }  // not the pass's clock reading
         #expect(listings.count == 4 && listings.allSatisfy { $0.contains("%2F27%2F") || $0.contains("/27/") }, "\(listings)")
         // The org trail is discovered; -p restricts to it.
         let org = try stack.config("org")
@@ -198,7 +198,8 @@ struct BackfillTests {
         let end = p.wait()
         let log = (try? String(contentsOfFile: dir.sub("run.log"), encoding: .utf8)) ?? ""
         #expect(end.exited && end.code == 0, "\(end): \(log.suffix(600))")
-        #expect(log.contains("journal full: fetch postponed"), "the journal did fill: \(log.suffix(400))")
+        #expect(log.contains("journal full: downloads wait until GC frees room"), "the journal did fill: \(log.suffix(400))")
+        #expect(log.components(separatedBy: "journal full: downloads wait").count - 1 <= 2, "said once a minute at most")
         var ids: [Substring] = []
         for line in try String(contentsOfFile: dir.sub("out/cloudtrailbeat.ndjson"), encoding: .utf8).split(separator: "\n") {
             guard let r = line.range(of: "\"eventID\": \"") else { continue }  // records are verbatim: json.dumps spacing
@@ -324,6 +325,10 @@ struct BackfillTests {
         let queue = q.readAll().trimmingCharacters(in: .whitespacesAndNewlines)
         _ = q.wait()
         let enqueue = try stack.config("enqueue", queue: queue)
+        // A run after one that finished is a new pass, which re-sends objects dated within two seconds
+        // of the previous pass's start (S3's clocks have whole seconds; --enqueue keeps no done markers):
+        // let the freshly uploaded objects age past that, so only the kills can cause re-sends.
+        sleep(3)
         var kills = 0
         var rng = SplitMix64(seed: 11)
         for _ in 0..<4 {

@@ -10,7 +10,9 @@
   next appearances (then normal); {"reject": {"<id>": "reason"}} answers 400 mapper_parsing_exception;
   {"whole": [500]} answers these statuses to the next whole requests; {"max_items": N} answers 413 to
   any request with more than N items.
-- PUT /_index_template/<name> stores a template. GET /_test/stats returns what was seen, including
+- {"require_auth": "Basic …"} (via /_script) makes GET / and _bulk answer 401 security_exception, as
+  Elasticsearch does, to requests without that Authorization header.
+- GET / answers the cluster's name and version. PUT /_index_template/<name> stores a template. GET /_test/stats returns what was seen, including
   max_in_flight: the most _bulk requests it was handling at one time.
 """
 import json, sys, threading, time
@@ -45,7 +47,16 @@ class Handler(BaseHTTPRequestHandler):
         if self.path == "/_test/stats":
             with LOCK:
                 return self.reply(200, dict(STATS, docs={"%s/%s" % k: v for k, v in DOCS.items()}))
-        self.reply(200, {"version": {"number": "8.15.0"}, "tagline": "You Know, for Search"})
+        if self.refused():
+            return
+        self.reply(200, {"name": "test-node", "cluster_name": "ctb-test", "version": {"number": "8.15.0"}, "tagline": "You Know, for Search"})
+
+    def refused(self):
+        want = SCRIPT.get("require_auth")
+        if want and self.headers.get("Authorization") != want:
+            self.reply(401, {"error": {"type": "security_exception", "reason": "unable to authenticate user for REST request [%s]" % self.path}, "status": 401})
+            return True
+        return False
 
     def do_PUT(self):
         data = self.body()
@@ -84,6 +95,8 @@ class Handler(BaseHTTPRequestHandler):
                 IN_FLIGHT[0] -= 1
 
     def bulk(self, data):
+        if self.refused():
+            return
         if SCRIPT["delay"]:
             time.sleep(SCRIPT["delay"])  # a slow receiver
         with LOCK:

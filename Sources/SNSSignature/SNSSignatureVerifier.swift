@@ -1,0 +1,136 @@
+// # SNS message signatures
+//
+// Amazon SNS signs every message it delivers (Amazon SNS Developer Guide, "Verifying the signatures of
+// Amazon SNS messages"). A message in an SNS envelope is accepted only when:
+//
+// 1. its `SigningCertURL` is `https` on a host the settings allow (by default `sns.<region>.amazonaws.com`
+//    and the China partition's `.com.cn`), with a path ending in `.pem`: a sender cannot point at a
+//    certificate of their own;
+// 2. that certificate was fetched over TLS verified against the trusted CAs (the system's, or
+//    `trusted_ca`), as AWS's own message validators do: its origin vouches for it. It must be valid now;
+//    fetched certificates are cached by URL (a few per region, rotated rarely), and concurrent
+//    messages share one fetch in flight;
+// 3. the RSA signature (`SignatureVersion` 1: SHA1withRSA, 2: SHA256withRSA) verifies over the string
+//    SNS signs: the message's fields in the documented order, each as `name\nvalue\n`.
+//
+// Anything else is a refusal with the reason. The verifier is an actor: its cache is its only state.
+
+import Foundation
+import HTTP
+import X509
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Where signing certificates may come from, and whom to trust for the HTTPS that fetches them.
+public struct SNSSignatureSettings: Sendable, Equatable {
+    /// Host patterns (`fnmatch` globs) the `SigningCertURL` must match.
+    public var certificateHosts: [String] = ["sns.*.amazonaws.com", "sns.*.amazonaws.com.cn"]
+    /// A PEM bundle to verify the certificate host's TLS against instead of the system's CAs.
+    public var trustedCAFile: String?
+    public init() {}
+}
+
+/// Verifies SNS envelopes; see the design comment at the top of this file.
+public actor SNSSignatureVerifier {
+    let settings: SNSSignatureSettings
+    let http: HTTPClient
+    private var certificates: [String: Certificate] = [:]
+    private var fetching: [String: Task<Certificate, any Error>] = [:]
+
+    public init(settings: SNSSignatureSettings) {
+        self.settings = settings
+        var configuration = HTTPClient.Configuration()
+        configuration.caFile = settings.trustedCAFile
+        configuration.verifyTLS = true
+        http = HTTPClient(configuration: configuration)
+    }
+
+    /// Nil when `body` is an SNS envelope whose signature verifies (or no SNS envelope at all: the
+    /// caller decides about those); otherwise why it is refused.
+    public func refusal(_ body: String) async -> String? {
+        guard let envelope = try? JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any],
+              let type = envelope["Type"] as? String, envelope["TopicArn"] != nil
+        else { return nil }
+        guard let version = envelope["SignatureVersion"] as? String, version == "1" || version == "2" else {
+            return "SNS signature: SignatureVersion \(envelope["SignatureVersion"].map { "'\($0)'" } ?? "missing") (1 and 2 are known)"
+        }
+        guard let signatureText = envelope["Signature"] as? String, let signature = Data(base64Encoded: signatureText) else {
+            return "SNS signature: no Signature, or not base64"
+        }
+        guard let url = envelope["SigningCertURL"] as? String else { return "SNS signature: no SigningCertURL" }
+        if let r = urlRefusal(url) { return "SNS signature: \(r)" }
+        guard let text = SNSSignatureVerifier.stringToSign(envelope, type: type) else {
+            return "SNS signature: a \(type) message lacks a signed field"
+        }
+        let certificate: Certificate
+        do {
+            certificate = try await self.certificate(url)
+        } catch {
+            return "SNS signature: cannot fetch the signing certificate \(url): \(error)"
+        }
+        let now = Date()
+        guard certificate.notValidBefore <= now, now <= certificate.notValidAfter else {
+            return "SNS signature: the signing certificate \(url) is not valid now (\(certificate.notValidBefore) to \(certificate.notValidAfter))"
+        }
+        let algorithm: Certificate.SignatureAlgorithm = version == "1" ? .sha1WithRSAEncryption : .sha256WithRSAEncryption
+        guard certificate.publicKey.isValidSignature(signature, for: Array(text.utf8), signatureAlgorithm: algorithm) else {
+            return "SNS signature: the signature does not verify (SignatureVersion \(version), certificate \(url))"
+        }
+        return nil
+    }
+
+    /// The URL rules: https, an allowed host, a `.pem` path.
+    func urlRefusal(_ text: String) -> String? {
+        guard let url = URL(string: text), url.scheme == "https", let host = url.host, url.path.hasSuffix(".pem") else {
+            return "SigningCertURL '\(text)' is not an https URL of a .pem file"
+        }
+        guard settings.certificateHosts.contains(where: { fnmatch($0, host.lowercased(), 0) == 0 }) else {
+            return "SigningCertURL host '\(host)' is not an SNS host (\(settings.certificateHosts.joined(separator: ", ")))"
+        }
+        return nil
+    }
+
+    /// The certificate at `url`, fetched once: concurrent callers share the fetch in flight.
+    private func certificate(_ url: String) async throws -> Certificate {
+        if let c = certificates[url] { return c }
+        if let pending = fetching[url] { return try await pending.value }
+        let http = self.http
+        let task = Task { () throws -> Certificate in
+            let r = try await http.send(HTTPRequest(method: "GET", url: url), timeout: 10)
+            guard r.status == 200 else { throw CertificateFetchError(message: "HTTP \(r.status)") }
+            return try Certificate(pemEncoded: String(decoding: r.body, as: UTF8.self))
+        }
+        fetching[url] = task
+        defer { fetching[url] = nil }
+        let c = try await task.value
+        if certificates.count > 64 { certificates.removeAll() }
+        certificates[url] = c
+        return c
+    }
+
+    /// The string SNS signs: for a `Notification`, Message, MessageId, Subject (when present),
+    /// Timestamp, TopicArn, Type; for (un)subscription confirmations, Message, MessageId, SubscribeURL,
+    /// Timestamp, Token, TopicArn, Type. Each is `name\nvalue\n`. Nil when a required field is missing.
+    public static func stringToSign(_ envelope: [String: Any], type: String) -> String? {
+        let fields: [(String, Bool)] =
+            type == "Notification"
+            ? [("Message", true), ("MessageId", true), ("Subject", false), ("Timestamp", true), ("TopicArn", true), ("Type", true)]
+            : [("Message", true), ("MessageId", true), ("SubscribeURL", true), ("Timestamp", true), ("Token", true), ("TopicArn", true), ("Type", true)]
+        var out = ""
+        for (name, required) in fields {
+            guard let value = envelope[name] as? String else {
+                if required { return nil }
+                continue
+            }
+            out += name + "\n" + value + "\n"
+        }
+        return out
+    }
+}
+
+struct CertificateFetchError: Error, CustomStringConvertible {
+    let message: String
+    var description: String { message }
+}
