@@ -14,6 +14,17 @@ struct CloudTrailBeat: AsyncParsableCommand {
         defaultSubcommand: Run.self)
 }
 
+/// `-c FILE` and `-E key=value` overrides, for the commands that read a configuration.
+struct ConfigSource: ParsableArguments {
+    @Option(name: .customShort("c"), help: "The configuration file.")
+    var config: String = "cloudtrailbeat.yml"
+
+    @Option(name: .customShort("E"), help: ArgumentHelp("Override a setting: -E key=value (a dotted key, a YAML value); repeatable.", valueName: "key=value"))
+    var overrides: [String] = []
+
+    func load() throws -> Config { try loadConfig(config, overrides: overrides) }
+}
+
 /// `cloudtrailbeat test config`: check a configuration before running it.
 struct TestCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "test", abstract: "Check before you run.", subcommands: [ConfigCheckCommand.self, OutputCheckCommand.self])
@@ -24,14 +35,10 @@ struct TestCommand: AsyncParsableCommand {
             abstract: "Parse and validate the configuration, resolve the region and the credentials, and print the effective settings (secrets masked).",
             discussion: "Exit 0 when a run could start with it, 1 otherwise.")
 
-        @Option(name: .customShort("c"), help: "The configuration file.")
-        var config: String = "cloudtrailbeat.yml"
-
-        @Option(name: .customShort("E"), help: ArgumentHelp("Override a setting: -E key=value (a dotted key, a YAML value); repeatable.", valueName: "key=value"))
-        var overrides: [String] = []
+        @OptionGroup var source: ConfigSource
 
         func run() async throws {
-            let c = try loadConfig(config, overrides: overrides)
+            let c = try source.load()
             let report = await ConfigCheck.run(c)
             print(report.lines.joined(separator: "\n"))
             if !report.problems.isEmpty {
@@ -50,14 +57,10 @@ extension TestCommand {
             abstract: "Connect and authenticate to each configured output and say what answered (no event is sent).",
             discussion: "Exit 0 when every destination answered, 1 otherwise.")
 
-        @Option(name: .customShort("c"), help: "The configuration file.")
-        var config: String = "cloudtrailbeat.yml"
-
-        @Option(name: .customShort("E"), help: ArgumentHelp("Override a setting: -E key=value; repeatable.", valueName: "key=value"))
-        var overrides: [String] = []
+        @OptionGroup var source: ConfigSource
 
         func run() async throws {
-            let c = try loadConfig(config, overrides: overrides)
+            let c = try source.load()
             let (lines, ok) = try await OutputCheck.run(c)
             print(lines.joined(separator: "\n"))
             if !ok { throw ExitCode(1) }
