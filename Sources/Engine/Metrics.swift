@@ -54,7 +54,7 @@ final class EngineMetrics: @unchecked Sendable {
                 let full = engine.journal.fullState
                 gauge("cloudtrailbeat_journal_full", [], full.since == nil ? 0 : 1)
                 count("cloudtrailbeat_journal_full_episodes_total", [], full.episodes)
-                gauge("cloudtrailbeat_journal_quarantined", [], (try? engine.journal.quarantine().count) ?? 0)
+                gauge("cloudtrailbeat_journal_quarantined", [], (try? engine.journal.quarantineCount()) ?? 0)
                 let age = status.oldestUnacknowledged.map { max(0, Date().timeIntervalSince1970 - Double($0) / 1000) } ?? 0
                 registry.makeGauge(descriptor: descriptor("cloudtrailbeat_oldest_unacknowledged_age_seconds"), labels: []).set(age)
                 var jobs: [String: (listed: UInt64, complete: Int, partitions: Int)] = [:]

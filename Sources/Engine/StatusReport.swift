@@ -42,6 +42,8 @@ public struct StatusReport: Sendable {
         struct Backfill: Encodable {
             var job: String
             var partition: String
+            var pass: UInt64
+            var forced: Bool
             var lastKey: String?
             var listed: UInt64
             var listedBytes: UInt64
@@ -115,7 +117,7 @@ public struct StatusReport: Sendable {
             records: s.outputRecords,
             backfill: s.backfill.map {
                 .init(
-                    job: $0.job, partition: $0.partition, lastKey: $0.lastKey, listed: $0.listed,
+                    job: $0.job, partition: $0.partition, pass: $0.pass, forced: $0.forced, lastKey: $0.lastKey, listed: $0.listed,
                     listedBytes: $0.listedBytes, complete: $0.complete, updated: Self.iso($0.updated))
             },
             oldestUnacknowledged: s.oldestUnacknowledged.map(Self.iso),
@@ -157,7 +159,7 @@ public struct StatusReport: Sendable {
         } else {
             for c in s.backfill where !c.partition.isEmpty {  // "" marks a job's discovery as done
                 lines.append(
-                    "backfill   \(Self.describe(job: c.job)) [\(c.partition)] \(c.complete ? "complete" : "listing") "
+                    "backfill   \(Self.describe(job: c.job)) [\(c.partition)] pass \(c.pass)\(c.forced ? " (forced)" : "") \(c.complete ? "complete" : "listing") "
                         + "\(c.listed) objects, \(Self.bytes(Int(c.listedBytes))), last key \(c.lastKey ?? "-")")
             }
         }

@@ -81,6 +81,11 @@ extension Journal {
     }
 
     /// The quarantine, in key order.
+    /// How many items are quarantined (a count, nothing decoded: cheap at every metrics scrape).
+    public func quarantineCount() throws -> Int {
+        try read { try $0.count($0.dbs.quarantine) }
+    }
+
     public func quarantine() throws -> [QuarantineEntry] {
         try read { txn in
             var out: [QuarantineEntry] = []

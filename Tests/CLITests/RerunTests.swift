@@ -50,6 +50,8 @@ struct RerunTests {
         #expect(try stack.emitted("rerun").count == expected.count, "a re-run with nothing new ships nothing")
         let second = try String(contentsOfFile: stack.dir.sub("second.log"), encoding: .utf8)
         #expect(second.contains("pass=2") || second.contains("\"pass\":\"2\""), "\(second)")
+        let status = try journal(stack, ["status"], config).out
+        #expect(status.contains("] pass 2 complete "), "\(status)")
 
         // As `aws s3 sync` brings it: an old day's folder, the object's old modification time.
         let key = "AWSLogs/111111111111/CloudTrail/us-east-1/2026/11/26/111111111111_CloudTrail_us-east-1_20261126T0000Z_late.json.gz"
@@ -82,6 +84,7 @@ struct RerunTests {
         #expect(try stack.emitted("force").count == n)
         #expect(try stack.run(["-c", config, "-b", local, "--force"]) == 0)
         #expect(try stack.emitted("force").count == 2 * n, "before gc: every object again")
+        #expect(try journal(stack, ["status"], config).out.contains("] pass 2 (forced) complete "))
         sleep(2)
         #expect(try journal(stack, ["gc"], config).status == 0)
         #expect(try stack.run(["-c", config, "-b", local, "--force"]) == 0)
@@ -89,6 +92,32 @@ struct RerunTests {
         #expect(try stack.run(["-c", config, "-b", local]) == 0)
         #expect(try stack.emitted("force").count == 3 * n, "without --force: nothing new")
         #expect(try journal(stack, ["status"], config).out.contains("quarantine empty"))
+    }
+
+    /// A `--force` pass killed midway goes on forced when the job runs again without `--force`: every
+    /// record ends up shipped again, none only once.
+    @Test func aKilledForcedPassResumesForced() throws {
+        // More objects than a listing runs ahead of the fetches (256): the kill leaves keys unlisted.
+        let stack = try BackfillStack(objects: 720)
+        let config = try stack.config("forcekill", s3: false)
+        let local = stack.dir.sub("local")
+        #expect(try stack.run(["-c", config, "-b", local]) == 0)
+        // Slow commits (a debug build's hook) so that the kill lands mid-pass, with part of it shipped.
+        var slow = stack
+        slow.env["CLOUDTRAILBEAT_DEBUG_COMMIT_DELAY_MS"] = "15"
+        let p = try slow.start(["-c", config, "-b", local, "--force", "--page-size", "10"], log: "forced.log")
+        let before = try stack.emitted("forcekill").count
+        let deadline = Date().addingTimeInterval(20)
+        while (try stack.emitted("forcekill").count) < before + 20 && Date() < deadline { usleep(20_000) }
+        p.kill()
+        #expect(!p.wait().exited, "killed mid-pass")
+        let partly = try stack.emitted("forcekill").count - before
+        #expect(partly > 0 && partly < before, "the forced pass had shipped \(partly) of \(before) records")
+        #expect(try stack.run(["-c", config, "-b", local]) == 0)
+        var counts: [String: Int] = [:]
+        for r in try stack.emitted("forcekill") { counts[r, default: 0] += 1 }
+        #expect(Set(counts.keys) == (try stack.expected()))
+        #expect(counts.values.allSatisfy { $0 >= 2 }, "\(counts.values.filter { $0 < 2 }.count) records shipped only once")
     }
 
     /// `input.bucket_arn`: the daemon lists the bucket every interval and ships what arrived; after the
