@@ -16,8 +16,9 @@ public struct S3ListPage: Sendable {
         public var key: String
         public var size: UInt64
         public var etag: String
-        public var lastModified: String
-        public init(key: String, size: UInt64, etag: String, lastModified: String) {
+        /// When the object was last written, by the source's clock (nil when it did not say).
+        public var lastModified: Date?
+        public init(key: String, size: UInt64, etag: String, lastModified: Date?) {
             self.key = key
             self.size = size
             self.etag = etag
@@ -36,6 +37,11 @@ public struct S3ListPage: Sendable {
         self.isTruncated = isTruncated
         self.nextContinuationToken = nextContinuationToken
         self.serverTime = serverTime
+    }
+
+    /// ListObjectsV2's `LastModified` (`2026-12-02T12:21:56.000Z`, or without the fraction).
+    static func isoDate(_ text: String) -> Date? {
+        (try? Date(text, strategy: Date.ISO8601FormatStyle(includingFractionalSeconds: true))) ?? (try? Date(text, strategy: .iso8601))
     }
 
     /// An HTTP date (RFC 9110's IMF-fixdate, `Wed, 02 Dec 2026 12:45:00 GMT`).
@@ -165,7 +171,7 @@ public struct S3Client: Sendable {
                 .init(
                     key: $0.child("Key") ?? "", size: UInt64($0.child("Size") ?? "0") ?? 0,
                     etag: ($0.child("ETag") ?? "").trimmingCharacters(in: CharacterSet(charactersIn: "\"")),
-                    lastModified: $0.child("LastModified") ?? "")
+                    lastModified: $0.child("LastModified").flatMap(S3ListPage.isoDate))
             },
             commonPrefixes: tree.all("CommonPrefixes").compactMap { $0.child("Prefix") },
             isTruncated: tree.child("IsTruncated") == "true",

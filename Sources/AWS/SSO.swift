@@ -24,6 +24,9 @@ struct SSOProfile: Sendable {
     /// (the AWS CLI's window).
     static let refreshWindow: TimeInterval = 15 * 60
 
+}
+
+extension SSOProfile {
     /// nil when the profile has none of `keys`: then it is no SSO profile, as for the AWS CLI.
     init?(_ name: String, _ files: SharedConfigFiles) throws {
         guard let own = files.profiles[name], SSOProfile.keys.contains(where: { own[$0] != nil }) else { return nil }
@@ -49,15 +52,6 @@ struct SSOProfile: Sendable {
                 message: "profile '\(name)' is configured for IAM Identity Center (SSO) but is missing \(missing.joined(separator: ", "))\(place)")
         }
         self.init(profile: name, session: own["sso_session"], startURL: startURL, region: region, accountID: accountID, roleName: roleName)
-    }
-
-    init(profile: String, session: String?, startURL: String, region: String, accountID: String, roleName: String) {
-        self.profile = profile
-        self.session = session
-        self.startURL = startURL
-        self.region = region
-        self.accountID = accountID
-        self.roleName = roleName
     }
 
     /// What `aws sso login` named the cached token after: the session name, or the start URL (legacy).

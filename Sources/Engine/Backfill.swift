@@ -94,7 +94,7 @@ struct LocalWalk {
             let seconds = { (t: timespec) in Double(t.tv_sec) + Double(t.tv_nsec) / 1e9 }
             let arrived = found ? max(seconds(st.st_ctim), seconds(st.st_mtim)) : 0
             objects.append(.init(key: key, size: found ? UInt64(st.st_size) : 0, etag: "",
-                                 lastModified: found ? Date(timeIntervalSince1970: arrived).formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true)) : ""))
+                                 lastModified: found ? Date(timeIntervalSince1970: arrived) : nil))
         }
         return true
     }
@@ -385,12 +385,9 @@ public final class Backfill: @unchecked Sendable {
 
     /// Whether an object listed in a pass with `horizon` was there when the previous pass listed (so it
     /// was journaled then, or deliberately skipped). Objects without a date are never skipped here.
-    static func listedEarlier(_ lastModified: String, horizon: Timestamp, allowance: Timestamp) -> Bool {
-        guard horizon > 0, !lastModified.isEmpty,
-              let date = (try? Date(lastModified, strategy: .iso8601))
-                ?? (try? Date(lastModified, strategy: Date.ISO8601FormatStyle(includingFractionalSeconds: true)))
-        else { return false }
-        return Timestamp(date.timeIntervalSince1970 * 1000) < horizon - allowance
+    static func listedEarlier(_ lastModified: Date?, horizon: Timestamp, allowance: Timestamp) -> Bool {
+        guard horizon > 0, let lastModified else { return false }
+        return Timestamp(lastModified.timeIntervalSince1970 * 1000) < horizon - allowance
     }
 
     /// Where a polling pass starts listing a CloudTrail partition (`…/CloudTrail/<region>/`): after

@@ -483,7 +483,7 @@ public final class Engine: Service, @unchecked Sendable {
             return
         }
         let keyAccount = policy.accounts.isEmpty ? nil : SourcePolicy.account(inKey: ref.key)
-        var recordTree = RecordTree()
+        var recordTree = keyAccount == nil ? nil : RecordTree()  // only to read recipientAccountId
         var forged: String?
         let ticket = try await journal.startFetch(ref)
         let writer = journal.bodyWriter(ticket)
@@ -495,8 +495,8 @@ public final class Engine: Service, @unchecked Sendable {
                 try await writer.append(chunk)
                 try decoder.push(chunk) { record in
                     // A record for another account than the key's: a forged file (input.accounts).
-                    guard let keyAccount, forged == nil, recordTree.parse(record.bytes) else { return }
-                    let recipient = recordTree.member(RecordTree.root, "recipientAccountId").flatMap { recordTree.string($0) }
+                    guard let keyAccount, forged == nil, recordTree?.parse(record.bytes) == true, let tree = recordTree else { return }
+                    let recipient = tree.member(RecordTree.root, "recipientAccountId").flatMap { tree.string($0) }
                     forged = policy.refusal(recipientAccount: recipient, keyAccount: keyAccount, record: record.index)
                 }
             }

@@ -13,11 +13,6 @@ public struct ProbeResult: Sendable, Equatable {
     public var ok: Bool
     /// What was found (server, version, cluster) or why it failed.
     public var detail: String
-    public init(target: String, ok: Bool, detail: String) {
-        self.target = target
-        self.ok = ok
-        self.detail = detail
-    }
 }
 
 /// Outputs that can be probed. Every output here is; a test double need not be.
