@@ -1,7 +1,7 @@
 // swift-tools-version: 6.1
 // cloudtrailbeat — a crash-safe shipper of AWS CloudTrail logs.
 //
-// Dependencies point one way: C shims → Journal, Stages, HTTP → AWS, Outputs, Codecs, SNSSignature → Engine → CLI.
+// Dependencies point one way: C shims, Failures → Journal, Stages, HTTP → AWS, Outputs, Codecs, SNSSignature → Engine → CLI.
 // Only Journal imports CLMDB; only Engine brings stages and journal together;
 // the CLI only parses and wires.
 import PackageDescription
@@ -30,6 +30,7 @@ let package = Package(
         .library(name: "AWS", targets: ["AWS"]),
         .library(name: "Outputs", targets: ["Outputs"]),
         .library(name: "Codecs", targets: ["Codecs"]),
+        .library(name: "SNSSignature", targets: ["SNSSignature"]),
         .library(name: "Engine", targets: ["Engine"]),
     ],
     dependencies: [
@@ -58,15 +59,17 @@ let package = Package(
             providers: [.apt(["libssl-dev"]), .brew(["openssl"])]),
 
         // MARK: Swift modules
-        .target(name: "Journal", dependencies: ["CLMDB", crypto]),
-        .target(name: "Stages", dependencies: ["CZlib", crypto]),
-        .target(name: "HTTP", dependencies: ["CCurl"]),
-        .target(name: "AWS", dependencies: ["HTTP", crypto]),
-        .target(name: "Outputs", dependencies: ["HTTP", "CZlib", "COpenSSL"], resources: [.copy("Resources/cloudtrail-index-template.json")]),
+        // How a failure is handled (retry, wait, quarantine, fatal): what every module's errors say.
+        .target(name: "Failures"),
+        .target(name: "Journal", dependencies: ["CLMDB", "Failures", crypto]),
+        .target(name: "Stages", dependencies: ["CZlib", "Failures", crypto]),
+        .target(name: "HTTP", dependencies: ["CCurl", "Failures"]),
+        .target(name: "AWS", dependencies: ["HTTP", "Failures", crypto]),
+        .target(name: "Outputs", dependencies: ["HTTP", "CZlib", "COpenSSL", "Failures"], resources: [.copy("Resources/cloudtrail-index-template.json")]),
         .target(name: "Codecs", dependencies: ["Stages"]),
         // Verifies SNS message signatures (certificates fetched over HTTPS, RSA through swift-certificates).
         .target(name: "SNSSignature", dependencies: ["HTTP", x509]),
-        .target(name: "Engine", dependencies: ["Journal", "Stages", "Codecs", "AWS", "Outputs", "SNSSignature", yams, logging, prometheus, serviceLifecycle, unixSignals]),
+        .target(name: "Engine", dependencies: ["Failures", "Journal", "Stages", "Codecs", "AWS", "Outputs", "SNSSignature", yams, logging, prometheus, serviceLifecycle, unixSignals]),
         .executableTarget(name: "cloudtrailbeat", dependencies: ["Engine", argumentParser, logging]),
 
         // MARK: Tests
@@ -81,7 +84,7 @@ let package = Package(
         .executableTarget(
             name: "output-crash-child", dependencies: ["Outputs"],
             path: "Tests/OutputCrashChild"),
-        .testTarget(name: "CLITests", dependencies: ["cloudtrailbeat", "Journal", "Engine", "HTTP", "TestSupport", yams]),
+        .testTarget(name: "CLITests", dependencies: ["cloudtrailbeat", "Failures", "Journal", "Stages", "AWS", "Outputs", "Engine", "HTTP", "TestSupport", yams]),
         .testTarget(name: "StagesTests", dependencies: ["Stages", "TestSupport"]),
         .testTarget(name: "CodecsTests", dependencies: ["Codecs", "Stages", "TestSupport"]),
         .testTarget(name: "AWSTests", dependencies: ["AWS", "HTTP", "TestSupport", crypto], exclude: ["Fixtures"]),

@@ -1,4 +1,5 @@
 import Foundation
+import Failures
 import HTTP
 
 #if canImport(FoundationXML)
@@ -123,6 +124,20 @@ public struct AWSError: Error, Sendable, CustomStringConvertible {
     }
 }
 
+extension AWSError: ClassifiedError {
+    /// Credentials that cannot be had are waited for (nothing is wrong with the work); a missing,
+    /// forbidden or KMS-locked object and a request the service rejects are quarantined (retrying
+    /// cannot mend them: `journal retry` does, once the cause is fixed); the rest — throttling, 5xx,
+    /// no answer, a stale receipt handle — is retried.
+    public var disposition: Disposition {
+        switch kind {
+        case .credentials: .wait
+        case .notFound, .auth, .kmsAccess, .client: .quarantine
+        default: .retry
+        }
+    }
+}
+
 /// A small XML tree (FoundationXML's parser unescapes entities).
 public final class XMLTree: @unchecked Sendable {
     public let name: String
@@ -143,12 +158,48 @@ public final class XMLTree: @unchecked Sendable {
 
     public func child(_ name: String) -> String? { children.first { $0.name == name }?.text }
 
+    /// The document's tree; nil when it is not well-formed XML, or not UTF-8 XML.
+    ///
+    /// AWS answers in UTF-8, with elements, text, entities and nothing else. Anything else is refused
+    /// before it reaches FoundationXML, whose libxml2 callbacks crash on some hostile input (found by
+    /// the `listing` and `sqs` fuzz targets; the inputs are in Fuzz/Regressions/): names that are not
+    /// valid UTF-8 (a force unwrap) and empty processing instructions (strlen of NULL). So: bytes that
+    /// are not UTF-8, NUL bytes (which make libxml2 guess UTF-16), an XML declaration naming another
+    /// encoding, and any processing instruction or DTD declaration after it are refused.
     public static func parse(_ bytes: [UInt8]) -> XMLTree? {
+        guard isUTF8Document(bytes) else { return nil }
         let parser = XMLParser(data: Data(bytes))
         let builder = Builder()
         parser.delegate = builder
         guard parser.parse(), let root = builder.root else { return nil }
         return root
+    }
+
+    static func isUTF8Document(_ bytes: [UInt8]) -> Bool {
+        guard !bytes.contains(0), String(validating: bytes, as: UTF8.self) != nil else { return false }
+        var rest = bytes.starts(with: [0xEF, 0xBB, 0xBF]) ? bytes.dropFirst(3) : bytes[...]
+        if rest.starts(with: Array("<?xml".utf8)), rest.count > 5, [0x20, 0x09, 0x0d, 0x0a].contains(rest[rest.startIndex + 5]) {
+            guard let end = rest.firstIndex(of: UInt8(ascii: ">")) else { return false }
+            let declaration = String(decoding: rest[..<end], as: UTF8.self).lowercased()
+            if let encoding = declaration.range(of: "encoding") {
+                let value = declaration[encoding.upperBound...].drop { $0 == " " || $0 == "=" || $0 == "\"" || $0 == "'" }
+                guard value.hasPrefix("utf-8\"") || value.hasPrefix("utf-8'") else { return false }
+            }
+            rest = rest[(end + 1)...]
+        }
+        // No processing instruction, DOCTYPE or entity declaration after it: AWS sends none, and
+        // FoundationXML crashes on an empty processing instruction (`<?x?>`: strlen of NULL).
+        var i = rest.startIndex
+        while let lt = rest[i...].firstIndex(of: UInt8(ascii: "<")) {
+            let next = rest.index(after: lt)
+            guard next < rest.endIndex else { break }
+            if rest[next] == UInt8(ascii: "?") { return false }
+            if rest[next] == UInt8(ascii: "!"), !rest[next...].starts(with: Array("!--".utf8)), !rest[next...].starts(with: Array("![CDATA[".utf8)) {
+                return false
+            }
+            i = next
+        }
+        return true
     }
 
     private final class Builder: NSObject, XMLParserDelegate {
@@ -165,6 +216,9 @@ public final class XMLTree: @unchecked Sendable {
         }
         func parser(_ parser: XMLParser, foundCharacters string: String) {
             stack.last?.text += string
+        }
+        func parser(_ parser: XMLParser, foundCDATA block: Data) {
+            stack.last?.text += String(decoding: block, as: UTF8.self)
         }
     }
 }

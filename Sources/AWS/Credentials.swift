@@ -1,10 +1,28 @@
 import Foundation
+import Failures
 import HTTP
 
 /// Why no credentials (or no region) could be had.
-public struct CredentialsError: Error, Sendable, CustomStringConvertible {
+public struct CredentialsError: Error, Sendable, CustomStringConvertible, ClassifiedError {
+    /// Why no credentials could be had. Open, so new codes can be added without breaking callers.
+    public struct Code: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+        public var rawValue: String
+        public init(rawValue: String) { self.rawValue = rawValue }
+        public var description: String { rawValue }
+        /// The source failed this time (instance metadata or STS unreachable, a token file being
+        /// rotated, a credential process failing, an SSO session expired).
+        public static let unavailable = Code(rawValue: "unavailable")
+    }
+
+    public var code: Code = .unavailable
     public var message: String
+    public init(code: Code = .unavailable, message: String) {
+        self.code = code
+        self.message = message
+    }
     public var description: String { message }
+    /// Waited for: credentials come back (a new token, IMDS again), and the work was never at fault.
+    public var disposition: Disposition { .wait }
 }
 
 /// Something that yields credentials, refreshing temporary ones.

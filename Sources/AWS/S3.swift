@@ -39,6 +39,22 @@ public struct S3ListPage: Sendable {
         self.serverTime = serverTime
     }
 
+    /// A page from ListObjectsV2's XML answer; nil when the bytes are not XML.
+    public init?(xml body: [UInt8], serverTime: Date?) {
+        guard let tree = XMLTree.parse(body) else { return nil }
+        self.init(
+            objects: tree.all("Contents").map {
+                .init(
+                    key: $0.child("Key") ?? "", size: UInt64($0.child("Size") ?? "0") ?? 0,
+                    etag: ($0.child("ETag") ?? "").trimmingCharacters(in: CharacterSet(charactersIn: "\"")),
+                    lastModified: $0.child("LastModified").flatMap(S3ListPage.isoDate))
+            },
+            commonPrefixes: tree.all("CommonPrefixes").compactMap { $0.child("Prefix") },
+            isTruncated: tree.child("IsTruncated") == "true",
+            nextContinuationToken: tree.child("NextContinuationToken"),
+            serverTime: serverTime)
+    }
+
     /// ListObjectsV2's `LastModified` (`2026-12-02T12:21:56.000Z`, or without the fraction).
     static func isoDate(_ text: String) -> Date? {
         (try? Date(text, strategy: Date.ISO8601FormatStyle(includingFractionalSeconds: true))) ?? (try? Date(text, strategy: .iso8601))
@@ -163,19 +179,9 @@ public struct S3Client: Sendable {
         var call = AWSService.Call(operation: "ListObjectsV2", method: "GET", path: path.isEmpty ? "/" : path, query: query)
         call.timeout = 60
         let r = try await svc.send(call)
-        guard let tree = XMLTree.parse(r.body) else {
+        guard let page = S3ListPage(xml: r.body, serverTime: S3ListPage.httpDate(r.header("Date"))) else {
             throw AWSError(kind: .server, code: "MalformedResponse", message: "the ListObjectsV2 answer is not XML", requestID: r.header("x-amz-request-id"), status: r.status, service: "s3", operation: "ListObjectsV2")
         }
-        return S3ListPage(
-            objects: tree.all("Contents").map {
-                .init(
-                    key: $0.child("Key") ?? "", size: UInt64($0.child("Size") ?? "0") ?? 0,
-                    etag: ($0.child("ETag") ?? "").trimmingCharacters(in: CharacterSet(charactersIn: "\"")),
-                    lastModified: $0.child("LastModified").flatMap(S3ListPage.isoDate))
-            },
-            commonPrefixes: tree.all("CommonPrefixes").compactMap { $0.child("Prefix") },
-            isTruncated: tree.child("IsTruncated") == "true",
-            nextContinuationToken: tree.child("NextContinuationToken"),
-            serverTime: S3ListPage.httpDate(r.header("Date")))
+        return page
     }
 }

@@ -64,7 +64,13 @@ public struct SQSClient: Sendable {
         ]
         if let visibilityTimeout { body["VisibilityTimeout"] = visibilityTimeout }
         let answer = try await call("ReceiveMessage", body, timeout: Double(waitSeconds) + 15)
-        return (answer["Messages"] as? [[String: Any]] ?? []).compactMap { m in
+        return SQSClient.messages(inReceiveAnswer: answer)
+    }
+
+    /// The messages of a ReceiveMessage answer (JSON protocol); entries without an id or a receipt
+    /// handle are left out.
+    public static func messages(inReceiveAnswer answer: [String: Any]) -> [SQSMessage] {
+        (answer["Messages"] as? [[String: Any]] ?? []).compactMap { m in
             guard let id = m["MessageId"] as? String, let handle = m["ReceiptHandle"] as? String else { return nil }
             let attributes = (m["Attributes"] as? [String: Any] ?? [:]).compactMapValues { $0 as? String ?? ($0 as? NSNumber)?.stringValue }
             return SQSMessage(

@@ -1,4 +1,5 @@
 import AWS
+import Failures
 import Foundation
 import Journal
 import Logging
@@ -217,7 +218,7 @@ public final class Backfill: @unchecked Sendable {
         while true {
             do {
                 return try await body()
-            } catch let e as AWSError where e.isRetryable && (options.polling || failures < 8) {
+            } catch let e where [.retry, .wait].contains(Disposition.of(e)) && (options.polling || failures < 8) {
                 // A daemon (bucket polling) waits for ever; a one-shot run gives up after about 8 minutes.
                 failures += 1
                 let wait = min(300, pow(2, Double(min(failures, 9))))

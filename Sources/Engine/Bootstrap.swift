@@ -228,6 +228,7 @@ public enum Bootstrap {
         options.outputs = c.outputNames
         options.maxSize = c.journal.maxSize
         options.doneRetention = Int64(c.journal.doneRetentionSeconds) * 1000
+        options.maxQuarantineEntries = c.journal.maxQuarantineEntries
         options.exclusive = true
         return try Journal(path: c.journal.path, options: options)
     }

@@ -54,6 +54,8 @@ public struct Config: Sendable {
         public var path = "data/journal"
         public var maxSize = 4 << 30
         public var doneRetentionSeconds = 7 * 24 * 3600
+        /// `quarantine_max_entries`: past it, GC drops the oldest entries (0 keeps every one).
+        public var maxQuarantineEntries = 10_000
     }
     public struct FileOutputSection: Sendable {
         public var path: String
@@ -165,7 +167,7 @@ public struct Config: Sendable {
                   "max_receive_count", "workers", "wait_time", "leave_poison_to_dlq", "profile", "role_arn", "external_id", "max_fetch_attempts",
                   "bucket_arn", "bucket_list_prefix", "bucket_list_interval", "buckets", "accounts", "topics",
                   "sns_signature", "sns_certificate_hosts", "sns_trusted_ca"],
-        "journal": ["path", "max_size", "done_retention"],
+        "journal": ["path", "max_size", "done_retention", "quarantine_max_entries"],
         "output": ["file", "console", "elasticsearch", "logstash", "redis"],
         "output.file": ["enabled", "path", "filename", "rotate_every_kb", "number_of_files", "bulk_max_size", "worker", "codec", "filter"],
         "output.console": ["enabled", "pretty", "codec", "filter"],
@@ -197,7 +199,7 @@ public struct Config: Sendable {
                 throw ConfigError(file: file, key: nil, message: "-E '\(o)': expected key=value (e.g. -E output.elasticsearch.hosts=[\"h:9200\"])")
             }
             let raw = String(o[o.index(after: eq)...])
-            let value: Any = raw.isEmpty ? "" : ((try? Yams.load(yaml: raw)) ?? nil) ?? raw
+            let value: Any = raw.isEmpty ? "" : ((try? YAMLLoading.load(raw)) ?? nil) ?? raw
             return (String(o[..<eq]).trimmingCharacters(in: .whitespaces), value)
         }
         do {
@@ -213,7 +215,7 @@ public struct Config: Sendable {
     static func parse(_ text: String, file: String, set overrides: [(key: String, value: Any)]) throws -> Config {
         let root: Any?
         do {
-            root = try Yams.load(yaml: text)
+            root = try YAMLLoading.load(text)
         } catch {
             throw ConfigError(file: file, key: nil, message: "not valid YAML: \(error)")
         }
@@ -299,6 +301,7 @@ public struct Config: Sendable {
                 throw ConfigError(file: file, key: "journal.max_size", message: "\(c.journal.maxSize) bytes is less than the minimum, 16 MiB (a tenth is kept for acknowledgements and GC, and bodies are stored in 128 KiB chunks)")
             }
             c.journal.doneRetentionSeconds = try r.duration(j, "journal", "done_retention") ?? c.journal.doneRetentionSeconds
+            c.journal.maxQuarantineEntries = try r.int(j, "journal", "quarantine_max_entries", in: 0...10_000_000) ?? c.journal.maxQuarantineEntries
         }
         if let out = try r.section(flat, "output") {
             try r.checkKeys(out, at: "output")

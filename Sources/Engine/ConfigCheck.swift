@@ -24,6 +24,7 @@ public enum ConfigCheck {
         add("journal.path", c.journal.path)
         add("journal.max_size", StatusReport.bytes(c.journal.maxSize))
         add("journal.done_retention", "\(c.journal.doneRetentionSeconds)s")
+        add("journal.quarantine_max_entries", "\(c.journal.maxQuarantineEntries)")
         if c.hasInputSection || c.input.sqsURL != nil {
             add("input.sqs_url", c.input.sqsURL)
             if let bucket = c.input.bucket {

@@ -1,5 +1,6 @@
 import AWS
 import Codecs
+import Failures
 import Foundation
 import HTTP
 import Journal
@@ -9,8 +10,12 @@ import ServiceLifecycle
 import SNSSignature
 import Stages
 
-struct LocalReadError: Error {
+/// A local copy's file could not be read: quarantined with the reason (`journal retry` brings it
+/// back once the file is readable).
+struct LocalReadError: Error, ClassifiedError {
     var message: String
+    var description: String { message }
+    var disposition: Disposition { .quarantine }
 }
 
 /// The crash-safe queue pipeline. Every arrow is a committed journal transition:
@@ -287,12 +292,13 @@ public final class Engine: Service, @unchecked Sendable {
             let requested = Date()
             do {
                 messages = try await sqs.receive(max: config.input.numQueueFetch, waitSeconds: config.input.waitTime, visibilityTimeout: config.input.visibilityTimeout)
-            } catch let e as AWSError {
+            } catch let e where Disposition.of(e) != .fatal {
                 // A one-shot --drain run cannot finish without the queue: an error no retry can mend (a
-                // refused credential or policy, a queue that does not exist, a request SQS rejects) ends it
-                // at once, and a network or server error after a few rounds. A daemon waits for it to be
-                // fixed, backing off exponentially (1 s doubling to 5 min) and saying what it waits for.
-                let permanent = e.kind == .auth || e.kind == .notFound || e.kind == .client
+                // refused credential or policy, a queue that does not exist, a request SQS rejects: what
+                // would quarantine an object) ends it at once, and a network or server error or missing
+                // credentials after a few rounds. A daemon waits for it to be fixed, backing off
+                // exponentially (1 s doubling to 5 min) and saying what it waits for.
+                let permanent = Disposition.of(e) == .quarantine
                 let failures = lock.withLock {
                     receiveFailures += 1
                     return receiveFailures
@@ -524,46 +530,45 @@ public final class Engine: Service, @unchecked Sendable {
                 logger.info("downloads resume: the journal has room again", metadata: ["after": "\(Int(Date().timeIntervalSince(paused)))s"], source: LogStage.fetch.rawValue)
             }
             logger.debug("fetched", metadata: ["object": "\(ref)", "records": "\(count)", "stage": "\(state.stage)"], source: LogStage.fetch.rawValue)
-        } catch let e as SplitError {
-            _ = try await journal.fetchFailed(ticket, error: e.description)
-            if e.code == .notCloudTrailLog, ObjectClassifier.classify(head: (try? gunzipHead(head)) ?? head) == .digest {
+        } catch {
+            try await fetchFailed(ref, ticket, error, head: head)
+        }
+    }
+
+    /// What a failed fetch leads to, by the error's ``Disposition`` (Failures): `quarantine` sets the
+    /// object aside with the reason; `retry` counts an attempt and backs off (quarantined once
+    /// `max_fetch_attempts` are spent); `wait` (no credentials, a full journal) counts nothing and
+    /// tries again later; `fatal` ends the engine.
+    private func fetchFailed(_ ref: ObjectRef, _ ticket: FetchTicket, _ error: any Error, head: [UInt8]) async throws {
+        let reason = "\(error)"
+        switch Disposition.of(error) {
+        case .quarantine:
+            _ = try await journal.fetchFailed(ticket, error: reason)
+            if let e = error as? SplitError, e.code == .notCloudTrailLog, ObjectClassifier.classify(head: (try? gunzipHead(head)) ?? head) == .digest {
                 _ = try await journal.complete(ref, note: "digest file (by content): not emitted")
                 lock.withLock { counters.objectsSkipped += 1 }
                 return
             }
-            try await quarantine(ref, "invalid CloudTrail log: \(e)")
-        } catch let e as GunzipError {
-            _ = try await journal.fetchFailed(ticket, error: e.description)
-            try await quarantine(ref, "corrupt gzip: \(e)")
-        } catch let e as AWSError where e.kind == .credentials {
-            // Not the object's fault: no attempt is counted against it, it waits for the credentials.
-            // A one-shot run (--drain, a backfill) must end: there it counts, and the object is quarantined
-            // after max_fetch_attempts with the reason (`journal retry` brings it back).
-            let state = try await journal.fetchFailed(ticket, error: e.description, countAttempt: options.drain)
-            if options.drain && state.attempts >= UInt32(config.input.maxFetchAttempts) {
-                try await quarantine(ref, "\(e)")
+            switch error {
+            case is SplitError: try await quarantine(ref, "invalid CloudTrail log: \(reason)")
+            case is GunzipError: try await quarantine(ref, "corrupt gzip: \(reason)")
+            default: try await quarantine(ref, reason)
+            }
+        case .retry:
+            let state = try await journal.fetchFailed(ticket, error: reason)
+            if state.attempts >= UInt32(config.input.maxFetchAttempts) {
+                try await quarantine(ref, reason)
                 return
             }
-            lock.withLock { retryAfter[ref] = Date().addingTimeInterval(10) }
-            logger.warning("no credentials to fetch with; retrying in 10s", metadata: ["object": "\(ref)", "error": "\(e)"], source: LogStage.fetch.rawValue)
-        } catch let e as AWSError {
-            let state = try await journal.fetchFailed(ticket, error: e.description)
-            if e.kind == .notFound || e.kind == .auth || e.kind == .kmsAccess || e.kind == .client || state.attempts >= UInt32(config.input.maxFetchAttempts) {
-                try await quarantine(ref, "\(e)")
-            } else {
-                let delay = min(300, pow(2, Double(state.attempts)))
-                lock.withLock { retryAfter[ref] = Date().addingTimeInterval(delay) }
-                // Let the messages come back after the backoff rather than after their full visibility timeout.
-                let held = lock.withLock { state.messages.compactMap { id in handles.removeValue(forKey: id)?.receiptHandle } }
-                for handle in held { try? await sqs?.changeVisibility(handle, timeout: Int(delay)) }
-                lock.withLock { counters.messagesReturned += held.count }
-                logger.warning("fetch failed; retrying", metadata: ["object": "\(ref)", "error": "\(e)", "in": "\(delay)s"], source: LogStage.fetch.rawValue)
-            }
-        } catch let e as LocalReadError {
-            _ = try await journal.fetchFailed(ticket, error: e.message)
-            try await quarantine(ref, e.message)
-        } catch let e as JournalError where e.code == .full {
-            _ = try? await journal.fetchFailed(ticket, error: e.description)
+            let delay = min(300, pow(2, Double(state.attempts)))
+            lock.withLock { retryAfter[ref] = Date().addingTimeInterval(delay) }
+            // Let the messages come back after the backoff rather than after their full visibility timeout.
+            let held = lock.withLock { state.messages.compactMap { id in handles.removeValue(forKey: id)?.receiptHandle } }
+            for handle in held { try? await sqs?.changeVisibility(handle, timeout: Int(delay)) }
+            lock.withLock { counters.messagesReturned += held.count }
+            logger.warning("fetch failed; retrying", metadata: ["object": "\(ref)", "error": "\(reason)", "in": "\(delay)s"], source: LogStage.fetch.rawValue)
+        case .wait where error is JournalError:
+            _ = try? await journal.fetchFailed(ticket, error: reason)
             // Said once a minute at most: draining a backlog larger than the journal pauses and resumes
             // downloads at every GC pass.
             let first = lock.withLock {
@@ -582,6 +587,19 @@ public final class Engine: Service, @unchecked Sendable {
                     source: LogStage.fetch.rawValue)
             }
             logger.debug("journal full: fetch postponed until GC frees space", metadata: ["object": "\(ref)"], source: LogStage.fetch.rawValue)
+        case .wait:
+            // Not the object's fault (no credentials): no attempt is counted against it. A one-shot run
+            // (--drain, a backfill) must end: there it counts, and the object is quarantined after
+            // max_fetch_attempts with the reason (`journal retry` brings it back).
+            let state = try await journal.fetchFailed(ticket, error: reason, countAttempt: options.drain)
+            if options.drain && state.attempts >= UInt32(config.input.maxFetchAttempts) {
+                try await quarantine(ref, reason)
+                return
+            }
+            lock.withLock { retryAfter[ref] = Date().addingTimeInterval(10) }
+            logger.warning("no credentials to fetch with; retrying in 10s", metadata: ["object": "\(ref)", "error": "\(reason)"], source: LogStage.fetch.rawValue)
+        default:
+            throw error
         }
     }
 
@@ -860,22 +878,41 @@ public final class Engine: Service, @unchecked Sendable {
 
     private func gcLoop() async throws {
         var wasFull: Date?
+        // A disk that is nearly full flaps: GC frees pages, commits pass, the disk fills again within a
+        // second. Each episode is a warning (and its end an info line) at most once a minute; episodes
+        // in between are debug lines. The `journal_full` gauge shows every one.
+        var lastWarning = Date.distantPast
+        var warned = false
         while true {
             try await Task.sleep(nanoseconds: 1_000_000_000)
-            // A full journal (max_size, or its disk) is backpressure, said once per episode.
             let full = journal.fullState.since
             if let full, wasFull == nil {
                 let disk = journal.diskLimit()
-                logger.warning(
+                warned = Date().timeIntervalSince(lastWarning) >= 60
+                if warned { lastWarning = Date() }
+                logger.log(
+                    level: warned ? .warning : .debug,
                     "journal full: writes wait for GC or for space on its disk; intake is paused, nothing is lost",
                     metadata: ["limit": "\(StatusReport.bytes(journal.effectiveLimit()))", "max_size": "\(StatusReport.bytes(config.journal.maxSize))",
                                "filesystemFree": "\(StatusReport.bytes(disk.free))", "used": "\(StatusReport.bytes((try? journal.diskUse().used) ?? 0))"])
             } else if full == nil, let since = wasFull {
-                logger.info("journal has room again", metadata: ["after": "\(Int(Date().timeIntervalSince(since)))s", "filesystemFree": "\(StatusReport.bytes(journal.diskLimit().free))"])
+                logger.log(
+                    level: warned ? .info : .debug, "journal has room again",
+                    metadata: ["after": "\(Int(Date().timeIntervalSince(since)))s", "filesystemFree": "\(StatusReport.bytes(journal.diskLimit().free))"])
             }
             wasFull = full
             do {
-                while try await journal.collectGarbage(maxChunks: 1024).moreWork { try Task.checkCancellation() }
+                var pass = try await journal.collectGarbage(maxChunks: 1024)
+                while true {
+                    if pass.quarantineDropped > 0 {
+                        logger.warning(
+                            "quarantine past journal.quarantine_max_entries: the entries seen longest ago were dropped (a flood of forged or broken messages?)",
+                            metadata: ["dropped": "\(pass.quarantineDropped)", "max": "\(config.journal.maxQuarantineEntries)"])
+                    }
+                    guard pass.moreWork else { break }
+                    try Task.checkCancellation()
+                    pass = try await journal.collectGarbage(maxChunks: 1024)
+                }
             } catch let e as JournalError where e.code == .full {
                 logger.debug("journal full: garbage collection retries", metadata: ["error": "\(e)"])
             }

@@ -55,6 +55,7 @@ final class EngineMetrics: @unchecked Sendable {
                 gauge("cloudtrailbeat_journal_full", [], full.since == nil ? 0 : 1)
                 count("cloudtrailbeat_journal_full_episodes_total", [], full.episodes)
                 gauge("cloudtrailbeat_journal_quarantined", [], (try? engine.journal.quarantineCount()) ?? 0)
+                count("cloudtrailbeat_journal_quarantine_dropped_total", [], Int((try? engine.journal.quarantineDropped()) ?? 0))
                 let age = status.oldestUnacknowledged.map { max(0, Date().timeIntervalSince1970 - Double($0) / 1000) } ?? 0
                 registry.makeGauge(descriptor: descriptor("cloudtrailbeat_oldest_unacknowledged_age_seconds"), labels: []).set(age)
                 var jobs: [String: (listed: UInt64, complete: Int, partitions: Int)] = [:]
@@ -116,6 +117,7 @@ final class EngineMetrics: @unchecked Sendable {
         "cloudtrailbeat_journal_mapped_bytes": "Bytes of the journal's memory map.",
         "cloudtrailbeat_journal_max_bytes": "The journal's configured maximum size (journal.max_size).",
         "cloudtrailbeat_journal_quarantined": "Items in quarantine.",
+        "cloudtrailbeat_journal_quarantine_dropped_total": "Quarantine entries dropped, oldest first, to keep the quarantine within journal.quarantine_max_entries.",
         "cloudtrailbeat_refused_total": "Messages (signature, topic) and objects (bucket, account) refused by input.sns_signature, input.topics, input.buckets and input.accounts.",
         "cloudtrailbeat_journal_limit_bytes": "The size the journal may reach now: journal.max_size, or less when its disk holds less.",
         "cloudtrailbeat_journal_filesystem_free_bytes": "Free space on the journal's filesystem.",

@@ -64,6 +64,8 @@ public struct StatusReport: Sendable {
         var objects: [String: Int]
         var messages: [String: Int]
         var quarantined: [Quarantined]
+        /// Quarantine entries dropped, oldest first, past `journal.quarantine_max_entries`.
+        var quarantineDropped: UInt64
         var retrying: [Retrying]
         var failingOutputs: [FailingOutput]
         /// `{"output","delivered","filtered"}` per output since the journal was created.
@@ -108,6 +110,7 @@ public struct StatusReport: Sendable {
                     detail: $0.detail.map { $0.utf8.count <= 1024 ? $0 : String(decoding: Array($0.utf8.prefix(1024)), as: UTF8.self) + "…" },
                     attempts: $0.attempts, firstSeen: Self.iso($0.firstSeen), lastSeen: Self.iso($0.lastSeen))
             },
+            quarantineDropped: s.quarantineDropped,
             retrying: s.retrying.map {
                 .init(
                     bucket: $0.ref.bucket, key: $0.ref.key, version: $0.ref.version, attempts: $0.attempts,
@@ -191,6 +194,9 @@ public struct StatusReport: Sendable {
             }
             lines.append("           once the cause is mended: cloudtrailbeat journal retry <s3://bucket/key | message id | --all>")
         }
+        if s.quarantineDropped > 0 {
+            lines.append("           \(s.quarantineDropped) older quarantine entries were dropped to keep it within journal.quarantine_max_entries")
+        }
         return lines.joined(separator: "\n")
     }
 
@@ -239,10 +245,11 @@ public enum JournalMaintenance {
     /// Runs garbage collection until nothing is left to free; takes the owner lock, so it refuses to
     /// run while a cloudtrailbeat process uses the journal. Done markers older than
     /// `doneRetentionSeconds` (`journal.done_retention`; default 7 days) expire.
-    public static func collect(path: String, doneRetentionSeconds: Int? = nil) async throws -> GCResult {
+    public static func collect(path: String, doneRetentionSeconds: Int? = nil, maxQuarantineEntries: Int? = nil) async throws -> GCResult {
         var options = Journal.Options()
         options.exclusive = true
         if let doneRetentionSeconds { options.doneRetention = Int64(doneRetentionSeconds) * 1000 }
+        if let maxQuarantineEntries { options.maxQuarantineEntries = maxQuarantineEntries }
         let journal = try Journal(path: path, options: options)
         defer { journal.close() }
         var total = GCResult()
@@ -251,6 +258,7 @@ public enum JournalMaintenance {
             total.chunksFreed += pass.chunksFreed
             total.objectsRemoved += pass.objectsRemoved
             total.markersExpired += pass.markersExpired
+            total.quarantineDropped += pass.quarantineDropped
             if !pass.moreWork { return total }
         }
     }

@@ -1,4 +1,5 @@
 import CCurl
+import Failures
 import Foundation
 
 /// An HTTP request as sent (the URL is already percent-encoded).
@@ -54,6 +55,11 @@ public struct HTTPTransportError: Error, Sendable, CustomStringConvertible {
         self.url = url
     }
     public var description: String { "\(message) (curl \(code)) for \(url)" }
+}
+
+extension HTTPTransportError: ClassifiedError {
+    /// No answer came (refused, reset, timed out, TLS failed): the next attempt may get one.
+    public var disposition: Disposition { .retry }
 }
 
 /// HTTP over libcurl: a pool of worker threads, each owning a persistent easy handle (so connections

@@ -32,6 +32,10 @@
 // 8. The environment stores its format version; a newer one than this build knows is refused before
 //    anything is written. An older one is read, and the first writable open records the current
 //    version, since what it writes from then on older builds cannot read.
+// 9. The quarantine is bounded: past `maxQuarantineEntries`, GC drops the entries seen longest ago, down
+//    to nine tenths of it, and counts them (`quarantineDropped`), so a flood of forged or broken
+//    messages cannot fill the journal and stop healthy work. An entry is only a record for operators:
+//    dropping one deletes nothing in S3 or SQS, and `journal retry s3://…` still takes its object.
 
 import CLMDB
 import Foundation
@@ -63,6 +67,9 @@ public final class Journal: @unchecked Sendable {
         public var outputs: [String] = []
         /// How long a done marker is kept after its object finished, in milliseconds. Default 7 days.
         public var doneRetention: Int64 = 7 * 24 * 3600 * 1000
+        /// The most quarantine entries kept (`journal.quarantine_max_entries`); 0 keeps every one.
+        /// Default 10 000 (each holds up to 64 KiB of the message body it refused).
+        public var maxQuarantineEntries: Int = 10_000
         /// The size of a stored body chunk. Default 128 KiB.
         public var bodyChunkSize: Int = 128 << 10
         /// Take the directory's owner lock, so that a second process cannot run on the same journal.

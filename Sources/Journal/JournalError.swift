@@ -1,4 +1,5 @@
 import CLMDB
+import Failures
 
 #if canImport(Glibc)
 import Glibc
@@ -155,4 +156,10 @@ public struct JournalError: Error, Sendable, CustomStringConvertible {
         parts.append(context)
         return parts.joined(separator: ": ")
     }
+}
+
+extension JournalError: ClassifiedError {
+    /// A full journal (its size limit, or its disk) is waited out; every other journal error is fatal:
+    /// the journal is the record of what was done, and nothing goes on without it.
+    public var disposition: Disposition { code == .full ? .wait : .fatal }
 }

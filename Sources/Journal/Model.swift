@@ -497,6 +497,8 @@ public struct GCResult: Sendable, Equatable {
     public var objectsRemoved: Int = 0
     /// Done markers dropped after their retention.
     public var markersExpired: Int = 0
+    /// Quarantine entries dropped, oldest first, to keep the quarantine within its bound.
+    public var quarantineDropped: Int = 0
     /// Whether work is left for another pass (the pass is bounded).
     public var moreWork: Bool = false
 
@@ -577,6 +579,8 @@ public struct JournalStatus: Sendable {
     public var objectsByStage: [ObjectStage: Int]
     public var messagesByState: [MessageState.State: Int]
     public var quarantined: [QuarantineEntry]
+    /// Quarantine entries dropped (oldest first) to keep the quarantine within its bound, ever.
+    public var quarantineDropped: UInt64
     /// Objects still `received` whose last download failed (`lastError`, `attempts`): they are retried
     /// after a backoff, or quarantined once `input.max_fetch_attempts` is reached.
     public var retrying: [ObjectState]

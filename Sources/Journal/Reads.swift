@@ -86,6 +86,11 @@ extension Journal {
         try read { try $0.count($0.dbs.quarantine) }
     }
 
+    /// How many quarantine entries GC has dropped to keep the quarantine within its bound, ever.
+    public func quarantineDropped() throws -> UInt64 {
+        try read { try Transitions.quarantineDropped($0) }
+    }
+
     public func quarantine() throws -> [QuarantineEntry] {
         try read { txn in
             var out: [QuarantineEntry] = []
@@ -213,7 +218,7 @@ extension Journal {
             }
             return JournalStatus(
                 path: path, formatVersion: version, objectsByStage: byStage, messagesByState: byState,
-                quarantined: Array(quarantined.prefix(listLimit)), retrying: Array(retrying.prefix(listLimit)), failingOutputs: try OutputHealth.all(txn), outputRecords: try OutputRecords.all(txn), backfill: cursors,
+                quarantined: Array(quarantined.prefix(listLimit)), quarantineDropped: try Transitions.quarantineDropped(txn), retrying: Array(retrying.prefix(listLimit)), failingOutputs: try OutputHealth.all(txn), outputRecords: try OutputRecords.all(txn), backfill: cursors,
                 oldestUnacknowledged: oldest, doneMarkers: try txn.count(txn.dbs.done),
                 bodiesAwaitingGC: awaiting, storedBodyBytes: storedBytes, bodyChunks: try txn.count(txn.dbs.bodies),
                 disk: .init(

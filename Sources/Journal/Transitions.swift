@@ -628,6 +628,35 @@ enum Transitions {
             try txn.delete(txn.dbs.done, Array(k.dropFirst(8)))
         }
         result.markersExpired = expired.count
+        result.quarantineDropped = try boundQuarantine(txn)
         return result
+    }
+
+    static let quarantineDroppedKey = Array("quarantineDropped".utf8)
+
+    /// Invariant 9: past `maxQuarantineEntries`, the entries seen longest ago go, down to nine tenths
+    /// of the bound (so a flood costs one scan per tenth, not one per entry); returns how many.
+    static func boundQuarantine(_ txn: WriteContext) throws -> Int {
+        let limit = txn.options.maxQuarantineEntries
+        guard limit > 0, try txn.read.count(txn.dbs.quarantine) > limit else { return 0 }
+        var seen: [(key: [UInt8], lastSeen: Timestamp)] = []
+        try txn.scan(txn.dbs.quarantine) { k, v in
+            let key = Array(k)
+            seen.append((key, try txn.read.decode(txn.dbs.quarantine, key, Array(v), QuarantineEntry.decode).lastSeen))
+            return true
+        }
+        seen.sort { $0.lastSeen != $1.lastSeen ? $0.lastSeen < $1.lastSeen : $0.key.lexicographicallyPrecedes($1.key) }
+        let drop = max(0, seen.count - limit * 9 / 10)
+        for entry in seen.prefix(drop) { _ = try txn.delete(txn.dbs.quarantine, entry.key) }
+        var w = ByteWriter(capacity: 8)
+        w.bigEndian(try quarantineDropped(txn.read) + UInt64(drop))
+        try txn.put(txn.dbs.meta, quarantineDroppedKey, w.bytes)
+        return drop
+    }
+
+    static func quarantineDropped(_ txn: ReadContext) throws -> UInt64 {
+        guard let bytes = try txn.get(txn.dbs.meta, quarantineDroppedKey) else { return 0 }
+        var r = ByteReader(bytes)
+        return try r.bigEndian64()
     }
 }

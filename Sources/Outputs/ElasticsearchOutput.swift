@@ -35,7 +35,7 @@ public final class ElasticsearchOutput: Output, @unchecked Sendable {
     private var templateInstalled = false
 
     public init(_ configuration: Configuration) throws {
-        guard !configuration.hosts.isEmpty else { throw OutputError(output: "elasticsearch", message: "no hosts", retryable: false) }
+        guard !configuration.hosts.isEmpty else { throw OutputError(output: "elasticsearch", code: .configuration, message: "no hosts") }
         self.configuration = configuration
         var http = HTTPClient.Configuration()
         http.verifyTLS = configuration.verifyTLS
@@ -158,11 +158,19 @@ public final class ElasticsearchOutput: Output, @unchecked Sendable {
             }
             throw OutputError(output: name, message: "\(base)/_bulk answered HTTP \(response.status): \(text)", retryable: true)
         }
-        guard let json = try? JSONSerialization.jsonObject(with: Data(response.body)) as? [String: Any],
-            let items = json["items"] as? [[String: Any]], items.count == batch.count
-        else {
+        guard let report = ElasticsearchOutput.bulkReport(response.body, count: batch.count) else {
             throw OutputError(output: name, message: "\(base)/_bulk answered an unreadable body")
         }
+        return report
+    }
+
+    /// What a `_bulk` answer says of a batch of `count` create actions: items handled (created, or
+    /// 409 already there), dead letters (other 4xx), and where to retry from (the first 429, 5xx or
+    /// unreadable item). Nil when the body is not a bulk answer for `count` items.
+    static func bulkReport(_ body: [UInt8], count: Int) -> DeliveryReport? {
+        guard let json = try? JSONSerialization.jsonObject(with: Data(body)) as? [String: Any],
+            let items = json["items"] as? [[String: Any]], items.count == count
+        else { return nil }
         var dead: [DeadLetter] = []
         for (i, item) in items.enumerated() {
             let result = (item["create"] ?? item["index"] ?? item.values.first) as? [String: Any] ?? [:]
@@ -176,7 +184,7 @@ public final class ElasticsearchOutput: Output, @unchecked Sendable {
             let reason = "HTTP \(status): \(error?["type"] as? String ?? "error"): \(error?["reason"] as? String ?? "no reason given")"
             dead.append(DeadLetter(index: i, reason: reason))
         }
-        return DeliveryReport(handled: batch.count, deadLetters: dead)
+        return DeliveryReport(handled: count, deadLetters: dead)
     }
 
     public func close() async { http.shutdown() }

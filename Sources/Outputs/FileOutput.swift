@@ -27,12 +27,12 @@ public final class FileOutput: Output, @unchecked Sendable {
     public init(_ configuration: Configuration) throws {
         self.configuration = configuration
         guard configuration.numberOfFiles >= 1, configuration.rotateEveryKB >= 1 else {
-            throw OutputError(output: "file", message: "number_of_files and rotate_every_kb must be at least 1", retryable: false)
+            throw OutputError(output: "file", code: .configuration, message: "number_of_files and rotate_every_kb must be at least 1")
         }
         do {
             try FileManager.default.createDirectory(atPath: configuration.path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         } catch {
-            throw OutputError(output: "file", message: "cannot create directory '\(configuration.path)': \(error.localizedDescription)", retryable: false)
+            throw OutputError(output: "file", code: .configuration, message: "cannot create directory '\(configuration.path)': \(error.localizedDescription)")
         }
     }
 

@@ -29,9 +29,9 @@ public final class LogstashOutput: Output, @unchecked Sendable {
     private var hostIndex = 0
 
     public init(_ configuration: Configuration) throws {
-        guard !configuration.hosts.isEmpty else { throw OutputError(output: "logstash", message: "no hosts", retryable: false) }
+        guard !configuration.hosts.isEmpty else { throw OutputError(output: "logstash", code: .configuration, message: "no hosts") }
         guard (0...9).contains(configuration.compressionLevel) else {
-            throw OutputError(output: "logstash", message: "compression_level must be 0 to 9", retryable: false)
+            throw OutputError(output: "logstash", code: .configuration, message: "compression_level must be 0 to 9")
         }
         self.configuration = configuration
     }
@@ -51,6 +51,28 @@ public final class LogstashOutput: Output, @unchecked Sendable {
         let compressed = zlibCompress(frames, level: level)
         out += [0x32, 0x43] + u32(compressed.count) + compressed
         return out
+    }
+
+    /// Reads ACK frames (`2A` + 32-bit sequence) until the whole window of `window` events is
+    /// acknowledged; `progress` hears each new highest sequence (so a broken connection still reports
+    /// what was acknowledged). Sequence 0 is a keepalive; a sequence beyond the window, going
+    /// backwards or any other frame is a protocol error.
+    static func awaitAcks(_ c: some ReplyReader, window: Int, progress: (Int) -> Void = { _ in }) throws -> Int {
+        var acked = 0
+        while acked < window {
+            let frame = try c.read(6)
+            guard frame[0] == 0x32, frame[1] == 0x41 else {
+                throw TCPError("protocol error: unexpected frame \(frame[0]) \(frame[1])")
+            }
+            let seq = Int(frame[2]) << 24 | Int(frame[3]) << 16 | Int(frame[4]) << 8 | Int(frame[5])
+            if seq == 0 { continue }  // keepalive: the server is still working
+            guard seq <= window else { throw TCPError("protocol error: ACK \(seq) beyond the window of \(window)") }
+            if seq > acked {
+                acked = seq
+                progress(acked)
+            }
+        }
+        return acked
     }
 
     static func zlibCompress(_ bytes: [UInt8], level: Int32) -> [UInt8] {
@@ -94,16 +116,7 @@ public final class LogstashOutput: Output, @unchecked Sendable {
             var acked = 0
             do {
                 try c.write(LogstashOutput.window(batch, level: configuration.compressionLevel))
-                while acked < batch.count {
-                    let frame = try c.read(6)
-                    guard frame[0] == 0x32, frame[1] == 0x41 else {
-                        throw TCPError("protocol error: unexpected frame \(frame[0]) \(frame[1]) from \(c.peer)")
-                    }
-                    let seq = Int(frame[2]) << 24 | Int(frame[3]) << 16 | Int(frame[4]) << 8 | Int(frame[5])
-                    if seq == 0 { continue }  // keepalive: the server is still working
-                    guard seq <= batch.count else { throw TCPError("protocol error: ACK \(seq) beyond the window of \(batch.count)") }
-                    acked = max(acked, seq)
-                }
+                acked = try LogstashOutput.awaitAcks(c, window: batch.count) { acked = $0 }
                 if configuration.loadbalance { connection = nil }
                 return DeliveryReport(handled: acked)
             } catch let e as TCPError {

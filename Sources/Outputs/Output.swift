@@ -1,4 +1,5 @@
 import Foundation
+import Failures
 
 #if canImport(Glibc)
 import Glibc
@@ -57,16 +58,36 @@ public struct DeadLetter: Sendable, Equatable {
 
 /// A failure with nothing delivered this time; the caller backs off and sends again from the first
 /// unacknowledged event.
-public struct OutputError: Error, Sendable, CustomStringConvertible {
+public struct OutputError: Error, Sendable, CustomStringConvertible, ClassifiedError {
+    /// Why the delivery failed. Open, so new codes can be added without breaking callers.
+    public struct Code: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+        public var rawValue: String
+        public init(rawValue: String) { self.rawValue = rawValue }
+        public var description: String { rawValue }
+        /// The receiver cannot be reached or cannot take the batch now (connection refused or
+        /// dropped, a timeout, 429, 5xx, a full disk): sent again after a backoff.
+        public static let unavailable = Code(rawValue: "unavailable")
+        /// The receiver refuses this sender (authentication, a command it rejects): no retry mends it.
+        public static let refused = Code(rawValue: "refused")
+        /// The output's own settings cannot work (no hosts, a bad datatype or path).
+        public static let configuration = Code(rawValue: "configuration")
+    }
+
     public var output: String
+    public var code: Code
     public var message: String
-    public var retryable: Bool
-    public init(output: String, message: String, retryable: Bool = true) {
+    public var retryable: Bool { code == .unavailable }
+    public init(output: String, code: Code = .unavailable, message: String) {
         self.output = output
+        self.code = code
         self.message = message
-        self.retryable = retryable
+    }
+    public init(output: String, message: String, retryable: Bool) {
+        self.init(output: output, code: retryable ? .unavailable : .refused, message: message)
     }
     public var description: String { "output \(output): \(message)" }
+    /// Unavailable receivers are retried; refusals and settings that cannot work end the run.
+    public var disposition: Disposition { retryable ? .retry : .fatal }
 }
 
 /// The contract every output keeps: take an ordered batch, and say how many leading events the

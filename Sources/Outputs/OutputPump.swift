@@ -1,3 +1,4 @@
+import Failures
 import Foundation
 
 /// Drives one output: sends batches of at most `maxBatch` events in order, retries with full-jitter
@@ -61,14 +62,17 @@ public final class OutputPump: @unchecked Sendable {
                     lock.withLock { _retries += 1 }
                     try await Task.sleep(nanoseconds: UInt64(backoff(failures) * 1e9))
                 }
-            } catch let e as OutputError where e.retryable {
+            } catch where Disposition.of(error) == .retry {
+                // Whatever the output threw, if it says "try again" (OutputError's `unavailable`, a
+                // transport error that escaped the output); anything else ends the pump.
                 failures += 1
+                let reason = "\(error)"
                 let changed = lock.withLock {
                     _retries += 1
-                    defer { failingWith = e.description }
-                    return failingWith != e.description
+                    defer { failingWith = reason }
+                    return failingWith != reason
                 }
-                if changed { await health?(e.description) }
+                if changed { await health?(reason) }
                 try await Task.sleep(nanoseconds: UInt64(backoff(failures) * 1e9))
             }
         }

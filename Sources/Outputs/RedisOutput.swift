@@ -26,9 +26,9 @@ public final class RedisOutput: Output, @unchecked Sendable {
 
     public init(_ configuration: Configuration) throws {
         guard ["list", "channel"].contains(configuration.datatype) else {
-            throw OutputError(output: "redis", message: "datatype must be 'list' or 'channel', not '\(configuration.datatype)'", retryable: false)
+            throw OutputError(output: "redis", code: .configuration, message: "datatype must be 'list' or 'channel', not '\(configuration.datatype)'")
         }
-        guard !configuration.hosts.isEmpty else { throw OutputError(output: "redis", message: "no hosts", retryable: false) }
+        guard !configuration.hosts.isEmpty else { throw OutputError(output: "redis", code: .configuration, message: "no hosts") }
         self.configuration = configuration
     }
 
@@ -42,21 +42,35 @@ public final class RedisOutput: Output, @unchecked Sendable {
         return out
     }
 
-    /// Reads one reply; returns an error reply's text, or nil for success.
-    static func reply(_ c: TCPConnection) throws -> String? {
+    /// The largest bulk reply read (and discarded): the commands sent answer with integers or
+    /// simple strings, so anything bigger is a confused or hostile peer.
+    static let maxBulkReply = 1 << 20
+
+    /// Reads one reply; returns an error reply's text, or nil for success. Nested arrays deeper than
+    /// a few levels, negative or oversized lengths are protocol errors.
+    static func reply(_ c: some ReplyReader, depth: Int = 0) throws -> String? {
         let line = try c.readLine()
-        guard let type = line.first else { throw TCPError("empty reply") }
+        guard let type = line.first else { throw TCPError("protocol error: an empty reply") }
         let rest = String(decoding: line.dropFirst(), as: UTF8.self)
         switch type {
         case UInt8(ascii: "+"), UInt8(ascii: ":"): return nil
         case UInt8(ascii: "-"): return rest
         case UInt8(ascii: "$"):
-            if let n = Int(rest), n >= 0 { _ = try c.read(n + 2) }
+            guard let n = Int(rest), n >= -1, n <= maxBulkReply else { throw TCPError("protocol error: bulk length '\(rest.prefix(40))'") }
+            if n >= 0 {
+                let bulk = try c.read(n + 2)
+                guard bulk[n] == 0x0d, bulk[n + 1] == 0x0a else { throw TCPError("protocol error: a bulk reply not ended by CRLF") }
+            }
             return nil
         case UInt8(ascii: "*"):
-            for _ in 0..<max(0, Int(rest) ?? 0) { if let e = try reply(c) { return e } }
-            return nil
-        default: throw TCPError("unexpected reply type \(type)")
+            guard let n = Int(rest), n >= -1, n <= 1 << 20, depth < 8 else { throw TCPError("protocol error: array reply '\(rest.prefix(40))' at depth \(depth)") }
+            var firstError: String?
+            for _ in 0..<max(0, n) {
+                // Every element is read, so the next reply starts where it should.
+                if let e = try reply(c, depth: depth + 1), firstError == nil { firstError = e }
+            }
+            return firstError
+        default: throw TCPError("protocol error: unexpected reply type \(type)")
         }
     }
 
@@ -75,7 +89,7 @@ public final class RedisOutput: Output, @unchecked Sendable {
             for cmd in setup {
                 try c.write(RedisOutput.command(cmd))
                 if let e = try RedisOutput.reply(c) {
-                    throw OutputError(output: name, message: "\(String(decoding: cmd[0], as: UTF8.self)) refused by \(c.peer): \(e)", retryable: false)
+                    throw OutputError(output: name, code: .refused, message: "\(String(decoding: cmd[0], as: UTF8.self)) refused by \(c.peer): \(e)")
                 }
             }
         } catch let e as TCPError {

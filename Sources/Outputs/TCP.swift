@@ -4,13 +4,80 @@ import Foundation
 import Glibc
 #endif
 
+/// Where protocol replies are read from: a connection, or bytes in memory (tests and fuzzing).
+protocol ReplyReader: AnyObject {
+    /// Exactly `n` bytes.
+    func read(_ n: Int) throws -> [UInt8]
+    /// One CRLF-terminated line, without its CRLF.
+    func readLine() throws -> [UInt8]
+}
+
+/// Received bytes not yet consumed, with the framing rules every reply parser shares: lines end with
+/// CRLF and are at most ``maxLine`` bytes, so a peer that never ends a line cannot grow memory.
+struct Inbox {
+    static let maxLine = 64 << 10
+    private var bytes: [UInt8] = []
+    private var start = 0
+    /// Where the search for the next CRLF resumes (bytes before it hold none).
+    private var scanned = 0
+
+    var buffered: Int { bytes.count - start }
+
+    mutating func append(_ more: some Collection<UInt8>) {
+        if start > 0 && (start == bytes.count || start >= 64 << 10) {
+            bytes.removeFirst(start)
+            scanned -= start
+            start = 0
+        }
+        bytes += more
+    }
+
+    /// The next line without its CRLF, or nil until all of it has arrived.
+    mutating func line() throws -> [UInt8]? {
+        var i = max(scanned, start)
+        while i + 1 < bytes.count {
+            if bytes[i] == 0x0d && bytes[i + 1] == 0x0a {
+                defer {
+                    start = i + 2
+                    scanned = start
+                }
+                return Array(bytes[start..<i])
+            }
+            i += 1
+        }
+        scanned = i
+        if buffered > Inbox.maxLine { throw TCPError("protocol error: a reply line longer than \(Inbox.maxLine) bytes") }
+        return nil
+    }
+
+    /// The next `n` bytes, or nil until they have arrived.
+    mutating func take(_ n: Int) -> [UInt8]? {
+        guard buffered >= n else { return nil }
+        defer { start += n }
+        return Array(bytes[start..<start + n])
+    }
+}
+
+/// Replies held in memory: a reader over bytes already received, for tests and fuzz targets.
+final class MemoryReplies: ReplyReader {
+    private var inbox = Inbox()
+    init(_ bytes: some Collection<UInt8>) { inbox.append(bytes) }
+    func read(_ n: Int) throws -> [UInt8] {
+        guard let b = inbox.take(n) else { throw TCPError("the peer closed the connection") }
+        return b
+    }
+    func readLine() throws -> [UInt8] {
+        guard let l = try inbox.line() else { throw TCPError("the peer closed the connection") }
+        return l
+    }
+}
+
 /// A blocking TCP connection with timeouts, used on an output's own lane (never on the cooperative pool).
-final class TCPConnection {
+final class TCPConnection: ReplyReader {
     let fd: Int32
     let peer: String
     private var tls: TLSSession?
-    private var inbox: [UInt8] = []
-    private var inboxStart = 0
+    private var inbox = Inbox()
 
     /// Connects to `host:port` within `timeout` seconds; reads and writes time out after `ioTimeout`.
     init(host: String, port: Int, timeout: Double, ioTimeout: Double, tls: TLSSettings? = nil) throws {
@@ -80,15 +147,11 @@ final class TCPConnection {
     }
 
     private func fill() throws {
-        if inboxStart > 0 && inboxStart == inbox.count {
-            inbox.removeAll(keepingCapacity: true)
-            inboxStart = 0
-        }
         var buffer = [UInt8](repeating: 0, count: 65536)
         while true {
             let n = try tls.map { t in try buffer.withUnsafeMutableBytes { try t.read(into: $0) } } ?? recv(fd, &buffer, buffer.count, 0)
             if n > 0 {
-                inbox += buffer[..<n]
+                inbox.append(buffer[..<n])
                 return
             }
             if n == 0 { throw TCPError("\(peer) closed the connection") }
@@ -100,18 +163,16 @@ final class TCPConnection {
 
     /// Reads exactly `n` bytes.
     func read(_ n: Int) throws -> [UInt8] {
-        while inbox.count - inboxStart < n { try fill() }
-        defer { inboxStart += n }
-        return Array(inbox[inboxStart..<inboxStart + n])
+        while true {
+            if let b = inbox.take(n) { return b }
+            try fill()
+        }
     }
 
     /// Reads up to and excluding CRLF.
     func readLine() throws -> [UInt8] {
         while true {
-            if let i = inbox[inboxStart...].firstIndex(of: 0x0a), i > inboxStart, inbox[i - 1] == 0x0d {
-                defer { inboxStart = i + 1 }
-                return Array(inbox[inboxStart..<(i - 1)])
-            }
+            if let l = try inbox.line() { return l }
             try fill()
         }
     }

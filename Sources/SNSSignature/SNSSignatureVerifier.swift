@@ -50,20 +50,13 @@ public actor SNSSignatureVerifier {
     /// Nil when `body` is an SNS envelope whose signature verifies (or no SNS envelope at all: the
     /// caller decides about those); otherwise why it is refused.
     public func refusal(_ body: String) async -> String? {
-        guard let envelope = try? JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any],
-              let type = envelope["Type"] as? String, envelope["TopicArn"] != nil
-        else { return nil }
-        guard let version = envelope["SignatureVersion"] as? String, version == "1" || version == "2" else {
-            return "SNS signature: SignatureVersion \(envelope["SignatureVersion"].map { "'\($0)'" } ?? "missing") (1 and 2 are known)"
+        let envelope: SignedEnvelope
+        switch SignedEnvelope.read(body, certificateHosts: settings.certificateHosts) {
+        case .notSNS: return nil
+        case .refused(let why): return why
+        case .signed(let e): envelope = e
         }
-        guard let signatureText = envelope["Signature"] as? String, let signature = Data(base64Encoded: signatureText) else {
-            return "SNS signature: no Signature, or not base64"
-        }
-        guard let url = envelope["SigningCertURL"] as? String else { return "SNS signature: no SigningCertURL" }
-        if let r = urlRefusal(url) { return "SNS signature: \(r)" }
-        guard let text = SNSSignatureVerifier.stringToSign(envelope, type: type) else {
-            return "SNS signature: a \(type) message lacks a signed field"
-        }
+        let (url, version, signature, text) = (envelope.certificateURL, envelope.version, envelope.signature, envelope.stringToSign)
         let certificate: Certificate
         do {
             certificate = try await self.certificate(url)
@@ -77,17 +70,6 @@ public actor SNSSignatureVerifier {
         let algorithm: Certificate.SignatureAlgorithm = version == "1" ? .sha1WithRSAEncryption : .sha256WithRSAEncryption
         guard certificate.publicKey.isValidSignature(signature, for: Array(text.utf8), signatureAlgorithm: algorithm) else {
             return "SNS signature: the signature does not verify (SignatureVersion \(version), certificate \(url))"
-        }
-        return nil
-    }
-
-    /// The URL rules: https, an allowed host, a `.pem` path.
-    func urlRefusal(_ text: String) -> String? {
-        guard let url = URL(string: text), url.scheme == "https", let host = url.host, url.path.hasSuffix(".pem") else {
-            return "SigningCertURL '\(text)' is not an https URL of a .pem file"
-        }
-        guard settings.certificateHosts.contains(where: { fnmatch($0, host.lowercased(), 0) == 0 }) else {
-            return "SigningCertURL host '\(host)' is not an SNS host (\(settings.certificateHosts.joined(separator: ", ")))"
         }
         return nil
     }
@@ -127,6 +109,53 @@ public actor SNSSignatureVerifier {
             out += name + "\n" + value + "\n"
         }
         return out
+    }
+}
+
+/// What an SNS envelope's signature covers, read from the message body with every check that needs
+/// no certificate: the signature version, base64, the certificate URL's scheme, host and path, and the
+/// signed fields.
+public struct SignedEnvelope: Sendable, Equatable {
+    public enum Reading: Sendable, Equatable {
+        /// Not an SNS envelope (the caller decides about those).
+        case notSNS
+        /// An SNS envelope refused before any certificate is fetched, and why.
+        case refused(String)
+        case signed(SignedEnvelope)
+    }
+
+    public var version: String
+    public var signature: Data
+    public var certificateURL: String
+    public var stringToSign: String
+
+    public static func read(_ body: String, certificateHosts: [String]) -> Reading {
+        guard let envelope = try? JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any],
+              let type = envelope["Type"] as? String, envelope["TopicArn"] != nil
+        else { return .notSNS }
+        guard let version = envelope["SignatureVersion"] as? String, version == "1" || version == "2" else {
+            return .refused("SNS signature: SignatureVersion \(envelope["SignatureVersion"].map { "'\($0)'" } ?? "missing") (1 and 2 are known)")
+        }
+        guard let signatureText = envelope["Signature"] as? String, let signature = Data(base64Encoded: signatureText) else {
+            return .refused("SNS signature: no Signature, or not base64")
+        }
+        guard let url = envelope["SigningCertURL"] as? String else { return .refused("SNS signature: no SigningCertURL") }
+        if let r = urlRefusal(url, certificateHosts: certificateHosts) { return .refused("SNS signature: \(r)") }
+        guard let text = SNSSignatureVerifier.stringToSign(envelope, type: type) else {
+            return .refused("SNS signature: a \(type) message lacks a signed field")
+        }
+        return .signed(SignedEnvelope(version: version, signature: signature, certificateURL: url, stringToSign: text))
+    }
+
+    /// The URL rules: https, an allowed host, a `.pem` path.
+    static func urlRefusal(_ text: String, certificateHosts: [String]) -> String? {
+        guard let url = URL(string: text), url.scheme == "https", let host = url.host, url.path.hasSuffix(".pem") else {
+            return "SigningCertURL '\(text)' is not an https URL of a .pem file"
+        }
+        guard certificateHosts.contains(where: { fnmatch($0, host.lowercased(), 0) == 0 }) else {
+            return "SigningCertURL host '\(host)' is not an SNS host (\(certificateHosts.joined(separator: ", ")))"
+        }
+        return nil
     }
 }
 

@@ -1,4 +1,5 @@
 import CZlib
+import Failures
 
 /// Why a compressed body could not be inflated.
 public struct GunzipError: Error, Sendable, Equatable, CustomStringConvertible {
@@ -19,6 +20,11 @@ public struct GunzipError: Error, Sendable, Equatable, CustomStringConvertible {
     public var offset: UInt64
     public var message: String
     public var description: String { "\(message) at compressed byte \(offset)" }
+}
+
+extension GunzipError: ClassifiedError {
+    /// Bad bytes are quarantined; zlib failing to allocate is retried.
+    public var disposition: Disposition { code == .resources ? .retry : .quarantine }
 }
 
 /// Streaming gunzip: detects gzip by its magic bytes (anything else passes through unchanged),

@@ -127,6 +127,9 @@ public enum NotificationDecoder {
                 guard let key = formURLDecode(rawKey) else {
                     return .unrecognised("Records[\(i)] has a key that is not valid URL encoding: \(rawKey)")
                 }
+                guard !bucket.isEmpty, !key.isEmpty else {
+                    return .unrecognised("Records[\(i)] (\(name)) names an empty bucket or key")
+                }
                 refs.append(
                     ObjectReference(
                         bucket: bucket, key: key, etag: etag(object["eTag"] ?? object["etag"]),
@@ -145,6 +148,9 @@ public enum NotificationDecoder {
                 let obj = detail["object"] as? [String: Any], let key = obj["key"] as? String
             else {
                 return .unrecognised("an EventBridge Object Created event without detail.bucket.name or detail.object.key")
+            }
+            guard !bucket.isEmpty, !key.isEmpty else {
+                return .unrecognised("an EventBridge Object Created event naming an empty bucket or key")
             }
             return .objects(
                 [

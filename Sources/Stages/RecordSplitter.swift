@@ -1,3 +1,5 @@
+import Failures
+
 /// Why a CloudTrail log body could not be split into records.
 public struct SplitError: Error, Sendable, Equatable, CustomStringConvertible {
     public struct Code: Hashable, Sendable, CustomStringConvertible {
@@ -28,6 +30,11 @@ public struct SplitError: Error, Sendable, Equatable, CustomStringConvertible {
         if let recordIndex { s += " (record \(recordIndex))" }
         return s
     }
+}
+
+extension SplitError: ClassifiedError {
+    /// A body that is not a valid CloudTrail log stays invalid however often it is read again.
+    public var disposition: Disposition { .quarantine }
 }
 
 /// One record of a CloudTrail log: its exact bytes (valid only during the callback) and where its

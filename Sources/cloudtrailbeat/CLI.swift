@@ -303,8 +303,9 @@ struct JournalCommand: AsyncParsableCommand {
         func run() async throws {
             do {
                 let (path, config) = try location.resolve()
-                let r = try await JournalMaintenance.collect(path: path, doneRetentionSeconds: config?.journal.doneRetentionSeconds)
-                print("freed \(r.chunksFreed) body chunks, removed \(r.objectsRemoved) finished objects, expired \(r.markersExpired) done markers")
+                let r = try await JournalMaintenance.collect(
+                    path: path, doneRetentionSeconds: config?.journal.doneRetentionSeconds, maxQuarantineEntries: config?.journal.maxQuarantineEntries)
+                print("freed \(r.chunksFreed) body chunks, removed \(r.objectsRemoved) finished objects, expired \(r.markersExpired) done markers, dropped \(r.quarantineDropped) old quarantine entries")
             } catch let error as JournalError {
                 fail("error: \(error)")
             }

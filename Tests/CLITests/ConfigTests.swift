@@ -71,6 +71,29 @@ struct ConfigTests {
     }
 
     /// `codec` and `filter` per output, the top-level filter as everyone's default, `filter: {}` to opt out.
+    /// Inputs the `config` fuzz target (Fuzz/) found, and the shapes behind them: each is a clear
+    /// error naming the file, never a crash or a memory blow-up.
+    @Test func yamlThatBreaksTheYAMLLibraryIsAnErrorNotACrash() throws {
+        let regression = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+            .appendingPathComponent("../../Fuzz/Regressions/config/yams-collection-key.yml")
+        let found = try String(contentsOf: regression, encoding: .utf8)
+        #expect(error(found).contains("/etc/cloudtrailbeat.yml: not valid YAML: a mapping key that is not a plain value"), "\(error(found))")
+        #expect(error("input:\n  ? [a, b]\n  : 1\n").contains("a mapping key that is not a plain value"))
+        // Ten levels of ten aliases each: 10^10 values from a few hundred bytes.
+        var bomb = "a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n"
+        for i in 1...10 { bomb += "a\(i): &a\(i) [" + Array(repeating: "*a\(i - 1)", count: 10).joined(separator: ", ") + "]\n" }
+        #expect(error(bomb).contains("more than 100000 values"), "\(error(bomb))")
+        #expect(error(String(repeating: "[", count: 100) + String(repeating: "]", count: 100)).contains("nested deeper than 64 levels"))
+        // Thousands deep overflowed Yams' recursive composer: now composed on a big stack, then refused.
+        let deep = String(decoding: try Data(contentsOf: regression.deletingLastPathComponent().appendingPathComponent("yams-deep-flow-nesting.yml")), as: UTF8.self)
+        #expect(deep.count > 6000 && error(deep).hasPrefix("/etc/cloudtrailbeat.yml: not valid YAML: "), "\(error(deep).prefix(300))")
+        #expect(error(String(repeating: "[", count: 9000) + String(repeating: "]", count: 9000)).contains("nested deeper than 64 levels"))
+        #expect(error(String(repeating: "[", count: 10_001)).contains("more than 10000 brackets"))
+        #expect(error(String(repeating: "- ", count: 65) + "x").contains("line 1 starts its content beyond column 128"))
+        #expect(error("a:\n" + String(repeating: " ", count: 200) + "b: 1").contains("line 2 starts its content beyond column 128"))
+        #expect(error("input: {sqs_url: &u 'https://sqs.us-east-1.amazonaws.com/1/q', aws_region: us-east-1}\noutput.console: {}") == "no error", "ordinary YAML still loads")
+    }
+
     @Test func codecsAndFiltersPerOutput() throws {
         let c = try Config.parse("""
             filter:

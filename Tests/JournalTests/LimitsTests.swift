@@ -26,6 +26,46 @@ struct LimitsTests {
         return ref
     }
 
+    /// Invariant 9: a flood of refused messages cannot grow the quarantine (and the journal) without
+    /// bound; GC keeps the entries seen most recently and counts what it dropped.
+    @Test func theQuarantineIsBoundedOldestDroppedFirst() async throws {
+        let dir = TempDir("quarantine-bound")
+        let clock = ManualClock()
+        var o = options(max: 64 << 20)
+        o.maxQuarantineEntries = 20
+        o.clock = { clock.now }
+        let j = try Journal(path: dir.path, options: o)
+        func flood(_ range: Range<Int>, into j: Journal) async throws {
+            for i in range {
+                clock.advance(1000)
+                _ = try await j.quarantineMessage(id: "forged-\(i)", receiptHandle: "h", receiveCount: 1, reason: "refused: topic", detail: String(repeating: "x", count: 2048))
+            }
+        }
+        try await flood(0..<20, into: j)
+        #expect(try await j.collectGarbage().quarantineDropped == 0, "at the bound, nothing goes")
+        try await flood(20..<30, into: j)
+        #expect(try j.quarantineCount() == 30, "only GC drops")
+        #expect(try await j.collectGarbage().quarantineDropped == 12, "down to nine tenths of the bound")
+        let kept = try j.quarantine().compactMap(\.messageID)
+        #expect(Set(kept) == Set((12..<30).map { "forged-\($0)" }), "the newest stay: \(kept.sorted())")
+        // Seen again, an old entry is new: it stays, the next oldest go.
+        clock.advance(1000)
+        _ = try await j.quarantineMessage(id: "forged-12", receiptHandle: "h", receiveCount: 2, reason: "refused: topic")
+        try await flood(30..<33, into: j)
+        #expect(try await j.collectGarbage().quarantineDropped == 3)
+        let now = try j.quarantine().compactMap(\.messageID)
+        #expect(now.contains("forged-12") && !now.contains("forged-13") && now.contains("forged-16"), "\(now.sorted())")
+        #expect(try j.quarantineDropped() == 15)
+        #expect(try j.status().quarantineDropped == 15)
+        j.close()
+        var unbounded = o
+        unbounded.maxQuarantineEntries = 0
+        let again = try Journal(path: dir.path, options: unbounded)
+        try await flood(33..<60, into: again)
+        #expect(try await again.collectGarbage().quarantineDropped == 0, "0 keeps every entry")
+        again.close()
+    }
+
     @Test func mapGrowsThenFullThenResumesAfterGC() async throws {
         let dir = TempDir("grow")
         let j = try Journal(path: dir.path, options: options(max: 8 << 20))

@@ -51,6 +51,28 @@ struct NotificationTests {
         #expect(refs == [ObjectReference(bucket: "mybucket", key: decoded, etag: "d41d8cd9", versionID: "v1", size: 1024, sequencer: "0055AED6DCD90281E5")])
     }
 
+    /// Found by the `notification` fuzz target (Fuzz/Regressions/notification/): an EventBridge event
+    /// naming an empty key was taken as an object (a GET of the bucket's root). Every shape now refuses
+    /// an empty bucket or key, as the CloudTrail shape did.
+    @Test func anEmptyBucketOrKeyIsUnrecognisedInEveryShape() throws {
+        let found = try Data(contentsOf: URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+            .appendingPathComponent("../../Fuzz/Regressions/notification/eventbridge-empty-key.json"))
+        let bodies = [
+            String(decoding: found, as: UTF8.self),
+            #"{"source":"aws.s3","detail-type":"Object Created","detail":{"bucket":{"name":""},"object":{"key":"k"}}}"#,
+            #"{"Records":[{"eventSource":"aws:s3","eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"b"},"object":{"key":""}}}]}"#,
+            #"{"Records":[{"eventSource":"aws:s3","eventName":"ObjectCreated:Put","s3":{"bucket":{"name":""},"object":{"key":"k"}}}]}"#,
+            #"{"s3Bucket":"b","s3ObjectKey":[""]}"#,
+        ]
+        for body in bodies {
+            guard case .unrecognised(let why) = NotificationDecoder.decode(body) else {
+                Issue.record("taken: \(body)")
+                continue
+            }
+            #expect(why.contains("empty bucket or key"), "\(why)")
+        }
+    }
+
     @Test func s3EventOnlyObjectCreatedCounts() {
         let removed = #"{"Records":[{"eventVersion":"2.3","eventSource":"aws:s3","eventName":"ObjectRemoved:Delete","s3":{"bucket":{"name":"b"},"object":{"key":"k"}}}]}"#
         guard case .nothingToDo(let why) = NotificationDecoder.decode(removed) else { Issue.record("expected nothing to do"); return }

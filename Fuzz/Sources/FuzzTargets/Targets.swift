@@ -1,0 +1,194 @@
+// One fuzz target per parser that reads bytes from the outside world. Each is a C function
+// `ctb_fuzz_<name>(data, size)` that libFuzzer calls through Drivers/driver.c.
+//
+// Invariants checked here, beyond "no crash, no hang, no unbounded allocation" (what the sanitizers
+// and libFuzzer's limits catch):
+// 1. gunzip: inflating in arbitrary chunks gives the same bytes and the same error as in one piece.
+// 2. records: every event an accepted record becomes, in every codec, is one line of valid JSON.
+// 3. lumberjack: a window is acknowledged only whole; redis: a reply stream is consumed or refused.
+// 4. bulk: a report never handles more than the batch, and its dead letters lie below `handled`.
+// 5. journal: a record that decodes re-encodes to bytes that decode to the same record.
+import Codecs
+import Foundation
+@testable import AWS
+@testable import Engine
+import HTTP
+@testable import Journal
+@testable import Outputs
+import SNSSignature
+import Stages
+
+/// The input as a buffer, valid during the call.
+@inline(__always)
+func bytes(_ data: UnsafePointer<UInt8>?, _ size: Int) -> UnsafeRawBufferPointer {
+    UnsafeRawBufferPointer(start: data, count: size)
+}
+
+/// SQS, SNS, S3 event notification and EventBridge bodies, as they arrive in a message.
+@_cdecl("ctb_fuzz_notification")
+public func fuzzNotification(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
+    let body = Array(bytes(data, size))
+    switch NotificationDecoder.decode(body) {
+    case .objects(let refs, _):
+        for r in refs { precondition(!r.bucket.isEmpty && !r.key.isEmpty, "a reference without bucket or key") }
+    default: break
+    }
+    _ = NotificationDecoder.formURLDecode(String(decoding: body, as: UTF8.self))
+    return 0
+}
+
+/// gzip streams (and the plain-text passthrough), pushed in chunks whose sizes the input chooses.
+@_cdecl("ctb_fuzz_gunzip")
+public func fuzzGunzip(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
+    let input = bytes(data, size)
+    guard let first = input.first else { return 0 }
+    let chunk = Int(first % 64) + 1
+    let body = UnsafeRawBufferPointer(rebasing: input.dropFirst())
+
+    func inflate(chunked: Bool) -> ([UInt8], String?) {
+        let g = Gunzip(outputChunk: 4096)
+        var out: [UInt8] = []
+        do {
+            var offset = 0
+            while offset < body.count {
+                let n = chunked ? min(chunk, body.count - offset) : body.count
+                try g.push(UnsafeRawBufferPointer(rebasing: body[offset..<offset + n])) { out += $0 }
+                offset += n
+            }
+            try g.finish { out += $0 }
+            return (out, nil)
+        } catch {
+            return (out, "\(error)")
+        }
+    }
+    let whole = inflate(chunked: false)
+    let pieces = inflate(chunked: true)
+    precondition(whole.1 == pieces.1, "chunking changed the outcome: \(whole.1 ?? "ok") vs \(pieces.1 ?? "ok")")
+    if whole.1 == nil { precondition(whole.0 == pieces.0, "chunking changed the inflated bytes") }
+    return 0
+}
+
+/// A log file's bytes (plain or gzip) through the strict splitter, then every record through every
+/// codec, the way the engine emits them.
+@_cdecl("ctb_fuzz_records")
+public func fuzzRecords(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
+    let decoder = LogDecoder(maxRecordSize: 64 << 10)
+    var encoders = CodecKind.allCases.map {
+        EventEncoder(
+            options: CodecOptions(kind: $0, eventOriginal: true), filter: nil,
+            bucket: "fuzz-bucket", key: "AWSLogs/123456789012/CloudTrail/us-east-1/2026/12/02/x.json.gz", receivedAt: 0)
+    }
+    var out: [UInt8] = []
+    func emit(_ record: RecordView) {
+        for i in encoders.indices {
+            out.removeAll(keepingCapacity: true)
+            guard encoders[i].encode(record, to: &out) != nil else { continue }
+            precondition(!out.contains(0x0a), "an event spans lines")
+            precondition((try? JSONSerialization.jsonObject(with: Data(out))) is [String: Any], "an event is not a JSON object: \(String(decoding: out.prefix(200), as: UTF8.self))")
+        }
+    }
+    do {
+        try decoder.push(bytes(data, size), emit)
+        try decoder.finish(emit)
+    } catch {}
+    return 0
+}
+
+/// ListObjectsV2 answers (REST-XML).
+@_cdecl("ctb_fuzz_listing")
+public func fuzzListing(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
+    _ = S3ListPage(xml: Array(bytes(data, size)), serverTime: nil)
+    return 0
+}
+
+/// SQS ReceiveMessage answers (JSON protocol) and AWS error bodies (JSON and XML).
+@_cdecl("ctb_fuzz_sqs")
+public func fuzzSQS(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
+    let body = Array(bytes(data, size))
+    if let answer = try? JSONSerialization.jsonObject(with: Data(body)) as? [String: Any] {
+        _ = SQSClient.messages(inReceiveAnswer: answer)
+    }
+    let status = body.first.map { 400 + Int($0) % 200 } ?? 500
+    let e = AWSError.from(HTTPResponse(head: HTTPHead(status: status, headers: []), body: body), service: "sqs", operation: "ReceiveMessage")
+    _ = e.description
+    return 0
+}
+
+/// The configuration loader (YAML, every key's validation).
+@_cdecl("ctb_fuzz_config")
+public func fuzzConfig(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
+    _ = try? Config.parse(String(decoding: bytes(data, size), as: UTF8.self), file: "fuzz.yml")
+    return 0
+}
+
+/// Redis replies (RESP), read until the stream ends or is refused.
+@_cdecl("ctb_fuzz_redis")
+public func fuzzRedis(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
+    let reader = MemoryReplies(bytes(data, size))
+    for _ in 0..<1000 {
+        do { _ = try RedisOutput.reply(reader) } catch { break }
+    }
+    return 0
+}
+
+/// Lumberjack v2 ACK frames for a window whose size the first byte chooses.
+@_cdecl("ctb_fuzz_lumberjack")
+public func fuzzLumberjack(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
+    let input = bytes(data, size)
+    guard let first = input.first else { return 0 }
+    let window = Int(first) + 1
+    var last = 0
+    if let acked = try? LogstashOutput.awaitAcks(MemoryReplies(input.dropFirst()), window: window, progress: {
+        precondition($0 > last && $0 <= window, "progress went from \(last) to \($0) in a window of \(window)")
+        last = $0
+    }) {
+        precondition(acked == window, "returned \(acked) of a window of \(window)")
+    }
+    return 0
+}
+
+/// Elasticsearch `_bulk` answers for a batch whose size the first byte chooses.
+@_cdecl("ctb_fuzz_bulk")
+public func fuzzBulk(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
+    let input = bytes(data, size)
+    guard let first = input.first else { return 0 }
+    let count = Int(first % 16)
+    if let report = ElasticsearchOutput.bulkReport(Array(input.dropFirst()), count: count) {
+        precondition(report.handled <= count, "handled \(report.handled) of \(count)")
+        precondition(report.deadLetters.allSatisfy { $0.index < report.handled }, "a dead letter at or beyond handled")
+    }
+    return 0
+}
+
+/// SNS envelopes, up to the point a signing certificate would be fetched.
+@_cdecl("ctb_fuzz_sns")
+public func fuzzSNS(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
+    let body = String(decoding: bytes(data, size), as: UTF8.self)
+    if case .signed(let e) = SignedEnvelope.read(body, certificateHosts: ["sns.*.amazonaws.com"]) {
+        precondition(e.certificateURL.hasPrefix("https://"), "an envelope passed with \(e.certificateURL)")
+    }
+    return 0
+}
+
+/// The journal's records as read back from its file: a torn page, a disk that returns garbage, a
+/// record written by a newer build. The first byte picks the record type.
+@_cdecl("ctb_fuzz_journal")
+public func fuzzJournal(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
+    let input = bytes(data, size)
+    guard let first = input.first else { return 0 }
+    let record = Array(input.dropFirst())
+    func roundTrip<T: Equatable>(_ decode: ([UInt8]) throws -> T, _ encode: (T) -> [UInt8]) {
+        guard let value = try? decode(record) else { return }
+        let again = try? decode(encode(value))
+        precondition(again == value, "\(T.self) does not survive re-encoding")
+    }
+    switch first % 6 {
+    case 0: roundTrip(ObjectState.decode) { $0.encode() }
+    case 1: roundTrip(MessageState.decode) { $0.encode() }
+    case 2: roundTrip(QuarantineEntry.decode) { $0.encode() }
+    case 3: roundTrip(BackfillCursor.decode) { $0.encode() }
+    case 4: roundTrip({ try OutputRecords.decode("file", $0) }) { $0.encode() }
+    default: roundTrip(OutputHealth.decode) { $0.encode() }
+    }
+    return 0
+}
