@@ -181,6 +181,7 @@ public final class XMLTree: @unchecked Sendable {
         if rest.starts(with: Array("<?xml".utf8)), rest.count > 5, [0x20, 0x09, 0x0d, 0x0a].contains(rest[rest.startIndex + 5]) {
             guard let end = rest.firstIndex(of: UInt8(ascii: ">")) else { return false }
             let declaration = String(decoding: rest[..<end], as: UTF8.self).lowercased()
+            guard declaration.hasSuffix("?"), !declaration.dropFirst().contains("<") else { return false }
             if let encoding = declaration.range(of: "encoding") {
                 let value = declaration[encoding.upperBound...].drop { $0 == " " || $0 == "=" || $0 == "\"" || $0 == "'" }
                 guard value.hasPrefix("utf-8\"") || value.hasPrefix("utf-8'") else { return false }

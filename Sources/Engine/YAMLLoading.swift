@@ -45,29 +45,36 @@ enum YAMLLoading {
     static func checkNesting(_ text: String) throws {
         var brackets = 0
         var line = 1
-        var column = 0
+        // The line's leading run of indentation and block indicators (`- `, `? `, `: `).
+        var run = 0
+        var indicator = false
+        var previous: UInt8 = 0
         var atLineStart = true
+        let indicators: [UInt8] = [UInt8(ascii: "-"), UInt8(ascii: "?"), UInt8(ascii: ":")]
+        let tooDeep = { (line: Int) in ShapeError(description: "line \(line) starts its content beyond column \(maxIndent) (nested too deep)") }
         for c in text.utf8 {
             if c == 0x0a {
-                (line, column, atLineStart) = (line + 1, 0, true)
+                // A line of indicators alone (`- - -`) nests; blank lines and `-----` do not.
+                if atLineStart && (indicator || indicators.contains(previous)) && run > maxIndent { throw tooDeep(line) }
+                (line, run, indicator, previous, atLineStart) = (line + 1, 0, false, 0, true)
                 continue
             }
-            column += 1
             if atLineStart {
-                // Indentation and block indicators (`- `, `? `, `: `) before the line's content.
-                if c == 0x20 || c == 0x09 || c == UInt8(ascii: "-") || c == UInt8(ascii: "?") || c == UInt8(ascii: ":") {
-                    if column > maxIndent {
-                        throw ShapeError(description: "line \(line) starts its content beyond column \(maxIndent) (nested too deep)")
-                    }
+                if c == 0x20 || c == 0x09 || indicators.contains(c) {
+                    if (c == 0x20 || c == 0x09) && indicators.contains(previous) { indicator = true }
+                    run += 1
+                    previous = c
                     continue
                 }
                 atLineStart = false
+                if run >= maxIndent { throw tooDeep(line) }
             }
             if c == UInt8(ascii: "[") || c == UInt8(ascii: "{") {
                 brackets += 1
                 if brackets > maxBrackets { throw ShapeError(description: "more than \(maxBrackets) brackets: not a configuration") }
             }
         }
+        if atLineStart && (indicator || indicators.contains(previous)) && run > maxIndent { throw tooDeep(line) }
     }
 
     /// Runs `body` on a thread whose stack holds the deepest nesting ``checkNesting(_:)`` lets through.

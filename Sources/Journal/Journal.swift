@@ -32,10 +32,11 @@
 // 8. The environment stores its format version; a newer one than this build knows is refused before
 //    anything is written. An older one is read, and the first writable open records the current
 //    version, since what it writes from then on older builds cannot read.
-// 9. The quarantine is bounded: past `maxQuarantineEntries`, GC drops the entries seen longest ago, down
-//    to nine tenths of it, and counts them (`quarantineDropped`), so a flood of forged or broken
-//    messages cannot fill the journal and stop healthy work. An entry is only a record for operators:
-//    dropping one deletes nothing in S3 or SQS, and `journal retry s3://…` still takes its object.
+// 9. The quarantine is bounded: past `maxQuarantineEntries` entries, or a tenth of `maxSize` in bytes,
+//    GC drops the entries seen longest ago, down to nine tenths of both, and counts them
+//    (`quarantineDropped`), so a flood of forged or broken messages cannot fill the journal and stop
+//    healthy work. An entry is only a record for operators: dropping one deletes nothing in S3 or SQS,
+//    and `journal retry s3://…` still takes its object.
 
 import CLMDB
 import Foundation

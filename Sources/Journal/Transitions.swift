@@ -634,20 +634,34 @@ enum Transitions {
 
     static let quarantineDroppedKey = Array("quarantineDropped".utf8)
 
-    /// Invariant 9: past `maxQuarantineEntries`, the entries seen longest ago go, down to nine tenths
-    /// of the bound (so a flood costs one scan per tenth, not one per entry); returns how many.
+    /// Invariant 9: past `maxQuarantineEntries`, or past a tenth of `maxSize` in bytes (each message
+    /// entry keeps up to 64 KiB of its body, so a count alone would not protect a small journal), the
+    /// entries seen longest ago go, down to nine tenths of both bounds (so a flood costs one scan per
+    /// tenth, not one per entry); returns how many.
     static func boundQuarantine(_ txn: WriteContext) throws -> Int {
         let limit = txn.options.maxQuarantineEntries
-        guard limit > 0, try txn.read.count(txn.dbs.quarantine) > limit else { return 0 }
-        var seen: [(key: [UInt8], lastSeen: Timestamp)] = []
+        guard limit > 0 else { return 0 }
+        let byteLimit = max(1 << 20, txn.options.maxSize / 10)
+        let count = try txn.read.count(txn.dbs.quarantine)
+        let pageBytes = try txn.read.bytes(txn.dbs.quarantine)
+        guard count > limit || pageBytes > byteLimit else { return 0 }
+        var seen: [(key: [UInt8], lastSeen: Timestamp, size: Int)] = []
+        var stored = 0
         try txn.scan(txn.dbs.quarantine) { k, v in
             let key = Array(k)
-            seen.append((key, try txn.read.decode(txn.dbs.quarantine, key, Array(v), QuarantineEntry.decode).lastSeen))
+            seen.append((key, try txn.read.decode(txn.dbs.quarantine, key, Array(v), QuarantineEntry.decode).lastSeen, k.count + v.count))
+            stored += k.count + v.count
             return true
         }
         seen.sort { $0.lastSeen != $1.lastSeen ? $0.lastSeen < $1.lastSeen : $0.key.lexicographicallyPrecedes($1.key) }
-        let drop = max(0, seen.count - limit * 9 / 10)
-        for entry in seen.prefix(drop) { _ = try txn.delete(txn.dbs.quarantine, entry.key) }
+        // Entry sizes stand for the pages they take: the byte target is scaled by what pages add.
+        let byteTarget = Double(byteLimit) * 0.9 * Double(stored) / Double(max(1, pageBytes))
+        var (keptCount, keptBytes, drop) = (seen.count, stored, 0)
+        for entry in seen {
+            guard keptCount > limit * 9 / 10 || Double(keptBytes) > byteTarget else { break }
+            _ = try txn.delete(txn.dbs.quarantine, entry.key)
+            (keptCount, keptBytes, drop) = (keptCount - 1, keptBytes - entry.size, drop + 1)
+        }
         var w = ByteWriter(capacity: 8)
         w.bigEndian(try quarantineDropped(txn.read) + UInt64(drop))
         try txn.put(txn.dbs.meta, quarantineDroppedKey, w.bytes)

@@ -91,6 +91,8 @@ struct ConfigTests {
         #expect(error(String(repeating: "[", count: 10_001)).contains("more than 10000 brackets"))
         #expect(error(String(repeating: "- ", count: 65) + "x").contains("line 1 starts its content beyond column 128"))
         #expect(error("a:\n" + String(repeating: " ", count: 200) + "b: 1").contains("line 2 starts its content beyond column 128"))
+        #expect(error(String(repeating: "- ", count: 65)).contains("line 1 starts its content beyond column 128"), "indicators alone, no newline")
+        #expect(!error("input:\n" + String(repeating: " ", count: 200) + "\noutput.console: {}").contains("beyond column"), "a blank line is no nesting")
         #expect(error("input: {sqs_url: &u 'https://sqs.us-east-1.amazonaws.com/1/q', aws_region: us-east-1}\noutput.console: {}") == "no error", "ordinary YAML still loads")
     }
 

@@ -66,6 +66,28 @@ struct LimitsTests {
         again.close()
     }
 
+    /// Each refused message keeps up to 64 KiB of its body: on a small journal the bytes, not the
+    /// count, reach the bound first. The quarantine keeps to a tenth of `maxSize`.
+    @Test func theQuarantineIsBoundedInBytesOnASmallJournal() async throws {
+        let dir = TempDir("quarantine-bytes")
+        let clock = ManualClock()
+        var o = options(max: 16 << 20)
+        o.clock = { clock.now }
+        let j = try Journal(path: dir.path, options: o)
+        let body = String(repeating: "y", count: 60 << 10)
+        for i in 0..<60 {
+            clock.advance(1000)
+            _ = try await j.quarantineMessage(id: "big-\(i)", receiptHandle: "h", receiveCount: 1, reason: "refused", detail: body)
+        }
+        let dropped = try await j.collectGarbage().quarantineDropped
+        let kept = try j.quarantine().compactMap(\.messageID)
+        #expect(dropped > 0 && dropped + kept.count == 60, "dropped \(dropped), kept \(kept.count)")
+        #expect(kept.count * (60 << 10) <= (16 << 20) / 10, "\(kept.count) bodies of 60 KiB")
+        #expect(Set(kept) == Set((60 - kept.count..<60).map { "big-\($0)" }), "the newest stay")
+        #expect(try await j.collectGarbage().quarantineDropped == 0, "within the bound: nothing more")
+        j.close()
+    }
+
     @Test func mapGrowsThenFullThenResumesAfterGC() async throws {
         let dir = TempDir("grow")
         let j = try Journal(path: dir.path, options: options(max: 8 << 20))

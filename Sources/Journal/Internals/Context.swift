@@ -67,6 +67,14 @@ struct ReadContext {
         }
     }
 
+    /// The bytes of the pages `db` uses (branch, leaf and overflow).
+    func bytes(_ db: Databases.Handle) throws -> Int {
+        switch env.stat(txn, db.dbi) {
+        case .success(let st): return Int(st.ms_psize) * (st.ms_branch_pages + st.ms_leaf_pages + st.ms_overflow_pages)
+        case .failure(let code): throw fail(code, "mdb_stat", db, nil)
+        }
+    }
+
     func decode<T>(_ db: Databases.Handle, _ key: [UInt8], _ bytes: [UInt8], _ decoder: ([UInt8]) throws -> T) throws -> T {
         do {
             return try decoder(bytes)
