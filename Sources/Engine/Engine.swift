@@ -76,7 +76,9 @@ public final class Engine: Service, @unchecked Sendable {
     /// Bucket polling: the wait between listing passes of `backfill` (nil: one pass).
     public var pollInterval: Double?
     /// Whether quarantined messages are left in the queue (for its dead-letter queue) instead of deleted.
-    private var leavePoison = false
+    /// Whether quarantined messages stay in the queue (for its DLQ); nil while `auto` has not yet
+    /// learnt the queue's redrive policy: quarantined messages are held (neither deleted nor left).
+    private var leavePoison: Bool? = false
     /// ReceiveMessage calls that failed in a row, across receivers (for the backoff and --drain).
     private var receiveFailures = 0
     private var lastReceive = Date.distantPast
@@ -151,8 +153,10 @@ public final class Engine: Service, @unchecked Sendable {
             logger.warning("debug build: every journal commit waits \(delay) ms first (CLOUDTRAILBEAT_DEBUG_COMMIT_DELAY_MS)")
         }
         #endif
-        // Until the queue's redrive policy is known, quarantined messages are left (never lost).
-        lock.withLock { leavePoison = config.input.leavePoisonToDLQ ?? true }
+        // Until the queue's redrive policy is known, quarantined messages are held (never lost, and not
+        // left before the answer says whether a DLQ takes them).
+        let deciding = sqs != nil && backfill == nil
+        lock.withLock { leavePoison = config.input.leavePoisonToDLQ ?? (deciding ? nil : true) }
         let policy = Task { if let sqs, backfill == nil { await decidePoisonHandling(sqs) } }
         defer { policy.cancel() }
         try await withThrowingTaskGroup(of: Void.self) { group in
@@ -366,6 +370,7 @@ public final class Engine: Service, @unchecked Sendable {
                 }
                 return
             } catch let e as AWSError where e.isRetryable {
+                lock.withLock { if leavePoison == nil { leavePoison = true } }
                 if !warned {
                     logger.warning("cannot read the queue's redrive policy yet; quarantined messages are left in the queue meanwhile", metadata: ["error": "\(e)"], source: LogStage.delete.rawValue)
                     warned = true
@@ -374,6 +379,7 @@ public final class Engine: Service, @unchecked Sendable {
             } catch is CancellationError {
                 return
             } catch {
+                lock.withLock { leavePoison = true }
                 logger.warning("cannot read the queue's redrive policy (sqs:GetQueueAttributes); quarantined messages are left in the queue — set input.leave_poison_to_dlq to choose", metadata: ["error": "\(error)"], source: LogStage.delete.rawValue)
                 return
             }
@@ -784,11 +790,15 @@ public final class Engine: Service, @unchecked Sendable {
                 continue
             }
             let leavePoison = lock.withLock { self.leavePoison }
+            let held = config.input.noPurge ? [] : ready.filter { $0.state == .quarantined && leavePoison == nil }
+            if !held.isEmpty { try await Task.sleep(nanoseconds: 100_000_000) }  // the redrive policy decides them
+            let deciding = Set(held.map(\.id))
             for group in stride(from: 0, to: ready.count, by: 10).map({ Array(ready[$0..<min(ready.count, $0 + 10)]) }) {
                 var forget: [String] = []
                 var left: [String] = []
                 let toDelete = group.filter { m in
-                    let keep = config.input.noPurge || (m.state == .quarantined && leavePoison)
+                    if deciding.contains(m.id) { return false }
+                    let keep = config.input.noPurge || (m.state == .quarantined && leavePoison == true)
                     if keep { left.append(m.id) }
                     return !keep
                 }

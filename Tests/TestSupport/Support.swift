@@ -110,7 +110,7 @@ public final class TempDir: @unchecked Sendable {
         try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
     }
     public func sub(_ name: String) -> String { path + "/" + name }
-    deinit { try? FileManager.default.removeItem(atPath: path) }
+    deinit { if ProcessInfo.processInfo.environment["CTB_KEEP_TMP"] == nil { try? FileManager.default.removeItem(atPath: path) } }
 }
 
 /// A seeded generator, so a failing run can be replayed from its seed.
