@@ -69,7 +69,8 @@ struct MotoTests {
         let http = HTTPClient()
         let account = try await MotoAccount.create(moto, http: http)
         let svc = service("sqs", moto, account.user, http: http)
-        let url = try await SQSClient.createQueue(service: svc, name: "trail-queue", attributes: ["VisibilityTimeout": "30"])
+        // Long enough that a slow, loaded run never sees a received message come back before it is meant to.
+        let url = try await SQSClient.createQueue(service: svc, name: "trail-queue", attributes: ["VisibilityTimeout": "600"])
         let sqs = SQSClient(service: svc, queueURL: url)
         let bodies = (0..<15).map { "{\"s3Bucket\":\"b\",\"s3ObjectKey\":[\"k\($0)\"]}" }
         #expect(SQSClient.batches(bodies).map(\.count) == [10, 5])
