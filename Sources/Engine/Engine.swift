@@ -790,14 +790,14 @@ public final class Engine: Service, @unchecked Sendable {
                 continue
             }
             let leavePoison = lock.withLock { self.leavePoison }
-            let held = config.input.noPurge ? [] : ready.filter { $0.state == .quarantined && leavePoison == nil }
-            if !held.isEmpty { try await Task.sleep(nanoseconds: 100_000_000) }  // the redrive policy decides them
-            let deciding = Set(held.map(\.id))
+            // Quarantined messages wait while `auto` has not learnt the redrive policy yet.
+            let undecided = leavePoison == nil && !config.input.noPurge
+            if undecided && ready.contains(where: { $0.state == .quarantined }) { try await Task.sleep(nanoseconds: 100_000_000) }
             for group in stride(from: 0, to: ready.count, by: 10).map({ Array(ready[$0..<min(ready.count, $0 + 10)]) }) {
                 var forget: [String] = []
                 var left: [String] = []
                 let toDelete = group.filter { m in
-                    if deciding.contains(m.id) { return false }
+                    if undecided && m.state == .quarantined { return false }
                     let keep = config.input.noPurge || (m.state == .quarantined && leavePoison == true)
                     if keep { left.append(m.id) }
                     return !keep
@@ -912,17 +912,16 @@ public final class Engine: Service, @unchecked Sendable {
             }
             wasFull = full
             do {
-                var pass = try await journal.collectGarbage(maxChunks: 1024)
-                while true {
+                var pass: GCResult
+                repeat {
+                    try Task.checkCancellation()
+                    pass = try await journal.collectGarbage(maxChunks: 1024)
                     if pass.quarantineDropped > 0 {
                         logger.warning(
                             "quarantine past journal.quarantine_max_entries: the entries seen longest ago were dropped (a flood of forged or broken messages?)",
                             metadata: ["dropped": "\(pass.quarantineDropped)", "max": "\(config.journal.maxQuarantineEntries)"])
                     }
-                    guard pass.moreWork else { break }
-                    try Task.checkCancellation()
-                    pass = try await journal.collectGarbage(maxChunks: 1024)
-                }
+                } while pass.moreWork
             } catch let e as JournalError where e.code == .full {
                 logger.debug("journal full: garbage collection retries", metadata: ["error": "\(e)"])
             }

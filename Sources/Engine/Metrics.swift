@@ -55,7 +55,7 @@ final class EngineMetrics: @unchecked Sendable {
                 gauge("cloudtrailbeat_journal_full", [], full.since == nil ? 0 : 1)
                 count("cloudtrailbeat_journal_full_episodes_total", [], full.episodes)
                 gauge("cloudtrailbeat_journal_quarantined", [], (try? engine.journal.quarantineCount()) ?? 0)
-                count("cloudtrailbeat_journal_quarantine_dropped_total", [], Int((try? engine.journal.quarantineDropped()) ?? 0))
+                count("cloudtrailbeat_journal_quarantine_dropped_total", [], Int(status.quarantineDropped))
                 let age = status.oldestUnacknowledged.map { max(0, Date().timeIntervalSince1970 - Double($0) / 1000) } ?? 0
                 registry.makeGauge(descriptor: descriptor("cloudtrailbeat_oldest_unacknowledged_age_seconds"), labels: []).set(age)
                 var jobs: [String: (listed: UInt64, complete: Int, partitions: Int)] = [:]

@@ -194,9 +194,12 @@ extension Journal {
                 return true
             }
             var quarantined: [QuarantineEntry] = []
-            try txn.scan(txn.dbs.quarantine) { k, v in
-                quarantined.append(try txn.decode(txn.dbs.quarantine, Array(k), Array(v), QuarantineEntry.decode))
-                return true
+            // Listed only when asked for (a metrics scrape asks for none): entries hold message bodies.
+            if listLimit > 0 {
+                try txn.scan(txn.dbs.quarantine) { k, v in
+                    quarantined.append(try txn.decode(txn.dbs.quarantine, Array(k), Array(v), QuarantineEntry.decode))
+                    return true
+                }
             }
             quarantined.sort { $0.lastSeen > $1.lastSeen }
             var cursors: [BackfillCursor] = []
