@@ -184,6 +184,25 @@ struct CredentialProcessTests {
         #expect(c.accessKeyID == "AKIACHATTY" && c.secretAccessKey == "chatty-secret")
     }
 
+    /// Tests run in parallel, and the servers they start are long-lived. A server spawned while another
+    /// test had a script open for writing (without `O_CLOEXEC`, as Foundation's atomic write opens it)
+    /// kept that descriptor, and the script then failed to run with "Text file busy" (status 126) for as
+    /// long as the server lived. Test children now inherit nothing but stdio.
+    @Test func aScriptWrittenWhileAChildStartsStillRuns() async throws {
+        let home = try AWSHome()
+        let path = home.path + "/busy.sh"
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o755)
+        #expect(fd >= 0)
+        let holder = try ChildProcess("/bin/sleep", ["60"])
+        defer { holder.kill(); _ = holder.wait() }
+        let body = "#!/bin/sh\necho '{\"Version\": 1, \"AccessKeyId\": \"AKIABUSY\", \"SecretAccessKey\": \"s\"}'\n"
+        #expect(write(fd, body, body.utf8.count) == body.utf8.count)
+        close(fd)
+        try home.config("[profile busy]\ncredential_process = \(path)\n")
+        let credentials = try await home.chain(profile: "busy").credentials()
+        #expect(credentials.accessKeyID == "AKIABUSY")
+    }
+
     @Test func aCommandThatHangsIsKilledAtTheTimeout() async throws {
         let home = try AWSHome()
         let script = try home.script("hang.sh", #"sleep 600 & echo $! > "$(dirname "$0")/sleeper"; wait"#)

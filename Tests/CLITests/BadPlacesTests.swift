@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import Journal
+import TestSupport
 
 #if canImport(Glibc)
 import Glibc
@@ -31,6 +32,7 @@ func run(_ arguments: [String], asUser uid: UInt32? = nil) throws -> RunResult {
     defer { posix_spawn_file_actions_destroy(&actions) }
     posix_spawn_file_actions_addopen(&actions, 1, out, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
     posix_spawn_file_actions_addopen(&actions, 2, err, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+    closeInheritedDescriptors(&actions)
     let cargs = argv.map { strdup($0) } + [nil]
     defer { cargs.forEach { free($0) } }
     var pid: pid_t = 0

@@ -4,6 +4,25 @@ import Foundation
 import Glibc
 #endif
 
+/// Makes the child close every descriptor above stderr before it runs.
+///
+/// Tests run in parallel: a descriptor another test has open without `O_CLOEXEC` at the instant of a
+/// spawn (Foundation's atomic write opens its temporary file so) would otherwise live on in a server for
+/// its whole life; a script written that way then fails to run with ETXTBSY, and a pipe's write end
+/// kept by a stranger never reports end of file. Glibc's `posix_spawn_file_actions_addclosefrom_np`
+/// (2.34) does it; Swift's Glibc module does not import it, so it is looked up once.
+public func closeInheritedDescriptors(_ actions: inout posix_spawn_file_actions_t) {
+    precondition(addCloseFrom(&actions, 3) == 0, "posix_spawn_file_actions_addclosefrom_np failed")
+}
+
+private typealias AddCloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
+private let addCloseFrom: AddCloseFrom = {
+    guard let symbol = dlsym(nil, "posix_spawn_file_actions_addclosefrom_np") else {
+        fatalError("glibc 2.34 or later is needed (posix_spawn_file_actions_addclosefrom_np)")
+    }
+    return unsafeBitCast(symbol, to: AddCloseFrom.self)
+}()
+
 /// A child process started with posix_spawn, its stdout on a pipe; waited for with waitpid.
 /// (Foundation's Process can hang in waitUntilExit after the child is SIGKILLed on Linux.)
 public final class ChildProcess {
@@ -18,8 +37,7 @@ public final class ChildProcess {
         defer { posix_spawn_file_actions_destroy(&actions) }
         posix_spawn_file_actions_adddup2(&actions, fds[1], 1)
         if let stderrPath { posix_spawn_file_actions_addopen(&actions, 2, stderrPath, O_WRONLY | O_CREAT | O_APPEND, 0o644) }
-        posix_spawn_file_actions_addclose(&actions, fds[0])
-        posix_spawn_file_actions_addclose(&actions, fds[1])
+        closeInheritedDescriptors(&actions)
         let argv = ([executable] + arguments).map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) } }
         let env = (environment ?? ProcessInfo.processInfo.environment).map { strdup("\($0.key)=\($0.value)") } + [nil]

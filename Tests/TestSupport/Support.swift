@@ -52,6 +52,7 @@ public final class LocalServer: @unchecked Sendable {
         defer { posix_spawn_file_actions_destroy(&actions) }
         posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
         posix_spawn_file_actions_addopen(&actions, 2, "/tmp/ctb-\(name)-\(port).log", O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        closeInheritedDescriptors(&actions)
         let cargs = ([path] + argv.dropFirst()).map { strdup($0) } + [nil]
         defer { cargs.forEach { free($0) } }
         let cenv = env.map { strdup("\($0.key)=\($0.value)") } + [nil]
