@@ -20,6 +20,9 @@ public enum CodecKind: String, Sendable, CaseIterable {
     case ecs
     /// OCSF 1.x API Activity (6003), Authentication (3002) for console sign-ins.
     case ocsf
+    /// The raw record as the string `message`, with `aws.s3`, `cloud` and `log.file.path`: what Elastic's
+    /// AWS integration takes into `logs-aws.cloudtrail-*` and maps with its own ingest pipeline.
+    case elasticIntegration = "elastic_integration"
 }
 
 /// An output's codec and its options.
@@ -99,6 +102,9 @@ public struct EventEncoder {
             return writing(into: &out, record) { mapper.write(into: &$0) }
         case .ocsf:
             var mapper = OCSFMapper(tree: tree, builder: builder, object: object!, record: record)
+            return writing(into: &out, record) { mapper.write(into: &$0) }
+        case .elasticIntegration:
+            let mapper = IntegrationMapper(tree: tree, builder: builder, object: object!, record: record)
             return writing(into: &out, record) { mapper.write(into: &$0) }
         }
     }

@@ -39,6 +39,18 @@ public enum Bootstrap {
             o.verifyTLS = e.verifyTLS
             o.timeout = e.timeout
             o.installTemplate = e.installTemplate
+            o.dataStream = e.dataStream.map {
+                var d = ElasticsearchOutput.DataStream()
+                d.type = $0.type
+                d.dataset = $0.dataset
+                d.namespace = $0.namespace
+                return d
+            }
+            o.pipeline = e.pipeline
+            o.path = e.path
+            o.compressionLevel = e.compressionLevel
+            o.headers = e.headers
+            if let auth = e.awsAuth { o.signer = try openSearchSigner(c, auth, hosts: e.hosts) }
             out.append(try ElasticsearchOutput(o))
         }
         if let l = c.logstash {
@@ -64,6 +76,46 @@ public enum Bootstrap {
             out.append(try RedisOutput(o))
         }
         return out
+    }
+
+    /// SigV4 for `output.elasticsearch.aws_auth`: the input's credential chain (environment, profile,
+    /// web identity, container, instance), with `aws_auth.role_arn` (not `input.role_arn`, which is for
+    /// reading the bucket) assumed on top. The region and service come from the settings, else from the
+    /// first host's name (`search-….eu-west-1.es.amazonaws.com`, `….us-east-1.aoss.amazonaws.com`), else
+    /// the region as `input.aws_region` resolves it without instance metadata.
+    static func openSearchSigner(
+        _ c: Config, _ auth: Config.AWSAuthSection, hosts: [String], environment: [String: String] = ProcessInfo.processInfo.environment
+    ) throws -> SigV4RequestSigner {
+        let named = hosts.first.flatMap(awsHost)
+        guard let region = auth.region ?? named?.region ?? AWSSettings.region(configured: c.input.region, environment: environment) else {
+            throw ConfigError(
+                file: c.file, key: "output.elasticsearch.aws_auth.region",
+                message: "no region: set it, or input.aws_region, AWS_REGION or a profile region (the host name does not say one)")
+        }
+        let service = auth.service ?? named?.service ?? "es"
+        let http = HTTPClient()
+        var settings = CredentialChain.Settings()
+        settings.environment = environment
+        settings.profile = c.input.profile
+        settings.region = region
+        settings.stsEndpoint = AWSSettings.endpoint(service: "sts", configured: c.input.endpoint)
+        let chain = CredentialChain(settings: settings, http: http)
+        let provider: any CredentialProvider = auth.roleARN.map {
+            AssumedRoleProvider(base: chain, roleArn: $0, externalID: auth.externalID, http: http, region: region, endpoint: settings.stsEndpoint)
+        } ?? chain
+        return SigV4RequestSigner(credentials: provider, region: region, service: service)
+    }
+
+    /// The region and service an Amazon OpenSearch endpoint's host name says: `<name>.<region>.es.amazonaws.com`
+    /// or `<id>.<region>.aoss.amazonaws.com`.
+    static func awsHost(_ url: String) -> (region: String, service: String)? {
+        guard let host = URLComponents(string: url.contains("://") ? url : "https://" + url)?.host else { return nil }
+        var labels = host.lowercased().split(separator: ".")
+        if labels.last == "cn" { labels.removeLast() }  // amazonaws.com.cn
+        guard labels.count >= 5, labels[labels.count - 2] == "amazonaws", labels.last == "com" else { return nil }
+        let service = labels[labels.count - 3]
+        guard service == "es" || service == "aoss" else { return nil }
+        return (String(labels[labels.count - 4]), String(service))
     }
 
     /// The credential chain for `input` (profile, STS endpoint), with `input.role_arn` assumed on top.

@@ -79,6 +79,27 @@ public struct Config: Sendable {
         public var verifyTLS = true
         public var timeout = 90.0
         public var installTemplate = false
+        /// `data_stream:` — ship into `<type>-<dataset>-<namespace>` instead of `index`.
+        public var dataStream: DataStreamSection?
+        public var pipeline: String?
+        public var path = ""
+        public var compressionLevel = 0
+        public var headers: [String: String] = [:]
+        /// `aws_auth:` — sign every request with SigV4 (Amazon OpenSearch Service and Serverless).
+        public var awsAuth: AWSAuthSection?
+    }
+    public struct DataStreamSection: Sendable, Equatable {
+        public var type = "logs"
+        public var dataset = "aws.cloudtrail"
+        public var namespace = "default"
+    }
+    public struct AWSAuthSection: Sendable, Equatable {
+        /// Nil: from the host name (`….<region>.es.amazonaws.com`), else as `input.aws_region` resolves.
+        public var region: String?
+        /// `es` or `aoss`; nil: `aoss` for a host under `.aoss.amazonaws.com`, else `es`.
+        public var service: String?
+        public var roleARN: String?
+        public var externalID: String?
     }
     public struct LogstashSection: Sendable {
         public var hosts: [String] = []
@@ -172,7 +193,9 @@ public struct Config: Sendable {
         "output.file": ["enabled", "path", "filename", "rotate_every_kb", "number_of_files", "bulk_max_size", "worker", "codec", "filter"],
         "output.console": ["enabled", "pretty", "codec", "filter"],
         "output.elasticsearch": ["enabled", "hosts", "index", "bulk_max_size", "bulk_max_bytes", "worker", "username", "password", "api_key", "ssl", "timeout", "template",
-                                 "codec", "filter"],
+                                 "codec", "filter", "data_stream", "pipeline", "path", "compression_level", "headers", "aws_auth"],
+        "output.elasticsearch.data_stream": ["type", "dataset", "namespace"],
+        "output.elasticsearch.aws_auth": ["enabled", "region", "service", "role_arn", "external_id"],
         "output.elasticsearch.ssl": ["certificate_authorities", "verification_mode"],
         "output.elasticsearch.template": ["enabled"],
         "output.logstash": ["enabled", "hosts", "loadbalance", "bulk_max_size", "worker", "compression_level", "timeout", "ssl", "codec", "filter"],
@@ -354,6 +377,7 @@ public struct Config: Sendable {
                     try r.checkKeys(t, at: "output.elasticsearch.template")
                     s.installTemplate = try r.bool(t, "output.elasticsearch.template", "enabled") ?? false
                 }
+                try r.elasticsearchDestination(e, into: &s)
                 c.elasticsearch = s
                 try r.shaping(e, output: "elasticsearch", into: &c)
             }
@@ -496,6 +520,62 @@ struct Reader {
             if let s = suggestion, distance(s, key) <= max(2, key.count / 3) { message += "; did you mean '\(join(at, s))'?" }
             else { message += "; known keys here: \(allowed.sorted().joined(separator: ", "))" }
             throw fail(join(at, key), message)
+        }
+    }
+
+    /// Where and how `output.elasticsearch` ships beyond hosts and credentials: a data stream, an ingest
+    /// pipeline, a path prefix, gzip, extra headers, SigV4.
+    func elasticsearchDestination(_ e: [String: Any], into s: inout Config.ElasticsearchSection) throws {
+        let at = "output.elasticsearch"
+        if e.keys.contains("data_stream") {
+            let d = try section(e, "data_stream", at: at) ?? [:]
+            try checkKeys(d, at: join(at, "data_stream"))
+            guard !e.keys.contains("index") else {
+                throw fail(join(at, "index"), "cannot be set with output.elasticsearch.data_stream: a data stream is named <type>-<dataset>-<namespace>")
+            }
+            var stream = Config.DataStreamSection()
+            // Elastic's naming rules: lowercase, no '-' in type and dataset, none of \ / * ? " < > | , # : or spaces.
+            for (key, keyPath) in [("type", \Config.DataStreamSection.type), ("dataset", \.dataset), ("namespace", \.namespace)] {
+                guard let value = try string(d, join(at, "data_stream"), key) else { continue }
+                let forbidden = Set("\\/*?\"<>|,#: ")
+                guard !value.isEmpty, value.count <= 100, value == value.lowercased(), !value.contains(where: { forbidden.contains($0) }),
+                    key == "namespace" || !value.contains("-")
+                else {
+                    throw fail(join(join(at, "data_stream"), key), "'\(value)' is not a valid \(key): lowercase, at most 100 characters, none of \\ / * ? \" < > | , # : or spaces\(key == "namespace" ? "" : ", and no '-'")")
+                }
+                stream[keyPath: keyPath] = value
+            }
+            s.dataStream = stream
+        }
+        s.pipeline = try string(e, at, "pipeline")
+        if let p = s.pipeline, p.isEmpty { throw fail(join(at, "pipeline"), "must name an ingest pipeline") }
+        s.path = try string(e, at, "path") ?? ""
+        s.compressionLevel = try int(e, at, "compression_level", in: 0...9) ?? 0
+        if let h = e["headers"], !(h is NSNull) {
+            guard let m = h as? [String: Any] else { throw fail(join(at, "headers"), "must be a mapping of header names to values") }
+            for name in m.keys.sorted() {
+                guard let v = try string(m, join(at, "headers"), name) else { throw fail(join(join(at, "headers"), name), "must be a string") }
+                guard !name.isEmpty, name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "-_".contains($0)) }), !v.contains(where: { $0 == "\r" || $0 == "\n" }) else {
+                    throw fail(join(join(at, "headers"), name), "is not a valid header")
+                }
+                s.headers[name] = v
+            }
+        }
+        if let a = try section(e, "aws_auth", at: at), try bool(a, join(at, "aws_auth"), "enabled") ?? true {
+            let auth = join(at, "aws_auth")
+            try checkKeys(a, at: auth)
+            var settings = Config.AWSAuthSection()
+            settings.region = try string(a, auth, "region")
+            settings.service = try string(a, auth, "service")
+            if let service = settings.service, service != "es" && service != "aoss" {
+                throw fail(join(auth, "service"), "'\(service)' is not one of es (Amazon OpenSearch Service), aoss (OpenSearch Serverless)")
+            }
+            settings.roleARN = try string(a, auth, "role_arn")
+            settings.externalID = try string(a, auth, "external_id")
+            if s.username != nil || s.apiKey != nil {
+                throw fail(auth, "cannot be combined with output.elasticsearch.\(s.apiKey != nil ? "api_key" : "username"): a request carries one Authorization")
+            }
+            s.awsAuth = settings
         }
     }
 

@@ -56,7 +56,16 @@ public enum ConfigCheck {
             case "file": text += ", path \(c.fileOutput!.path)"
             case "elasticsearch":
                 let e = c.elasticsearch!
-                text += ", hosts \(e.hosts), index \(e.index)"
+                text += ", hosts \(e.hosts), " + (e.dataStream.map { "data stream \($0.type)-\($0.dataset)-\($0.namespace)" } ?? "index \(e.index)")
+                if let p = e.pipeline { text += ", pipeline \(p)" }
+                if !e.path.isEmpty { text += ", path \(e.path)" }
+                if e.compressionLevel > 0 { text += ", gzip level \(e.compressionLevel)" }
+                if !e.headers.isEmpty { text += ", headers \(e.headers.keys.sorted().joined(separator: ", "))" }
+                if let a = e.awsAuth {
+                    let named = e.hosts.first.flatMap(Bootstrap.awsHost)
+                    text += ", SigV4 (\(a.service ?? named?.service ?? "es"), \(a.region ?? named?.region ?? "region of the input")"
+                        + (a.roleARN.map { ", role \($0)" } ?? "") + ")"
+                }
                 if let u = e.username { text += ", username \(u), password \(e.password.map(mask) ?? "-")" }
                 if let k = e.apiKey { text += ", api_key \(mask(k))" }
             case "logstash": text += ", hosts \(c.logstash!.hosts)"

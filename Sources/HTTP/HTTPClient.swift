@@ -177,7 +177,8 @@ public final class HTTPClient: @unchecked Sendable {
         }
     }
 
-    static func redact(_ url: String) -> String {
+    /// The URL without its query (which may hold secrets), for messages.
+    public static func redact(_ url: String) -> String {
         String(url.prefix { $0 != "?" })
     }
 }

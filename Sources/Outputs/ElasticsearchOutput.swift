@@ -1,22 +1,47 @@
 import Foundation
 import HTTP
 
-/// Elasticsearch `_bulk` with `create` and `_id` = event id, so replays are idempotent.
+/// Elasticsearch (and OpenSearch) `_bulk` with `create` and `_id` = event id, so replays are idempotent.
 ///
 /// Per item: 2xx and 409 (already there) are delivered; 429 and 5xx are retried; other 4xx go to the
 /// dead-letter file with the server's reason. A whole-request 429/5xx or network error is retried (on
-/// the next host); 413 splits the batch. Basic auth or an API key; TLS through libcurl with
-/// verification on (and an optional CA file).
+/// the next host); 413 splits the batch. Basic auth, an API key, or a request signer (SigV4 for Amazon
+/// OpenSearch Service and Serverless); TLS through libcurl with verification on (and an optional CA
+/// file). An index, or a data stream (`create` is the only operation a data stream takes, which is
+/// the only one this output sends); an ingest pipeline; gzip request bodies; extra headers; a path
+/// prefix behind a proxy.
 public final class ElasticsearchOutput: Output, @unchecked Sendable {
+    /// A data stream named `<type>-<dataset>-<namespace>` (Elastic's naming scheme).
+    public struct DataStream: Sendable, Equatable {
+        public var type: String = "logs"
+        public var dataset: String = "aws.cloudtrail"
+        public var namespace: String = "default"
+        public init() {}
+        public var name: String { "\(type)-\(dataset)-\(namespace)" }
+    }
+
     public struct Configuration: Sendable {
         public var hosts: [String] = ["http://127.0.0.1:9200"]
         /// `%{+yyyy.MM.dd}` (and `yyyy`, `MM`, `dd` alone) are replaced from the event's `@timestamp`.
+        /// Not used with a data stream.
         public var index: String = "cloudtrail-%{+yyyy.MM.dd}"
+        /// Ship into this data stream instead of `index`.
+        public var dataStream: DataStream?
+        /// The ingest pipeline every document goes through (the bulk request's `pipeline` parameter).
+        public var pipeline: String?
+        /// A path before every endpoint (`/es` for `https://proxy/es/_bulk`).
+        public var path: String = ""
+        /// gzip level of request bodies (1–9; 0 sends them as they are).
+        public var compressionLevel: Int = 0
+        /// Extra headers on every request.
+        public var headers: [String: String] = [:]
         public var bulkMaxSize: Int = 1600
         public var bulkMaxBytes: Int = 10 << 20
         public var username: String?
         public var password: String?
         public var apiKey: String?
+        /// Signs every request (template install, probe and bulk) just before it is sent.
+        public var signer: (any HTTPRequestSigner)?
         public var caFile: String?
         public var verifyTLS = true
         public var timeout: Double = 90
@@ -53,18 +78,65 @@ public final class ElasticsearchOutput: Output, @unchecked Sendable {
         return text
     }
 
+    /// The template this output installs: ``template``, for the data stream when one is configured
+    /// (its name as the only pattern, and `data_stream: {}` so that the first write creates it).
+    var installedTemplate: [UInt8] {
+        guard let stream = configuration.dataStream,
+            var json = (try? JSONSerialization.jsonObject(with: Data(Self.template.utf8))) as? [String: Any]
+        else { return Array(Self.template.utf8) }
+        json["index_patterns"] = [stream.name]
+        json["data_stream"] = [String: Any]()
+        return (try? Array(JSONSerialization.data(withJSONObject: json, options: [.sortedKeys]))) ?? Array(Self.template.utf8)
+    }
+
+    /// Authentication and the configured extra headers (no Content-Type).
     var headers: [(String, String)] {
-        var h = [("Content-Type", "application/x-ndjson")]
+        var h: [(String, String)] = []
         if let apiKey = configuration.apiKey {
             h.append(("Authorization", "ApiKey \(apiKey)"))
         } else if let user = configuration.username {
             let token = Data("\(user):\(configuration.password ?? "")".utf8).base64EncodedString()
             h.append(("Authorization", "Basic \(token)"))
         }
+        for (name, value) in configuration.headers.sorted(by: { $0.key < $1.key }) { h.append((name, value)) }
         return h
     }
 
+    /// The request as it goes out to `host`: the path prefix, the body gzip'd when asked, signed last.
+    func request(
+        host: String, method: String, _ endpoint: String, query: [(String, String)] = [], contentType: String? = nil, body: [UInt8] = []
+    ) async throws -> HTTPRequest {
+        let base = host.trimmingCharacters(in: CharacterSet(charactersIn: "/"))
+        let prefix = configuration.path.trimmingCharacters(in: CharacterSet(charactersIn: "/"))
+        var url = base + (prefix.isEmpty ? "" : "/" + prefix) + endpoint
+        if !query.isEmpty {
+            url += "?" + query.map { Self.queryEncode($0.0) + "=" + Self.queryEncode($0.1) }.joined(separator: "&")
+        }
+        var h: [(String, String)] = []
+        if let contentType { h.append(("Content-Type", contentType)) }
+        var payload = body
+        if configuration.compressionLevel > 0 && !body.isEmpty {
+            payload = Deflate.gzip(body, level: Int32(configuration.compressionLevel))
+            h.append(("Content-Encoding", "gzip"))
+        }
+        var r = HTTPRequest(method: method, url: url, headers: h + headers, body: payload)
+        if let signer = configuration.signer {
+            do {
+                r = try await signer.sign(r)
+            } catch {
+                throw OutputError(output: name, message: "cannot sign the request to \(base): \(error)")
+            }
+        }
+        return r
+    }
+
+    /// Percent-encodes everything but RFC 3986's unreserved characters.
+    static func queryEncode(_ s: String) -> String {
+        s.addingPercentEncoding(withAllowedCharacters: CharacterSet(charactersIn: "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")) ?? s
+    }
+
     func indexName(_ event: OutputEvent) -> String {
+        if let stream = configuration.dataStream { return stream.name }
         var index = configuration.index
         guard index.contains("%{") else { return index }
         let date = event.datePattern ?? ("1970", "01", "01")
@@ -96,15 +168,16 @@ public final class ElasticsearchOutput: Output, @unchecked Sendable {
 
     private func installTemplateIfNeeded() async throws {
         guard configuration.installTemplate, !lock.withLock({ templateInstalled }) else { return }
-        let base = host().trimmingCharacters(in: CharacterSet(charactersIn: "/"))
-        var h = headers
-        h[0] = ("Content-Type", "application/json")
+        let host = host()
+        let request = try await request(
+            host: host, method: "PUT", "/_index_template/" + Self.queryEncode(configuration.templateName), contentType: "application/json",
+            body: installedTemplate)
         let r: HTTPResponse
         do {
-            r = try await http.send(HTTPRequest(method: "PUT", url: "\(base)/_index_template/\(configuration.templateName)", headers: h, body: Array(ElasticsearchOutput.template.utf8)), timeout: configuration.timeout)
+            r = try await http.send(request, timeout: configuration.timeout)
         } catch let e as HTTPTransportError {
             failover()
-            throw OutputError(output: name, message: "installing the index template on \(base): \(e.message)")
+            throw OutputError(output: name, message: "installing the index template on \(host): \(e.message)")
         }
         guard (200..<300).contains(r.status) else {
             throw OutputError(output: name, message: "installing the index template answered HTTP \(r.status): \(String(decoding: r.body.prefix(500), as: UTF8.self))")
@@ -135,10 +208,14 @@ public final class ElasticsearchOutput: Output, @unchecked Sendable {
             body += e.json
             body.append(0x0a)
         }
-        let base = host().trimmingCharacters(in: CharacterSet(charactersIn: "/"))
+        let host = host()
+        let base = host.trimmingCharacters(in: CharacterSet(charactersIn: "/"))
+        let request = try await request(
+            host: host, method: "POST", "/_bulk", query: configuration.pipeline.map { [("pipeline", $0)] } ?? [],
+            contentType: "application/x-ndjson", body: body)
         let response: HTTPResponse
         do {
-            response = try await http.send(HTTPRequest(method: "POST", url: base + "/_bulk", headers: headers, body: body), timeout: configuration.timeout)
+            response = try await http.send(request, timeout: configuration.timeout)
         } catch let e as HTTPTransportError {
             failover()
             throw OutputError(output: name, message: "\(base): \(e.message)")

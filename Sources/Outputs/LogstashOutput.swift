@@ -48,7 +48,7 @@ public final class LogstashOutput: Output, @unchecked Sendable {
         }
         var out: [UInt8] = [0x32, 0x57] + u32(batch.count)
         if level == 0 { return out + frames }
-        let compressed = zlibCompress(frames, level: level)
+        let compressed = Deflate.zlib(frames, level: level)
         out += [0x32, 0x43] + u32(compressed.count) + compressed
         return out
     }
@@ -73,27 +73,6 @@ public final class LogstashOutput: Output, @unchecked Sendable {
             }
         }
         return acked
-    }
-
-    static func zlibCompress(_ bytes: [UInt8], level: Int32) -> [UInt8] {
-        var stream = z_stream()
-        precondition(cloudtrailbeat_deflateInit2(&stream, level, 15) == Z_OK)
-        defer { deflateEnd(&stream) }
-        var out: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 64 << 10)
-        bytes.withUnsafeBytes { input in
-            stream.next_in = UnsafeMutablePointer(mutating: input.baseAddress?.assumingMemoryBound(to: UInt8.self))
-            stream.avail_in = UInt32(input.count)
-            buffer.withUnsafeMutableBufferPointer { b in
-                repeat {
-                    stream.next_out = b.baseAddress
-                    stream.avail_out = UInt32(b.count)
-                    _ = deflate(&stream, Z_FINISH)
-                    out += b[..<(b.count - Int(stream.avail_out))]
-                } while stream.avail_out == 0
-            }
-        }
-        return out
     }
 
     private func connect() throws -> TCPConnection {

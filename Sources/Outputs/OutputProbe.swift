@@ -28,10 +28,8 @@ extension ElasticsearchOutput: ProbingOutput {
         var results: [ProbeResult] = []
         for host in configuration.hosts {
             let base = host.trimmingCharacters(in: CharacterSet(charactersIn: "/"))
-            var h = headers
-            h.removeFirst()  // no body
             do {
-                let r = try await http.send(HTTPRequest(method: "GET", url: base + "/", headers: h), timeout: min(configuration.timeout, 30))
+                let r = try await http.send(try await request(host: host, method: "GET", "/"), timeout: min(configuration.timeout, 30))
                 let body = (try? JSONSerialization.jsonObject(with: Data(r.body))) as? [String: Any] ?? [:]
                 switch r.status {
                 case 200..<300:
@@ -54,6 +52,7 @@ extension ElasticsearchOutput: ProbingOutput {
 
     static func reason(_ json: [String: Any], _ raw: [UInt8]) -> String {
         if let e = json["error"] as? [String: Any], let r = e["reason"] as? String { return r }
+        if let m = json["message"] as? String ?? json["Message"] as? String { return m }  // AWS's shape
         return String(decoding: raw.prefix(200), as: UTF8.self)
     }
 }

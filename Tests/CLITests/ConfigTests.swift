@@ -54,7 +54,7 @@ struct ConfigTests {
         ("output:\n  file:\n    path: /tmp/o\n    worker: 0", "output.file.worker: 0 is out of range (1–16)"),
         ("output:\n  console: {}\nlogging:\n  selectors: [fech]", "logging.selectors: 'fech' is not a stage"),
         ("input:\n  sqs_url: [", "not valid YAML"),
-        ("output:\n  file:\n    path: /tmp/o\n    codec: ecss", "output.file.codec: 'ecss' is not a codec: one of cloudtrail, ecs, ocsf; did you mean 'ecs'?"),
+        ("output:\n  file:\n    path: /tmp/o\n    codec: ecss", "output.file.codec: 'ecss' is not a codec: one of cloudtrail, ecs, ocsf, elastic_integration; did you mean 'ecs'?"),
         ("output:\n  console:\n    codec:\n      ecs:\n        original: true", "output.console.codec.ecs.original: unknown key; known keys here: event_original"),
         ("output:\n  console:\n    codec:\n      ocsf: {pretty: true}", "output.console.codec.ocsf.pretty: unknown key: the ocsf codec has no options"),
         ("output:\n  console: {}\nfilter:\n  exclude:\n    - eventname: Decrypt", "filter.exclude[0].eventname: 'eventname' is not a CloudTrail record field; did you mean 'eventName'?"),
@@ -62,12 +62,61 @@ struct ConfigTests {
         ("output:\n  console: {}\nfilter:\n  exclude:\n    - readOnly: []", "filter.exclude[0].readOnly: must list at least one value"),
         ("output:\n  console: {}\nfilter:\n  excluded: []", "filter.excluded: unknown key; did you mean 'filter.exclude'?"),
         ("output:\n  console:\n    filter:\n      drop_fields: [userIdentity..arn]", "output.console.filter.drop_fields: 'userIdentity..arn' is not a field path"),
+        ("output:\n  elasticsearch:\n    hosts: [h]\n    index: x\n    data_stream: {}", "output.elasticsearch.index: cannot be set with output.elasticsearch.data_stream"),
+        ("output:\n  elasticsearch:\n    hosts: [h]\n    data_stream: {dataset: aws-cloudtrail}", "output.elasticsearch.data_stream.dataset: 'aws-cloudtrail' is not a valid dataset"),
+        ("output:\n  elasticsearch:\n    hosts: [h]\n    data_stream: {namespace: Prod}", "output.elasticsearch.data_stream.namespace: 'Prod' is not a valid namespace"),
+        ("output:\n  elasticsearch:\n    hosts: [h]\n    data_stream: {kind: logs}", "output.elasticsearch.data_stream.kind: unknown key"),
+        ("output:\n  elasticsearch:\n    hosts: [h]\n    username: u\n    aws_auth: {region: eu-west-1}", "output.elasticsearch.aws_auth: cannot be combined with output.elasticsearch.username"),
+        ("output:\n  elasticsearch:\n    hosts: [h]\n    aws_auth: {service: opensearch}", "output.elasticsearch.aws_auth.service: 'opensearch' is not one of es (Amazon OpenSearch Service), aoss (OpenSearch Serverless)"),
+        ("output:\n  elasticsearch:\n    hosts: [h]\n    aws_auth: {rolearn: x}", "output.elasticsearch.aws_auth.rolearn: unknown key; did you mean 'output.elasticsearch.aws_auth.role_arn'?"),
+        ("output:\n  elasticsearch:\n    hosts: [h]\n    compression_level: 10", "output.elasticsearch.compression_level: 10 is out of range (0–9)"),
+        ("output:\n  elasticsearch:\n    hosts: [h]\n    headers: [a]", "output.elasticsearch.headers: must be a mapping of header names to values"),
+        ("output:\n  elasticsearch:\n    hosts: [h]\n    headers: {\"X Tenant\": a}", "output.elasticsearch.headers.X Tenant: is not a valid header"),
+        ("output:\n  elasticsearch:\n    hosts: [h]\n    pipeline: \"\"", "output.elasticsearch.pipeline: must name an ingest pipeline"),
         ("output:\n  redis:\n    hosts: [r]\n    filter:\n      drop_fields: [tlsDetail]", "output.redis.filter.drop_fields: 'tlsDetail' is not a CloudTrail record field; did you mean 'tlsDetails'?"),
     ])
     func errorsNameTheFileAndTheKey(yaml: String, message: String) {
         let e = error(yaml)
         #expect(e.hasPrefix("/etc/cloudtrailbeat.yml: "), "\(e)")
         #expect(e.contains(message), "\(e)")
+    }
+
+    /// Amazon OpenSearch Service and Elastic's AWS integration: SigV4, a data stream, a pipeline, gzip,
+    /// headers, a path prefix; the region and service from the host name when not set.
+    @Test func elasticsearchDestinations() throws {
+        let c = try Config.parse("""
+            output.elasticsearch:
+              hosts: ["https://search-trail-abc123.eu-west-1.es.amazonaws.com"]
+              data_stream: {namespace: prod}
+              pipeline: logs-aws.cloudtrail-2.17.0
+              path: /es/
+              compression_level: 6
+              headers: {X-Tenant: security, X-Retries: 3}
+              aws_auth: {role_arn: "arn:aws:iam::123456789012:role/shipper"}
+              codec: elastic_integration
+            """, file: "c.yml")
+        let e = try #require(c.elasticsearch)
+        #expect(e.dataStream == Config.DataStreamSection(type: "logs", dataset: "aws.cloudtrail", namespace: "prod"))
+        #expect(e.pipeline == "logs-aws.cloudtrail-2.17.0" && e.path == "/es/" && e.compressionLevel == 6)
+        #expect(e.headers == ["X-Tenant": "security", "X-Retries": "3"])
+        #expect(e.awsAuth == Config.AWSAuthSection(region: nil, service: nil, roleARN: "arn:aws:iam::123456789012:role/shipper", externalID: nil))
+        #expect(c.codec(forOutput: "elasticsearch").kind == .elasticIntegration)
+        let signer = try Bootstrap.openSearchSigner(c, e.awsAuth!, hosts: e.hosts, environment: [:])
+        #expect(signer.region == "eu-west-1" && signer.service == "es")
+        func named(_ url: String) -> String? { Bootstrap.awsHost(url).map { "\($0.region) \($0.service)" } }
+        #expect(named("https://abc123.us-east-2.aoss.amazonaws.com") == "us-east-2 aoss")
+        #expect(named("vpc-logs-x.cn-north-1.es.amazonaws.com.cn:443") == "cn-north-1 es")
+        #expect(named("https://es.internal:9200") == nil && named("https://s3.amazonaws.com") == nil)
+        let disabled = try Config.parse("output.elasticsearch: {hosts: [h], aws_auth: {enabled: false}, username: u}", file: "c.yml")
+        #expect(disabled.elasticsearch?.awsAuth == nil && disabled.elasticsearch?.username == "u")
+        // Neither the settings, the host, the input nor the environment say a region: an error naming the key.
+        let nowhere = try Config.parse("output.elasticsearch: {hosts: [\"https://es.internal\"], aws_auth: {}}", file: "c.yml")
+        let noRegion = #expect(throws: ConfigError.self) {
+            try Bootstrap.openSearchSigner(nowhere, nowhere.elasticsearch!.awsAuth!, hosts: ["https://es.internal"], environment: ["HOME": "/nonexistent"])
+        }
+        #expect(noRegion?.description.contains("output.elasticsearch.aws_auth.region: no region") == true, "\(String(describing: noRegion))")
+        let fromEnvironment = try Bootstrap.openSearchSigner(nowhere, nowhere.elasticsearch!.awsAuth!, hosts: ["https://es.internal"], environment: ["AWS_REGION": "ap-south-1"])
+        #expect(fromEnvironment.region == "ap-south-1" && fromEnvironment.service == "es")
     }
 
     /// `codec` and `filter` per output, the top-level filter as everyone's default, `filter: {}` to opt out.

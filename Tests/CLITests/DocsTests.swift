@@ -49,11 +49,17 @@ struct DocsTests {
         var lines: [String] = []
         for raw in try text("cloudtrailbeat.example.yml").split(separator: "\n", omittingEmptySubsequences: false) {
             var line = String(raw)
-            while let r = line.range(of: "# "), line[..<r.lowerBound].allSatisfy({ $0 == " " }) { line.removeSubrange(r) }
-            // Put back commented-out settings (`key: value`, `- item`), not prose.
+            var markers = 0
+            while let r = line.range(of: "# "), line[..<r.lowerBound].allSatisfy({ $0 == " " }) {
+                line.removeSubrange(r)
+                markers += 1
+            }
+            // Put back commented-out settings (`key: value`, `- item`), not prose. A setting commented
+            // twice (`#   # api_key:`) is an alternative with no default (api_key or username, an index
+            // or a data stream): left out.
             let body = line.trimmingCharacters(in: .whitespaces)
             // bucket_arn is the alternative to sqs_url (one or the other): it has no default to compare.
-            let setting = !body.hasPrefix("bucket_arn:")
+            let setting = !body.hasPrefix("bucket_arn:") && markers <= 1
                 && (body.hasPrefix("- ") || body.range(of: #"^[A-Za-z_][A-Za-z0-9_.]*:( |$)"#, options: .regularExpression) != nil)
             lines.append(setting ? line : "")
         }
@@ -109,7 +115,8 @@ struct DocsTests {
             sections[current, default: ""] += line + "\n"
         }
         for (section, keys) in Config.known where !section.contains(".ssl") && !section.hasSuffix(".template") {
-            let scope = section.isEmpty ? example : (sections[section] ?? "")
+            // A section inside an output (output.elasticsearch.aws_auth) is looked for in that output's lines.
+            let scope = section.isEmpty ? example : (sections[section] ?? sections[section.split(separator: ".").prefix(2).joined(separator: ".")] ?? "")
             for key in keys {
                 if section == "output" {
                     #expect(sections["output." + key] != nil, "cloudtrailbeat.example.yml does not show 'output.\(key)'")

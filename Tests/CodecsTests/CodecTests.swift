@@ -187,7 +187,15 @@ struct CodecTests {
             let event = try #require(try encode([pretty], CodecOptions(kind: kind)).first??.text)
             #expect(!event.contains("\n") && !event.contains("\r"), "\(kind): \(event)")
             let json = try #require(try JSONSerialization.jsonObject(with: Data(event.utf8)) as? [String: Any])
-            let kept = kind == .cloudtrail ? at(json, "cloudtrail.requestParameters") : kind == .ecs ? at(json, "aws.cloudtrail.flattened.request_parameters") : at(json, "api.request.data")
+            let kept: Any?
+            switch kind {
+            case .cloudtrail: kept = at(json, "cloudtrail.requestParameters")
+            case .ecs: kept = at(json, "aws.cloudtrail.flattened.request_parameters")
+            case .ocsf: kept = at(json, "api.request.data")
+            case .elasticIntegration:
+                let message = try JSONSerialization.jsonObject(with: Data((at(json, "message") as? String ?? "").utf8)) as? [String: Any]
+                kept = message.flatMap { at($0, "requestParameters") }
+            }
             #expect((kept as? [String: String]) == ["a b": "x\n y"], "\(kind): strings kept as they are: \(event)")
         }
     }
@@ -279,6 +287,25 @@ struct CodecTests {
         }
         // The type checker is not a rubber stamp.
         #expect(ECSTypes.problems(["source": ["ip": "cloudtrail.amazonaws.com"], "event": ["created": "yesterday"], "made": ["up": 1]]).count == 3)
+    }
+
+    /// What Elastic's AWS integration takes: the record untouched as the string `message` (its pipeline
+    /// parses it), where it came from, and the record's time; no mapping of ours.
+    @Test func elasticIntegrationCarriesTheRecordAsMessage() throws {
+        let pretty = Records.assumedRoleEmail.replacingOccurrences(of: ",\"", with: ",\n  \"")
+        let encoded = try #require(try encode([pretty], CodecOptions(kind: .elasticIntegration)).first ?? nil)
+        let e = encoded.json
+        let message = try #require(at(e, "message") as? String)
+        let original = try #require(try JSONSerialization.jsonObject(with: Data(Records.assumedRoleEmail.utf8)) as? NSDictionary)
+        #expect(try JSONSerialization.jsonObject(with: Data(message.utf8)) as? NSDictionary == original, "the whole record, value for value")
+        #expect(!message.contains("\n"), "one line, as Filebeat sends it")
+        #expect(at(e, "@timestamp") as? String == "2026-11-28T22:07:49.000Z")
+        #expect(at(e, "aws.s3.bucket.name") as? String == "trail-bucket" && at(e, "aws.s3.bucket.arn") as? String == "arn:aws:s3:::trail-bucket")
+        #expect(at(e, "aws.s3.object.key") as? String == key)
+        #expect(at(e, "cloud.provider") as? String == "aws" && at(e, "cloud.region") as? String == "eu-west-1")
+        #expect(at(e, "log.file.path") as? String == "s3://trail-bucket/" + key)
+        #expect(Set(e.keys) == ["@timestamp", "message", "aws", "cloud", "log"], "nothing the integration's pipeline would collide with")
+        #expect(encoded.info.id == (try encode([Records.assumedRoleEmail], CodecOptions(kind: .ecs)).first??.info.id), "the same id as every codec")
     }
 
     @Test func ocsfAPIActivityAndAuthentication() throws {
