@@ -104,8 +104,9 @@ public struct EventEncoder {
             var mapper = OCSFMapper(tree: tree, builder: builder, object: object!, record: record)
             return writing(into: &out, record) { mapper.write(into: &$0) }
         case .elasticIntegration:
-            let mapper = IntegrationMapper(tree: tree, builder: builder, object: object!, record: record)
-            return writing(into: &out, record) { mapper.write(into: &$0) }
+            return writing(into: &out, record) { [tree, builder, object] in
+                IntegrationMapper.write(tree: tree, builder: builder, object: object!, record: record, into: &$0)
+            }
         }
     }
 

@@ -7,22 +7,9 @@ import Stages
 /// expect, version for version. Only what the input knows is added: `@timestamp` (the record's
 /// `eventTime`, which the pipeline sets again), `aws.s3`, `cloud.provider` and `cloud.region`, and
 /// `log.file.path` (the object's URL).
-struct IntegrationMapper {
-    let f: RecordFields
-    let t: RecordTree
-    let builder: EventBuilder
-    let object: ObjectContext
-    let record: RecordView
-
-    init(tree: RecordTree, builder: EventBuilder, object: ObjectContext, record: RecordView) {
-        f = RecordFields(tree)
-        t = tree
-        self.builder = builder
-        self.object = object
-        self.record = record
-    }
-
-    func write(into w: inout JSONWriter) -> EventInfo {
+enum IntegrationMapper {
+    static func write(tree t: RecordTree, builder: EventBuilder, object: ObjectContext, record: RecordView, into w: inout JSONWriter) -> EventInfo {
+        let f = RecordFields(t)
         w.open()
         w.key("@timestamp")
         w.out.append(UInt8(ascii: "\""))

@@ -92,18 +92,8 @@ public enum Bootstrap {
                 file: c.file, key: "output.elasticsearch.aws_auth.region",
                 message: "no region: set it, or input.aws_region, AWS_REGION or a profile region (the host name does not say one)")
         }
-        let service = auth.service ?? named?.service ?? "es"
-        let http = HTTPClient()
-        var settings = CredentialChain.Settings()
-        settings.environment = environment
-        settings.profile = c.input.profile
-        settings.region = region
-        settings.stsEndpoint = AWSSettings.endpoint(service: "sts", configured: c.input.endpoint)
-        let chain = CredentialChain(settings: settings, http: http)
-        let provider: any CredentialProvider = auth.roleARN.map {
-            AssumedRoleProvider(base: chain, roleArn: $0, externalID: auth.externalID, http: http, region: region, endpoint: settings.stsEndpoint)
-        } ?? chain
-        return SigV4RequestSigner(credentials: provider, region: region, service: service)
+        let provider = credentialProvider(c, region: region, http: HTTPClient(), role: auth.roleARN, externalID: auth.externalID, environment: environment)
+        return SigV4RequestSigner(credentials: provider, region: region, service: auth.service ?? named?.service ?? "es")
     }
 
     /// The region and service an Amazon OpenSearch endpoint's host name says: `<name>.<region>.es.amazonaws.com`
@@ -122,14 +112,21 @@ public enum Bootstrap {
     static func credentialProvider(
         _ c: Config, region: String, http: HTTPClient, environment: [String: String] = ProcessInfo.processInfo.environment
     ) -> any CredentialProvider {
+        credentialProvider(c, region: region, http: http, role: c.input.roleARN, externalID: c.input.externalID, environment: environment)
+    }
+
+    /// The input's credential chain (profile, STS endpoint) with `role` assumed on top when given.
+    static func credentialProvider(
+        _ c: Config, region: String, http: HTTPClient, role: String?, externalID: String?, environment: [String: String]
+    ) -> any CredentialProvider {
         var settings = CredentialChain.Settings()
         settings.environment = environment
         settings.profile = c.input.profile
         settings.region = region
         settings.stsEndpoint = AWSSettings.endpoint(service: "sts", configured: c.input.endpoint)
         let chain = CredentialChain(settings: settings, http: http)
-        guard let role = c.input.roleARN else { return chain }
-        return AssumedRoleProvider(base: chain, roleArn: role, externalID: c.input.externalID, http: http, region: region, endpoint: settings.stsEndpoint)
+        guard let role else { return chain }
+        return AssumedRoleProvider(base: chain, roleArn: role, externalID: externalID, http: http, region: region, endpoint: settings.stsEndpoint)
     }
 
     /// The region: configuration, environment, profile, the queue URL's host, or instance metadata.

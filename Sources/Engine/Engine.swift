@@ -896,7 +896,7 @@ public final class Engine: Service, @unchecked Sendable {
         while true {
             try await Task.sleep(nanoseconds: 1_000_000_000)
             let full = journal.fullState.since
-            if let full, wasFull == nil {
+            if full != nil, wasFull == nil {
                 let disk = journal.diskLimit()
                 warned = Date().timeIntervalSince(lastWarning) >= 60
                 if warned { lastWarning = Date() }
