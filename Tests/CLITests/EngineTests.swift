@@ -307,8 +307,13 @@ struct EngineScaleTests {
     @Test(arguments: ["0", "500"])
     func aSlowOutputOrDiskNeverLetsAMessageReappearWhileInFlight(delay: String) throws {
         let es = try fixtureServer("OutputsTests/Fixtures/es_server.py", ["0.4"], name: "es")
+        // 4 s when commits are slowed (ten journaled receipts then outlast the timeout: the heartbeat must
+        // hold messages from SQS's answer on); 6 s for the slow output alone, which still outlasts it
+        // (the run takes ~8 s) with room for a ChangeMessageVisibility call on a loaded CI machine, where
+        // a 4 s timeout once let a message come back while the python moto answered late.
+        let timeout = delay == "0" ? 6 : 4
         let stack = try Stack(objects: 24, bad: false) { text in
-            text = text.replacingOccurrences(of: "  visibility_timeout: 30\n", with: "  visibility_timeout: 4\n  max_receive_count: 0\n")
+            text = text.replacingOccurrences(of: "  visibility_timeout: 30\n", with: "  visibility_timeout: \(timeout)\n  max_receive_count: 0\n")
             text = text.replacingOccurrences(of: "output:\n", with: "output:\n  elasticsearch:\n    hosts: [\"\(es.url)\"]\n    bulk_max_size: 25\n")
         }
         // A slow disk too (debug builds: every commit waits first), so journaling a received batch
