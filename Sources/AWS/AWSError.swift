@@ -42,6 +42,12 @@ public struct AWSError: Error, Sendable, CustomStringConvertible {
     public var service: String
     public var operation: String
 
+    /// A credential provider that failed: not the request's fault, a kind of its own, retried like a
+    /// network error.
+    static func credentialsUnavailable(_ e: CredentialsError, service: String, operation: String) -> AWSError {
+        AWSError(kind: .credentials, code: "CredentialsUnavailable", message: e.message, requestID: nil, status: nil, service: service, operation: operation)
+    }
+
     public init(kind: Kind, code: String, message: String, requestID: String?, status: Int?, service: String, operation: String) {
         self.kind = kind
         self.code = code

@@ -114,9 +114,7 @@ public struct AWSService: Sendable {
                 do {
                     creds = try await credentials?.credentials()
                 } catch let e as CredentialsError {
-                    // Not the request's fault: a kind of its own, retried like a network error.
-                    throw AWSError(kind: .credentials, code: "CredentialsUnavailable", message: e.message, requestID: nil, status: nil,
-                                   service: service, operation: call.operation)
+                    throw AWSError.credentialsUnavailable(e, service: service, operation: call.operation)
                 }
                 switch try await perform(build(call, credentials: creds)) {
                 case .ok(let value): return value
@@ -134,8 +132,7 @@ public struct AWSService: Sendable {
                 do {
                     _ = try await provider.refresh()
                 } catch let e as CredentialsError {
-                    throw AWSError(kind: .credentials, code: "CredentialsUnavailable", message: e.message, requestID: nil, status: nil,
-                                   service: service, operation: call.operation)
+                    throw AWSError.credentialsUnavailable(e, service: service, operation: call.operation)
                 }
                 continue
             }

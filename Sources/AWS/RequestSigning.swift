@@ -30,7 +30,7 @@ public struct SigV4RequestSigner: HTTPRequestSigner {
         do {
             creds = try await credentials.credentials()
         } catch let e as CredentialsError {
-            throw AWSError(kind: .credentials, code: "CredentialsUnavailable", message: e.message, requestID: nil, status: nil, service: service, operation: "sign")
+            throw AWSError.credentialsUnavailable(e, service: service, operation: "sign")
         }
         return try Self.sign(request, credentials: creds, region: region, service: service, date: Date())
     }

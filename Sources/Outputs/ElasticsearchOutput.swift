@@ -55,6 +55,8 @@ public final class ElasticsearchOutput: Output, @unchecked Sendable {
     public let configuration: Configuration
     public var maxBatch: Int { configuration.bulkMaxSize }
     let http: HTTPClient
+    /// Authentication and extra headers of every request.
+    let headers: [(String, String)]
     private let lock = NSLock()
     private var hostIndex = 0
     private var templateInstalled = false
@@ -62,6 +64,7 @@ public final class ElasticsearchOutput: Output, @unchecked Sendable {
     public init(_ configuration: Configuration) throws {
         guard !configuration.hosts.isEmpty else { throw OutputError(output: "elasticsearch", code: .configuration, message: "no hosts") }
         self.configuration = configuration
+        headers = Self.headers(configuration)
         var http = HTTPClient.Configuration()
         http.verifyTLS = configuration.verifyTLS
         http.caFile = configuration.caFile
@@ -89,8 +92,8 @@ public final class ElasticsearchOutput: Output, @unchecked Sendable {
         return (try? Array(JSONSerialization.data(withJSONObject: json, options: [.sortedKeys]))) ?? Array(Self.template.utf8)
     }
 
-    /// Authentication and the configured extra headers (no Content-Type).
-    var headers: [(String, String)] {
+    /// Authentication and the configured extra headers (no Content-Type), worked out once.
+    static func headers(_ configuration: Configuration) -> [(String, String)] {
         var h: [(String, String)] = []
         if let apiKey = configuration.apiKey {
             h.append(("Authorization", "ApiKey \(apiKey)"))
