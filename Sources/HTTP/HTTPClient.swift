@@ -192,11 +192,13 @@ public final class HTTPBody: AsyncSequence, @unchecked Sendable {
 
     public func cancel() { channel.cancel() }
 
+    /// Holds the body itself, not only its channel: the body's deinit aborts the transfer, so a caller
+    /// that keeps only the iterator (a `for try await` over `stream.body`) must keep the body alive.
     public struct AsyncIterator: AsyncIteratorProtocol {
-        let channel: BodyChannel
-        public mutating func next() async throws -> [UInt8]? { try await channel.next() }
+        let body: HTTPBody
+        public mutating func next() async throws -> [UInt8]? { try await body.channel.next() }
     }
-    public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(channel: channel) }
+    public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(body: self) }
 }
 
 /// A bounded single-producer single-consumer channel: the worker thread blocks when it is full.
@@ -245,10 +247,16 @@ final class BodyChannel: @unchecked Sendable {
         }
     }
 
+    /// The next chunk; nil at the end of a complete body. After ``cancel()`` it throws
+    /// `CancellationError`, even when the whole body had arrived: a cancelled body is never mistaken
+    /// for a complete one (a cancellation racing the response's arrival once ended a 200's body early).
     func next() async throws -> [UInt8]? {
         try await withCheckedThrowingContinuation { (cont: CheckedContinuation<[UInt8]?, any Error>) in
             condition.lock()
-            if !chunks.isEmpty {
+            if cancelled {
+                condition.unlock()
+                cont.resume(throwing: CancellationError())
+            } else if !chunks.isEmpty {
                 let c = chunks.removeFirst()
                 buffered -= c.count
                 condition.signal()
@@ -260,9 +268,6 @@ final class BodyChannel: @unchecked Sendable {
                 case .success: cont.resume(returning: nil)
                 case .failure(let e): cont.resume(throwing: e)
                 }
-            } else if cancelled {
-                condition.unlock()
-                cont.resume(returning: nil)
             } else {
                 waiter = cont
                 condition.unlock()
@@ -279,7 +284,7 @@ final class BodyChannel: @unchecked Sendable {
         waiter = nil
         condition.broadcast()
         condition.unlock()
-        w?.resume(returning: nil)
+        w?.resume(throwing: CancellationError())
     }
 }
 

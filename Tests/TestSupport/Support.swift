@@ -12,7 +12,22 @@ public struct ServerError: Error, CustomStringConvertible {
 }
 
 /// A free TCP port on 127.0.0.1 (bound, read, released).
+///
+/// Never the same port twice in one test process: the kernel may hand a just-released port out again,
+/// and two servers started at once by tests running in parallel would then race for it — the loser
+/// exits, and its test talks to the winner (a different kind of server) without knowing.
 public func freePort() -> Int {
+    while true {
+        let port = anyFreePort()
+        let fresh = handedOutLock.withLock { handedOut.insert(port).inserted }
+        if fresh { return port }
+    }
+}
+
+private let handedOutLock = NSLock()
+nonisolated(unsafe) private var handedOut = Set<Int>()
+
+private func anyFreePort() -> Int {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     defer { close(fd) }
     var addr = sockaddr_in()
