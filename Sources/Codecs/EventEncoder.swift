@@ -23,6 +23,9 @@ public enum CodecKind: String, Sendable, CaseIterable {
     /// The raw record as the string `message`, with `aws.s3`, `cloud` and `log.file.path`: what Elastic's
     /// AWS integration takes into `logs-aws.cloudtrail-*` and maps with its own ingest pipeline.
     case elasticIntegration = "elastic_integration"
+    /// The record exactly as CloudTrail wrote it (one line), nothing added: what Splunk's add-on for AWS
+    /// parses as sourcetype `aws:cloudtrail`. The time travels beside it (``EventInfo/timestamp``).
+    case raw
 }
 
 /// An output's codec and its options.
@@ -53,7 +56,7 @@ public struct EventEncoder {
         self.options = options
         self.filter = filter?.isEmpty == true ? nil : filter
         builder = EventBuilder(bucket: bucket, key: key, receivedAt: receivedAt)
-        object = options.kind == .cloudtrail ? nil : ObjectContext(bucket: bucket, key: key)
+        object = options.kind == .cloudtrail || options.kind == .raw ? nil : ObjectContext(bucket: bucket, key: key)
     }
 
     /// Appends the record's event to `out` and says what it is; nil when the filter drops the record
@@ -63,6 +66,7 @@ public struct EventEncoder {
             out.reserveCapacity(out.count + record.bytes.count + 640)
             return builder.append(record, to: &out)
         }
+        if options.kind == .raw && filter == nil { return appendRaw(record, to: &out) }
         var record = record
         if !record.bytes.isEmpty, !tree.parse(record.bytes) {
             // The splitter validated the record, so this is unreachable in the pipeline; ship it raw
@@ -103,11 +107,22 @@ public struct EventEncoder {
         case .ocsf:
             var mapper = OCSFMapper(tree: tree, builder: builder, object: object!, record: record)
             return writing(into: &out, record) { mapper.write(into: &$0) }
+        case .raw:
+            return appendRaw(record, to: &out)
         case .elasticIntegration:
             return writing(into: &out, record) { [tree, builder, object] in
                 IntegrationMapper.write(tree: tree, builder: builder, object: object!, record: record, into: &$0)
             }
         }
+    }
+
+    /// The record's bytes on one line; its time (the `@timestamp` rule) in the info.
+    private func appendRaw(_ record: RecordView, to out: inout [UInt8]) -> EventInfo {
+        JSONText.appendOneLine(record.bytes, to: &out)
+        var time: [UInt8] = []
+        time.reserveCapacity(24)
+        let fallback = builder.appendTimestamp(record, to: &time)
+        return EventInfo(id: builder.id(record), timestampFallback: fallback, timestamp: time)
     }
 
     /// Lends `out` to the writer (no copy), with room for a mapped event (about twice the record).

@@ -39,6 +39,7 @@ public enum Bootstrap {
             o.verifyTLS = e.verifyTLS
             o.timeout = e.timeout
             o.installTemplate = e.installTemplate
+            o.ilm = e.ilm
             o.dataStream = e.dataStream.map {
                 var d = ElasticsearchOutput.DataStream()
                 d.type = $0.type
@@ -75,6 +76,7 @@ public enum Bootstrap {
             o.tls = r.tls.map { TLSSettings(caFile: $0.caFile, verify: $0.verify) }
             out.append(try RedisOutput(o))
         }
+        if let s = c.splunk { out.append(try SplunkHECOutput(s.output)) }
         return out
     }
 

@@ -1,5 +1,6 @@
 import Codecs
 import Foundation
+import Outputs
 import SNSSignature
 import Stages
 import Yams
@@ -87,6 +88,8 @@ public struct Config: Sendable {
         public var headers: [String: String] = [:]
         /// `aws_auth:` — sign every request with SigV4 (Amazon OpenSearch Service and Serverless).
         public var awsAuth: AWSAuthSection?
+        /// `ilm:` — an index lifecycle policy, named by the installed template.
+        public var ilm: ElasticsearchOutput.ILM?
     }
     public struct DataStreamSection: Sendable, Equatable {
         public var type = "logs"
@@ -145,6 +148,7 @@ public struct Config: Sendable {
     public var elasticsearch: ElasticsearchSection?
     public var logstash: LogstashSection?
     public var redis: RedisSection?
+    public var splunk: SplunkSection?
     public var logging = Logging()
     public var shutdownTimeout = 30.0
     /// The metrics endpoint (`http.enabled`, `http.host`, `http.port`).
@@ -174,12 +178,18 @@ public struct Config: Sendable {
         case "elasticsearch": elasticsearch?.worker ?? 1
         case "logstash": logstash?.worker ?? 1
         case "redis": redis?.worker ?? 1
+        case "splunk": splunk?.worker ?? 1
         default: 1
         }
     }
 
-    /// Every key the configuration accepts, for unknown-key errors and suggestions.
-    static let known: [String: Set<String>] = [
+    /// Every key the configuration accepts, for unknown-key errors and suggestions: the sections
+    /// below, and those read through a table (``SectionSchema``).
+    static var known: [String: Set<String>] {
+        listedKeys.merging(splunkSchema.known) { a, _ in a }.merging(ilmSchema.known) { a, _ in a }
+    }
+
+    private static let listedKeys: [String: Set<String>] = [
         "": ["input", "journal", "output", "logging", "shutdown_timeout", "spot_interruption", "http", "filter", "path"],
         "path": ["data"],
         "filter": ["include", "exclude", "drop_fields"],
@@ -189,11 +199,11 @@ public struct Config: Sendable {
                   "bucket_arn", "bucket_list_prefix", "bucket_list_interval", "buckets", "accounts", "topics",
                   "sns_signature", "sns_certificate_hosts", "sns_trusted_ca"],
         "journal": ["path", "max_size", "done_retention", "quarantine_max_entries"],
-        "output": ["file", "console", "elasticsearch", "logstash", "redis"],
+        "output": ["file", "console", "elasticsearch", "logstash", "redis", "splunk"],
         "output.file": ["enabled", "path", "filename", "rotate_every_kb", "number_of_files", "bulk_max_size", "worker", "codec", "filter"],
         "output.console": ["enabled", "pretty", "codec", "filter"],
         "output.elasticsearch": ["enabled", "hosts", "index", "bulk_max_size", "bulk_max_bytes", "worker", "username", "password", "api_key", "ssl", "timeout", "template",
-                                 "codec", "filter", "data_stream", "pipeline", "path", "compression_level", "headers", "aws_auth"],
+                                 "codec", "filter", "data_stream", "pipeline", "path", "compression_level", "headers", "aws_auth", "ilm"],
         "output.elasticsearch.data_stream": ["type", "dataset", "namespace"],
         "output.elasticsearch.aws_auth": ["enabled", "region", "service", "role_arn", "external_id"],
         "output.elasticsearch.ssl": ["certificate_authorities", "verification_mode"],
@@ -414,6 +424,7 @@ public struct Config: Sendable {
                 c.redis = s
                 try r.shaping(d, output: "redis", into: &c)
             }
+            if let s = try r.section(out, "splunk", at: "output") { try r.splunk(s, into: &c) }
         }
         if let l = try r.section(flat, "logging") {
             try r.checkKeys(l, at: "logging")
@@ -448,8 +459,8 @@ public struct Config: Sendable {
         }
         c.journal.path = resolve(c.journal.path)
         if let f = c.fileOutput { c.fileOutput?.path = resolve(f.path) }
-        if c.fileOutput == nil && c.console == nil && c.elasticsearch == nil && c.logstash == nil && c.redis == nil {
-            throw ConfigError(file: file, key: "output", message: "no output is configured: add output.file, output.console, output.elasticsearch, output.logstash or output.redis")
+        if c.outputNames.isEmpty {
+            throw ConfigError(file: file, key: "output", message: "no output is configured: add output.file, output.console, output.elasticsearch, output.logstash, output.redis or output.splunk")
         }
         return c
     }
@@ -462,6 +473,7 @@ public struct Config: Sendable {
         if elasticsearch != nil { n.append("elasticsearch") }
         if logstash != nil { n.append("logstash") }
         if redis != nil { n.append("redis") }
+        if splunk != nil { n.append("splunk") }
         return n
     }
 }
@@ -512,8 +524,8 @@ struct Reader {
         }
     }
 
-    func checkKeys(_ map: [String: Any], at: String) throws {
-        let allowed = Config.known[at] ?? []
+    func checkKeys(_ map: [String: Any], at: String, allowed: Set<String>? = nil) throws {
+        let allowed = allowed ?? Config.known[at] ?? []
         for key in map.keys.sorted() where !allowed.contains(key) {
             let suggestion = allowed.min { distance($0, key) < distance($1, key) }
             var message = "unknown key"
@@ -577,6 +589,7 @@ struct Reader {
             }
             s.awsAuth = settings
         }
+        s.ilm = try ilm(e, installTemplate: s.installTemplate, signed: s.awsAuth != nil)
     }
 
     /// An output's `codec` and `filter`.

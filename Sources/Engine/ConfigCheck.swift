@@ -61,6 +61,16 @@ public enum ConfigCheck {
                 if !e.path.isEmpty { text += ", path \(e.path)" }
                 if e.compressionLevel > 0 { text += ", gzip level \(e.compressionLevel)" }
                 if !e.headers.isEmpty { text += ", headers \(e.headers.keys.sorted().joined(separator: ", "))" }
+                if let ilm = e.ilm {
+                    text += ", ILM policy \(ilm.policyName)"
+                    if ilm.policy != nil {
+                        text += " (from policy_file)"
+                    } else {
+                        if e.dataStream != nil { text += ", rollover at \(ilm.rolloverMaxAge) or \(ilm.rolloverMaxPrimaryShardSize)" }
+                        text += ilm.deleteAfter.map { ", deleted after \($0)" } ?? ", kept"
+                    }
+                    if ilm.overwrite { text += ", overwritten at start" }
+                }
                 if let a = e.awsAuth {
                     let named = e.hosts.first.flatMap(Bootstrap.awsHost)
                     text += ", SigV4 (\(a.service ?? named?.service ?? "es"), \(a.region ?? named?.region ?? "region of the input")"
@@ -72,6 +82,11 @@ public enum ConfigCheck {
             case "redis":
                 let r = c.redis!
                 text += ", hosts \(r.hosts), key \(r.key)" + (r.password.map { ", password \(mask($0))" } ?? "")
+            case "splunk":
+                let o = c.splunk!.output
+                text += ", url \(o.url), token \(mask(o.token)), index \(o.index ?? "(the token's default)"), sourcetype \(o.sourcetype ?? "-")"
+                text += o.useAck ? ", indexer acknowledgement (ack_timeout \(Reader.describe(o.ackTimeout)))" : ", no indexer acknowledgement (a 200 counts as delivered)"
+                if o.compressionLevel > 0 { text += ", gzip level \(o.compressionLevel)" }
             default: break
             }
             lines.append("output.\(name): \(text)")

@@ -685,6 +685,8 @@ public final class Engine: Service, @unchecked Sendable {
             options: config.codec(forOutput: name), filter: config.filter(forOutput: name),
             bucket: object.ref.bucket, key: object.ref.key, receivedAt: object.firstSeen)
         let decoder = LogDecoder()
+        // The log file, as Splunk's `source` names it (a local copy's "bucket" is its directory's URL).
+        let source = object.ref.bucket.contains("/") ? object.ref.bucket + "/" + object.ref.key : "s3://\(object.ref.bucket)/\(object.ref.key)"
         var pending: [OutputEvent] = []
         var pendingIndex: [Int] = []  // each pending event's record index
         var seen = start  // one past the last record taken (shipped or dropped)
@@ -699,7 +701,7 @@ public final class Engine: Service, @unchecked Sendable {
             seen = Int(record.index) + 1
             var out: [UInt8] = []  // the encoder reserves what its codec needs
             guard let info = encoder.encode(record, to: &out) else { return }
-            pending.append(OutputEvent(id: info.id, json: out, timestamp: info.timestamp))
+            pending.append(OutputEvent(id: info.id, json: out, timestamp: info.timestamp, source: source))
             pendingIndex.append(Int(record.index))
         }
         /// Waits for the batch in flight; returns once its acknowledgement is committed.

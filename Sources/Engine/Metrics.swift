@@ -38,6 +38,7 @@ final class EngineMetrics: @unchecked Sendable {
                 count("cloudtrailbeat_output_retries_total", [("output", name)], pump.retries)
                 count("cloudtrailbeat_output_dead_letters_total", [("output", name)], pump.deadLettered)
                 gauge("cloudtrailbeat_output_failing", [("output", name)], pump.isFailing ? 1 : 0)
+                if let hec = pump.output as? SplunkHECOutput { gauge("cloudtrailbeat_output_acks_pending", [("output", name)], hec.outstandingAcks) }
             }
             if let status = try? engine.journal.status(listLimit: 0) {
                 for stage in ObjectStage.allCases {
@@ -110,6 +111,7 @@ final class EngineMetrics: @unchecked Sendable {
         "cloudtrailbeat_records_filtered_total": "Records an output's filter dropped: acknowledged for that output without being sent.",
         "cloudtrailbeat_output_retries_total": "Deliveries an output retried after a failure.",
         "cloudtrailbeat_output_dead_letters_total": "Events an output refused permanently, written to the dead-letter file.",
+        "cloudtrailbeat_output_acks_pending": "Batches an output sent and waits to hear are indexed (Splunk's indexer acknowledgement); their records are not acknowledged yet.",
         "cloudtrailbeat_output_failing": "1 while an output's deliveries are failing (its events wait in the journal), else 0.",
         "cloudtrailbeat_journal_objects": "Objects in the journal per stage.",
         "cloudtrailbeat_journal_messages": "Messages in the journal per state.",

@@ -9,7 +9,7 @@ import HTTP
 /// OpenSearch Service and Serverless); TLS through libcurl with verification on (and an optional CA
 /// file). An index, or a data stream (`create` is the only operation a data stream takes, which is
 /// the only one this output sends); an ingest pipeline; gzip request bodies; extra headers; a path
-/// prefix behind a proxy.
+/// prefix behind a proxy. An index lifecycle policy the installed template names.
 public final class ElasticsearchOutput: Output, @unchecked Sendable {
     /// A data stream named `<type>-<dataset>-<namespace>` (Elastic's naming scheme).
     public struct DataStream: Sendable, Equatable {
@@ -18,6 +18,36 @@ public final class ElasticsearchOutput: Output, @unchecked Sendable {
         public var namespace: String = "default"
         public init() {}
         public var name: String { "\(type)-\(dataset)-\(namespace)" }
+    }
+
+    /// An index lifecycle (ILM) policy, installed before the template that names it.
+    public struct ILM: Sendable, Equatable {
+        public var policyName = "cloudtrailbeat"
+        /// The policy as `PUT _ilm/policy/<name>` takes it (`{"policy": {"phases": …}}`); nil: the one
+        /// ``defaultPolicy(dataStream:)`` builds from the settings below.
+        public var policy: [UInt8]?
+        /// Hot-phase rollover (data streams only: a daily index has no alias to roll over).
+        public var rolloverMaxAge = "30d"
+        public var rolloverMaxPrimaryShardSize = "50gb"
+        /// When indices are deleted, counted from their rollover (or creation); nil keeps them.
+        public var deleteAfter: String?
+        /// Replace a policy of that name that already exists (default: leave it as it is, since an
+        /// administrator may have tuned it).
+        public var overwrite = false
+        public init() {}
+
+        /// The policy body: a hot phase (rollover for a data stream), and a delete phase when
+        /// ``deleteAfter`` is set.
+        public func defaultPolicy(dataStream: Bool) -> [UInt8] {
+            var phases: [String: Any] = [:]
+            let hot: [String: Any] = dataStream
+                ? ["rollover": ["max_age": rolloverMaxAge, "max_primary_shard_size": rolloverMaxPrimaryShardSize], "set_priority": ["priority": 100]]
+                : ["set_priority": ["priority": 100]]
+            phases["hot"] = ["min_age": "0ms", "actions": hot]
+            if let deleteAfter { phases["delete"] = ["min_age": deleteAfter, "actions": ["delete": [String: Any]()]] }
+            let body: [String: Any] = ["policy": ["_meta": ["managed_by": "cloudtrailbeat"], "phases": phases]]
+            return (try? Array(JSONSerialization.data(withJSONObject: body, options: [.sortedKeys]))) ?? []
+        }
     }
 
     public struct Configuration: Sendable {
@@ -48,6 +78,9 @@ public final class ElasticsearchOutput: Output, @unchecked Sendable {
         /// Install the index template (``ElasticsearchOutput/template``) at start-up.
         public var installTemplate = false
         public var templateName = "cloudtrailbeat"
+        /// With ``installTemplate``: a lifecycle policy for the indices (or the data stream's backing
+        /// indices), which the template names.
+        public var ilm: ILM?
         public init() {}
     }
 
@@ -83,12 +116,22 @@ public final class ElasticsearchOutput: Output, @unchecked Sendable {
 
     /// The template this output installs: ``template``, for the data stream when one is configured
     /// (its name as the only pattern, and `data_stream: {}` so that the first write creates it).
+    /// With ILM, its `index.lifecycle.name` names the policy.
     var installedTemplate: [UInt8] {
-        guard let stream = configuration.dataStream,
+        guard configuration.dataStream != nil || configuration.ilm != nil,
             var json = (try? JSONSerialization.jsonObject(with: Data(Self.template.utf8))) as? [String: Any]
         else { return Array(Self.template.utf8) }
-        json["index_patterns"] = [stream.name]
-        json["data_stream"] = [String: Any]()
+        if let stream = configuration.dataStream {
+            json["index_patterns"] = [stream.name]
+            json["data_stream"] = [String: Any]()
+        }
+        if let ilm = configuration.ilm {
+            var template = json["template"] as? [String: Any] ?? [:]
+            var settings = template["settings"] as? [String: Any] ?? [:]
+            settings["index.lifecycle.name"] = ilm.policyName
+            template["settings"] = settings
+            json["template"] = template
+        }
         return (try? Array(JSONSerialization.data(withJSONObject: json, options: [.sortedKeys]))) ?? Array(Self.template.utf8)
     }
 
@@ -171,6 +214,7 @@ public final class ElasticsearchOutput: Output, @unchecked Sendable {
 
     private func installTemplateIfNeeded() async throws {
         guard configuration.installTemplate, !lock.withLock({ templateInstalled }) else { return }
+        if let ilm = configuration.ilm { try await installPolicy(ilm) }
         let host = host()
         let request = try await request(
             host: host, method: "PUT", "/_index_template/" + Self.queryEncode(configuration.templateName), contentType: "application/json",
@@ -186,6 +230,34 @@ public final class ElasticsearchOutput: Output, @unchecked Sendable {
             throw OutputError(output: name, message: "installing the index template answered HTTP \(r.status): \(String(decoding: r.body.prefix(500), as: UTF8.self))")
         }
         lock.withLock { templateInstalled = true }
+    }
+
+    /// Puts the lifecycle policy, unless one of that name exists and ``ILM/overwrite`` is off.
+    private func installPolicy(_ ilm: ILM) async throws {
+        let host = host()
+        let endpoint = "/_ilm/policy/" + Self.queryEncode(ilm.policyName)
+        func send(_ request: HTTPRequest) async throws -> HTTPResponse {
+            do {
+                return try await http.send(request, timeout: configuration.timeout)
+            } catch let e as HTTPTransportError {
+                failover()
+                throw OutputError(output: name, message: "installing the lifecycle policy on \(host): \(e.message)")
+            }
+        }
+        if !ilm.overwrite {
+            let existing = try await send(try await request(host: host, method: "GET", endpoint))
+            if (200..<300).contains(existing.status) { return }
+            guard existing.status == 404 else {
+                throw OutputError(output: name, message: "reading lifecycle policy '\(ilm.policyName)' answered HTTP \(existing.status): \(String(decoding: existing.body.prefix(500), as: UTF8.self))")
+            }
+        }
+        let body = ilm.policy ?? ilm.defaultPolicy(dataStream: configuration.dataStream != nil)
+        let r = try await send(try await request(host: host, method: "PUT", endpoint, contentType: "application/json", body: body))
+        guard (200..<300).contains(r.status) else {
+            throw OutputError(
+                output: name, code: r.status == 400 ? .configuration : .unavailable,
+                message: "installing lifecycle policy '\(ilm.policyName)' answered HTTP \(r.status): \(String(decoding: r.body.prefix(500), as: UTF8.self))")
+        }
     }
 
     public func deliver(_ batch: [OutputEvent]) async throws -> DeliveryReport {

@@ -139,3 +139,36 @@ func probeEach(_ hosts: [String], defaultPort: Int, _ check: @escaping @Sendable
     }
     return results
 }
+
+extension SplunkHECOutput: ProbingOutput {
+    /// `GET /services/collector/health` (HEC's own health check, code 17 when healthy), then the token:
+    /// an empty batch to the event endpoint is refused for its emptiness (code 5, "No data") only once
+    /// the token, its channel and its index checks passed; with `use_ack`, an empty ack query proves
+    /// acknowledgement is enabled on the token.
+    public func probe() async -> [ProbeResult] {
+        var details: [String] = []
+        do {
+            let health = Answer(try await http.send(HTTPRequest(method: "GET", url: healthEndpoint), timeout: min(configuration.timeout, 30)))
+            guard health.status == 200 else { return [.init(target: endpoint, ok: false, detail: "HEC is not healthy: \(health.summary)")] }
+            details.append("healthy")
+            let empty = Answer(try await http.send(HTTPRequest(method: "POST", url: endpoint, headers: headers(contentType: true)), timeout: min(configuration.timeout, 30)))
+            guard empty.code == 5 || (200..<300).contains(empty.status) else {
+                return [.init(target: endpoint, ok: false, detail: "the token is refused: \(empty.summary)")]
+            }
+            details.append("token accepted")
+            if configuration.useAck {
+                let ack = Answer(
+                    try await http.send(
+                        HTTPRequest(method: "POST", url: ackEndpoint, headers: headers(contentType: true), body: Array("{\"acks\":[]}".utf8)),
+                        timeout: min(configuration.timeout, 30)))
+                guard (200..<300).contains(ack.status) else {
+                    return [.init(target: endpoint, ok: false, detail: "indexer acknowledgement is not available for this token: \(ack.summary) (enable it on the token, or set use_ack: false)")]
+                }
+                details.append("indexer acknowledgement enabled")
+            }
+        } catch {
+            return [.init(target: endpoint, ok: false, detail: "\(error)")]
+        }
+        return [.init(target: endpoint, ok: true, detail: details.joined(separator: ", "))]
+    }
+}

@@ -3,6 +3,7 @@ import Testing
 
 import Codecs
 @testable import Engine
+@testable import Outputs
 import Stages
 import HTTP
 import TestSupport
@@ -54,7 +55,7 @@ struct ConfigTests {
         ("output:\n  file:\n    path: /tmp/o\n    worker: 0", "output.file.worker: 0 is out of range (1–16)"),
         ("output:\n  console: {}\nlogging:\n  selectors: [fech]", "logging.selectors: 'fech' is not a stage"),
         ("input:\n  sqs_url: [", "not valid YAML"),
-        ("output:\n  file:\n    path: /tmp/o\n    codec: ecss", "output.file.codec: 'ecss' is not a codec: one of cloudtrail, ecs, ocsf, elastic_integration; did you mean 'ecs'?"),
+        ("output:\n  file:\n    path: /tmp/o\n    codec: ecss", "output.file.codec: 'ecss' is not a codec: one of cloudtrail, ecs, ocsf, elastic_integration, raw; did you mean 'ecs'?"),
         ("output:\n  console:\n    codec:\n      ecs:\n        original: true", "output.console.codec.ecs.original: unknown key; known keys here: event_original"),
         ("output:\n  console:\n    codec:\n      ocsf: {pretty: true}", "output.console.codec.ocsf.pretty: unknown key: the ocsf codec has no options"),
         ("output:\n  console: {}\nfilter:\n  exclude:\n    - eventname: Decrypt", "filter.exclude[0].eventname: 'eventname' is not a CloudTrail record field; did you mean 'eventName'?"),
@@ -73,6 +74,23 @@ struct ConfigTests {
         ("output:\n  elasticsearch:\n    hosts: [h]\n    headers: [a]", "output.elasticsearch.headers: must be a mapping of header names to values"),
         ("output:\n  elasticsearch:\n    hosts: [h]\n    headers: {\"X Tenant\": a}", "output.elasticsearch.headers.X Tenant: is not a valid header"),
         ("output:\n  elasticsearch:\n    hosts: [h]\n    pipeline: \"\"", "output.elasticsearch.pipeline: must name an ingest pipeline"),
+        ("output:\n  splunk:\n    token: t", "output.splunk.url: missing: the HTTP Event Collector's URL"),
+        ("output:\n  splunk:\n    url: https://splunk:8088", "output.splunk.token: missing: the HEC token"),
+        ("output:\n  splunk:\n    url: splunk:8088\n    token: t", "output.splunk.url: 'splunk:8088' is not an http(s) URL"),
+        ("output:\n  splunk:\n    url: https://s:8088\n    token: t\n    ack_timout: 30s", "output.splunk.ack_timout: unknown key; did you mean 'output.splunk.ack_timeout'?"),
+        ("output:\n  splunk:\n    url: https://s:8088\n    token: t\n    bulk_max_size: 0", "output.splunk.bulk_max_size: 0 is out of range (1–100000)"),
+        ("output:\n  splunk:\n    url: https://s:8088\n    token: t\n    bulk_max_bytes: 10", "output.splunk.bulk_max_bytes: 10 bytes is out of range (1024–838860800)"),
+        ("output:\n  splunk:\n    url: https://s:8088\n    token: t\n    use_ack: sometimes", "output.splunk.use_ack: must be true or false"),
+        ("output:\n  splunk:\n    url: https://s:8088\n    token: t\n    ack_timeout: forever", "output.splunk.ack_timeout: 'forever' is not a duration"),
+        ("output:\n  splunk:\n    url: https://s:8088\n    token: t\n    channel: chan-1", "output.splunk.channel: 'chan-1' is not a GUID"),
+        ("output:\n  splunk:\n    url: https://s:8088\n    token: t\n    ssl: {verify: none}", "output.splunk.ssl.verify: unknown key; known keys here: certificate_authorities, enabled, verification_mode"),
+        ("output:\n  splunk:\n    url: https://s:8088\n    token: t\n    codec: splunk", "output.splunk.codec: 'splunk' is not a codec"),
+        ("output:\n  elasticsearch:\n    hosts: [h]\n    ilm: {}", "output.elasticsearch.ilm: the policy is attached through the index template: set output.elasticsearch.template.enabled: true"),
+        ("output:\n  elasticsearch:\n    hosts: [h]\n    template.enabled: true\n    aws_auth: {region: eu-west-1}\n    ilm: {}", "output.elasticsearch.ilm: Amazon OpenSearch Service and Serverless have no ILM"),
+        ("output:\n  elasticsearch:\n    hosts: [h]\n    template.enabled: true\n    ilm: {delete_after: soon}", "output.elasticsearch.ilm.delete_after: 'soon' is not a duration"),
+        ("output:\n  elasticsearch:\n    hosts: [h]\n    template.enabled: true\n    ilm: {rollover_max_primary_shard_size: 1k}", "output.elasticsearch.ilm.rollover_max_primary_shard_size: 1024 bytes is less than 1MiB"),
+        ("output:\n  elasticsearch:\n    hosts: [h]\n    template.enabled: true\n    ilm: {policy_file: /nonexistent/ilm.json}", "output.elasticsearch.ilm.policy_file: cannot read '/nonexistent/ilm.json'"),
+        ("output:\n  elasticsearch:\n    hosts: [h]\n    template.enabled: true\n    ilm: {overwrites: true}", "output.elasticsearch.ilm.overwrites: unknown key; did you mean 'output.elasticsearch.ilm.overwrite'?"),
         ("output:\n  redis:\n    hosts: [r]\n    filter:\n      drop_fields: [tlsDetail]", "output.redis.filter.drop_fields: 'tlsDetail' is not a CloudTrail record field; did you mean 'tlsDetails'?"),
     ])
     func errorsNameTheFileAndTheKey(yaml: String, message: String) {
@@ -117,6 +135,71 @@ struct ConfigTests {
         #expect(noRegion?.description.contains("output.elasticsearch.aws_auth.region: no region") == true, "\(String(describing: noRegion))")
         let fromEnvironment = try Bootstrap.openSearchSigner(nowhere, nowhere.elasticsearch!.awsAuth!, hosts: ["https://es.internal"], environment: ["AWS_REGION": "ap-south-1"])
         #expect(fromEnvironment.region == "ap-south-1" && fromEnvironment.service == "es")
+    }
+
+    /// Splunk HEC, read through its table: the defaults are the output's own, the keys land in the
+    /// output's configuration, and the codec defaults to the raw record (sourcetype aws:cloudtrail).
+    @Test func splunkSettings() throws {
+        let defaults = try #require(try Config.parse("output.splunk: {url: \"https://splunk.example.com:8088\", token: \"${HEC_TOKEN:abc}\"}", file: "c.yml").splunk)
+        #expect(defaults.output.url == "https://splunk.example.com:8088" && defaults.output.token == "abc" && defaults.worker == 4)
+        #expect(defaults.output.useAck && defaults.output.ackTimeout == 300 && defaults.output.sourcetype == "aws:cloudtrail" && defaults.output.index == nil)
+        let c = try Config.parse("""
+            output.splunk:
+              url: https://splunk.example.com:8088/services/collector/event
+              token: 0b7c4e5a
+              index: aws
+              sourcetype: ""
+              source: cloudtrail
+              host: shipper-1
+              bulk_max_size: 200
+              bulk_max_bytes: 512KiB
+              worker: 8
+              compression_level: 5
+              use_ack: false
+              ack_timeout: 2m
+              ack_poll_interval: 250ms
+              channel: 3F2504E0-4F89-11D3-9A0C-0305E82C3301
+              timeout: 15s
+              ssl: {certificate_authorities: [/etc/ca.pem], verification_mode: none}
+              codec: ecs
+            """, file: "c.yml")
+        let s = try #require(c.splunk)
+        let o = s.output
+        #expect(o.index == "aws" && o.sourcetype == nil && o.source == "cloudtrail" && o.host == "shipper-1")
+        #expect(o.bulkMaxSize == 200 && o.bulkMaxBytes == 512 << 10 && s.worker == 8 && o.compressionLevel == 5)
+        #expect(!o.useAck && o.ackTimeout == 120 && o.ackPollInterval == 0.25 && o.channel == "3F2504E0-4F89-11D3-9A0C-0305E82C3301" && o.timeout == 15)
+        #expect(o.caFile == "/etc/ca.pem" && !o.verifyTLS)
+        #expect(c.codec(forOutput: "splunk").kind == .ecs && c.outputNames == ["splunk"] && c.workers(forOutput: "splunk") == 8)
+        #expect(try Config.parse("output.splunk: {url: \"http://s:8088\", token: t}", file: "c.yml").codec(forOutput: "splunk").kind == .raw)
+        #expect(try Config.parse("output.splunk: {enabled: false, url: \"http://s:8088\"}\noutput.console: {}", file: "c.yml").splunk == nil)
+        // The table is the list of keys: every key it names is known, and nothing else.
+        #expect(Config.known["output.splunk"] == Config.splunkSchema.keys && Config.known["output.splunk.ssl"] != nil)
+        let output = try #require(try Bootstrap.outputs(c).first as? SplunkHECOutput)
+        #expect(output.endpoint == "https://splunk.example.com:8088/services/collector/event" && output.ackEndpoint == "https://splunk.example.com:8088/services/collector/ack")
+        #expect(output.channel == "3F2504E0-4F89-11D3-9A0C-0305E82C3301")
+    }
+
+    /// `output.elasticsearch.ilm`: Elasticsearch's units from ours, the policy file as it is.
+    @Test func ilmSettings() throws {
+        let dir = TempDir("ilm")
+        let file = dir.sub("policy.json")
+        try #"{"policy": {"phases": {"hot": {"actions": {}}}}}"#.write(toFile: file, atomically: true, encoding: .utf8)
+        let c = try Config.parse("""
+            output.elasticsearch:
+              hosts: [h]
+              template.enabled: true
+              data_stream: {}
+              ilm: {policy_name: trail-retention, rollover_max_age: 36h, rollover_max_primary_shard_size: 512MiB, delete_after: 400d, overwrite: true}
+            """, file: "c.yml")
+        let ilm = try #require(c.elasticsearch?.ilm)
+        #expect(ilm.policyName == "trail-retention" && ilm.rolloverMaxAge == "36h" && ilm.rolloverMaxPrimaryShardSize == "512mb" && ilm.deleteAfter == "400d" && ilm.overwrite)
+        let defaults = try #require(try Config.parse("output.elasticsearch: {hosts: [h], template.enabled: true, ilm: {}}", file: "c.yml").elasticsearch?.ilm)
+        #expect(defaults == ElasticsearchOutput.ILM())
+        let fromFile = try Config.parse("output.elasticsearch: {hosts: [h], template.enabled: true, ilm: {policy_file: \"\(file)\"}}", file: "c.yml")
+        #expect(fromFile.elasticsearch?.ilm?.policy.map { String(decoding: $0, as: UTF8.self) }?.contains("\"hot\"") == true)
+        #expect(try Config.parse("output.elasticsearch: {hosts: [h], ilm: {enabled: false}}", file: "c.yml").elasticsearch?.ilm == nil)
+        let output = try #require(try Bootstrap.outputs(c).first as? ElasticsearchOutput)
+        #expect(output.configuration.ilm == ilm)
     }
 
     /// `codec` and `filter` per output, the top-level filter as everyone's default, `filter: {}` to opt out.

@@ -65,6 +65,7 @@ struct DocsTests {
         }
         setenv("ES_PASSWORD", "example", 1)
         setenv("REDIS_PASSWORD", "example", 1)
+        setenv("SPLUNK_HEC_TOKEN", "example", 1)
         let shown = try Config.parse(lines.joined(separator: "\n"), file: "cloudtrailbeat.example.yml (uncommented)")
         let defaults = try Config.parse("""
             input: {sqs_url: "https://sqs.us-east-1.amazonaws.com/1/q"}
@@ -74,6 +75,7 @@ struct DocsTests {
               elasticsearch: {hosts: [h]}
               logstash: {hosts: [h]}
               redis: {hosts: [h]}
+              splunk: {url: "https://h:8088", token: t}
             """, file: "defaults")
         var mismatches: [String] = []
         func compare(_ section: String, _ a: Any?, _ b: Any?, skip: Set<String>) {
@@ -91,6 +93,8 @@ struct DocsTests {
         compare("output.elasticsearch", shown.elasticsearch, defaults.elasticsearch, skip: ["hosts", "username", "password", "apiKey", "caFile"])
         compare("output.logstash", shown.logstash, defaults.logstash, skip: ["hosts", "tls"])
         compare("output.redis", shown.redis, defaults.redis, skip: ["hosts", "password", "tls"])
+        compare("output.splunk", shown.splunk?.output, defaults.splunk?.output, skip: ["url", "token", "index", "caFile"])
+        #expect(shown.splunk?.worker == defaults.splunk?.worker && shown.codec(forOutput: "splunk") == defaults.codec(forOutput: "splunk"))
         compare("logging", shown.logging, defaults.logging, skip: [])
         #expect(shown.shutdownTimeout == defaults.shutdownTimeout && shown.spotInterruption == defaults.spotInterruption)
         #expect("\(shown.http)" == "\(defaults.http)", "http: \(shown.http) vs \(defaults.http)")

@@ -192,12 +192,31 @@ struct CodecTests {
             case .cloudtrail: kept = at(json, "cloudtrail.requestParameters")
             case .ecs: kept = at(json, "aws.cloudtrail.flattened.request_parameters")
             case .ocsf: kept = at(json, "api.request.data")
+            case .raw: kept = at(json, "requestParameters")
             case .elasticIntegration:
                 let message = try JSONSerialization.jsonObject(with: Data((at(json, "message") as? String ?? "").utf8)) as? [String: Any]
                 kept = message.flatMap { at($0, "requestParameters") }
             }
             #expect((kept as? [String: String]) == ["a b": "x\n y"], "\(kind): strings kept as they are: \(event)")
         }
+    }
+
+    /// `raw` (Splunk's aws:cloudtrail): the record byte for byte and nothing else; its time and id
+    /// beside it, as every codec derives them; with a filter, the record minus the dropped fields.
+    @Test func rawIsTheRecordWithItsTimeBeside() throws {
+        let encoded = try encode(Records.all, CodecOptions(kind: .raw))
+        let cloudtrail = try encode(Records.all, CodecOptions())
+        for (i, record) in Records.all.enumerated() {
+            let e = try #require(encoded[i])
+            #expect(e.text == record, "byte for byte")
+            #expect(e.info.id == cloudtrail[i]?.info.id)
+            let stamp = try #require(cloudtrail[i]?.json["@timestamp"] as? String)
+            #expect(e.info.timestamp.map { String(decoding: $0, as: UTF8.self) } == stamp && e.info.timestampFallback == cloudtrail[i]?.info.timestampFallback)
+        }
+        #expect(encoded[0]?.info.timestamp.map { String(decoding: $0, as: UTF8.self) } == "2026-11-28T22:07:49.000Z")
+        let dropped = try encode([Records.assumedRoleEmail], CodecOptions(kind: .raw), filter: RecordFilter(dropFields: ["tlsDetails", "userIdentity.sessionContext"]))
+        let json = try #require(dropped.first??.json)
+        #expect(json["tlsDetails"] == nil && at(json, "userIdentity.sessionContext") == nil && at(json, "userIdentity.arn") != nil && json["@timestamp"] == nil)
     }
 
     @Test func ecsFieldsOfAConsoleSignIn() throws {

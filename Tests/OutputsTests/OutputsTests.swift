@@ -119,6 +119,59 @@ struct ElasticsearchOutputTests {
         return try JSONSerialization.jsonObject(with: Data(r.body)) as! [String: Any]
     }
 
+    /// ILM: the policy goes in before the template that names it; one that exists is left alone unless
+    /// `overwrite`; rollover only for a data stream; a policy Elasticsearch refuses is a clear error.
+    @Test func aLifecyclePolicyIsInstalledBeforeTheTemplateThatNamesIt() async throws {
+        let es = try server()
+        var config = ElasticsearchOutput.Configuration()
+        config.hosts = [es.url]
+        config.installTemplate = true
+        config.dataStream = ElasticsearchOutput.DataStream()
+        var ilm = ElasticsearchOutput.ILM()
+        ilm.deleteAfter = "365d"
+        ilm.rolloverMaxAge = "7d"
+        config.ilm = ilm
+        #expect(try await ElasticsearchOutput(config).deliver(events(0..<3)).handled == 3)
+        var s = try await stats(es)
+        func policy(_ name: String = "cloudtrailbeat") -> [String: Any]? { ((s["ilm_policies"] as? [String: Any])?[name] as? [String: Any])?["policy"] as? [String: Any] }
+        func at(_ json: [String: Any]?, _ path: String) -> Any? {
+            path.split(separator: ".").reduce(json as Any?) { ($0 as? [String: Any])?[String($1)] }
+        }
+        #expect(at(policy(), "phases.hot.actions.rollover.max_age") as? String == "7d")
+        #expect(at(policy(), "phases.hot.actions.rollover.max_primary_shard_size") as? String == "50gb")
+        #expect(at(policy(), "phases.delete.min_age") as? String == "365d" && at(policy(), "phases.delete.actions.delete") != nil)
+        let template = (s["templates"] as? [String: Any])?["cloudtrailbeat"] as? [String: Any]
+        #expect(at(template, "template.settings").map { ($0 as? [String: Any])?["index.lifecycle.name"] as? String } == "cloudtrailbeat")
+        #expect(s["ilm_puts"] as? Int == 1)
+
+        // A policy of that name already there (an administrator tuned it): left as it is.
+        _ = try await HTTPClient().send(HTTPRequest(
+            method: "PUT", url: es.url + "/_ilm/policy/cloudtrailbeat", headers: [("Content-Type", "application/json")],
+            body: Array(#"{"policy":{"phases":{"hot":{"actions":{"set_priority":{"priority":7}}}}}}"#.utf8)))
+        #expect(try await ElasticsearchOutput(config).deliver(events(3..<4)).handled == 1)
+        s = try await stats(es)
+        #expect(s["ilm_puts"] as? Int == 2 && at(policy(), "phases.hot.actions.set_priority.priority") as? Int == 7, "the administrator's policy is kept")
+        config.ilm?.overwrite = true
+        #expect(try await ElasticsearchOutput(config).deliver(events(4..<5)).handled == 1)
+        s = try await stats(es)
+        #expect(s["ilm_puts"] as? Int == 3 && at(policy(), "phases.hot.actions.rollover") != nil, "overwrite replaces it")
+
+        // Daily indices have no alias to roll over: the policy has no rollover.
+        var daily = config
+        daily.dataStream = nil
+        daily.ilm?.policyName = "daily"
+        #expect(try await ElasticsearchOutput(daily).deliver(events(5..<6)).handled == 1)
+        s = try await stats(es)
+        #expect(policy("daily") != nil && at(policy("daily"), "phases.hot.actions.rollover") == nil && at(policy("daily"), "phases.delete.min_age") as? String == "365d")
+
+        // A policy Elasticsearch refuses: a configuration error with its reason; nothing is shipped.
+        var bad = config
+        bad.ilm?.policyName = "bad"
+        bad.ilm?.policy = Array(#"{"policy":{"phases":{"lukewarm":{"actions":{}}}}}"#.utf8)
+        let refusal = await #expect(throws: OutputError.self) { _ = try await ElasticsearchOutput(bad).deliver(events(6..<7)) }
+        #expect(refusal?.code == .configuration && refusal?.message.contains("invalid lifecycle policy: unknown phase lukewarm") == true, "\(String(describing: refusal))")
+    }
+
     @Test func itemStatusesRetriesDeadLettersSplitsAndIdempotence() async throws {
         let es = try server()
         let dir = TempDir("es")

@@ -31,6 +31,8 @@ Amazon OpenSearch Service, Elastic's data streams and ingest pipelines (all set 
   metrics-*-* as in Elasticsearch; or scripted {"data_stream_patterns": [...]}) are data streams: only "create" is accepted there (an "index"
   op answers 400 illegal_argument_exception, as Elasticsearch does), every document needs @timestamp,
   and documents land in the backing index .ds-<name>-<yyyy.MM.dd>-000001.
+- PUT/GET /_ilm/policy/<name>: index lifecycle policies, checked as Elasticsearch does (known phases and
+  actions, rollover only in the hot phase); GET answers 404 resource_not_found_exception for an unknown one.
 - {"pipelines": {"<name>": {"set": {"field": value}}}} defines ingest pipelines; ?pipeline=<name> runs
   it on every document (a name not defined fails each item with 400, as Elasticsearch does).
 """
@@ -44,7 +46,8 @@ DOCS = {}
 SCRIPT = {"ids": {}, "reject": {}, "whole": [], "max_items": None, "delay": float(sys.argv[2]) if len(sys.argv) > 2 else 0.0,
           "pipelines": {}, "data_stream_patterns": ["logs-*-*", "metrics-*-*"]}  # Elasticsearch's built-in data stream templates
 STATS = {"requests": 0, "items": [], "auth": [], "templates": {}, "bad": [], "max_in_flight": 0,
-         "signed": [], "refused": [], "pipeline": [], "encodings": [], "headers": [], "paths": []}
+         "signed": [], "refused": [], "pipeline": [], "encodings": [], "headers": [], "paths": [],
+         "ilm_policies": {}, "ilm_puts": 0}
 
 
 def sigv4_problem(method, raw_path, headers, body):
@@ -221,6 +224,13 @@ class Handler(BaseHTTPRequestHandler):
             return
         if self.refused():
             return
+        if self.route.startswith("/_ilm/policy/"):
+            name = urllib.parse.unquote(self.route[len("/_ilm/policy/"):])
+            with LOCK:
+                policy = STATS["ilm_policies"].get(name)
+            if policy is None:
+                return self.reply(404, {"error": {"type": "resource_not_found_exception", "reason": "Lifecycle policy not found: %s" % name}, "status": 404})
+            return self.reply(200, {name: {"version": 1, "policy": policy["policy"]}})
         self.reply(200, {"name": "test-node", "cluster_name": "ctb-test", "version": {"number": "8.15.0"}, "tagline": "You Know, for Search"})
 
     def refused(self):
@@ -234,6 +244,24 @@ class Handler(BaseHTTPRequestHandler):
         if not self.admitted(self.body()):
             return
         data = self.data
+        if self.route.startswith("/_ilm/policy/"):
+            # Elasticsearch's checks of a lifecycle policy: known phases and actions; rollover only in hot.
+            name = urllib.parse.unquote(self.route[len("/_ilm/policy/"):])
+            try:
+                body = json.loads(data)
+                phases = body["policy"]["phases"]
+                assert isinstance(phases, dict) and phases
+                for phase, spec in phases.items():
+                    assert phase in ("hot", "warm", "cold", "frozen", "delete"), "unknown phase %s" % phase
+                    for action in spec.get("actions", {}):
+                        assert action in ("rollover", "set_priority", "delete", "forcemerge", "shrink", "readonly", "allocate", "migrate", "searchable_snapshot"), "unknown action %s" % action
+                        assert action != "rollover" or phase == "hot", "rollover is only allowed in the hot phase"
+            except (ValueError, KeyError, TypeError, AssertionError) as e:
+                return self.reply(400, {"error": {"type": "x_content_parse_exception", "reason": "invalid lifecycle policy: %s" % e}, "status": 400})
+            with LOCK:
+                STATS["ilm_policies"][name] = body
+                STATS["ilm_puts"] += 1
+            return self.reply(200, {"acknowledged": True})
         if self.route.startswith("/_index_template/"):
             with LOCK:
                 STATS["templates"][urllib.parse.unquote(self.route.split("/")[-1])] = json.loads(data)
