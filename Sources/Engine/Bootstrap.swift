@@ -14,68 +14,18 @@ import Glibc
 
 /// Builds the engine from a configuration and runs it: AWS clients, journal, outputs, signals.
 public enum Bootstrap {
-    /// The outputs a configuration names.
+    /// The outputs a configuration names: each section holds its output's configuration as it is.
     public static func outputs(_ c: Config) throws -> [any Output] {
         var out: [any Output] = []
-        if let f = c.fileOutput {
-            var o = FileOutput.Configuration(path: f.path)
-            o.filename = f.filename
-            o.rotateEveryKB = f.rotateEveryKB
-            o.numberOfFiles = f.numberOfFiles
-            o.maxBatch = f.bulkMaxSize
-            out.append(try FileOutput(o))
-        }
+        if let f = c.fileOutput { out.append(try FileOutput(f.output)) }
         if let s = c.console { out.append(ConsoleOutput(pretty: s.pretty)) }
         if let e = c.elasticsearch {
-            var o = ElasticsearchOutput.Configuration()
-            o.hosts = e.hosts
-            o.index = e.index
-            o.bulkMaxSize = e.bulkMaxSize
-            o.bulkMaxBytes = e.bulkMaxBytes
-            o.username = e.username
-            o.password = e.password
-            o.apiKey = e.apiKey
-            o.caFile = e.caFile
-            o.verifyTLS = e.verifyTLS
-            o.timeout = e.timeout
-            o.installTemplate = e.installTemplate
-            o.ilm = e.ilm
-            o.dataStream = e.dataStream.map {
-                var d = ElasticsearchOutput.DataStream()
-                d.type = $0.type
-                d.dataset = $0.dataset
-                d.namespace = $0.namespace
-                return d
-            }
-            o.pipeline = e.pipeline
-            o.path = e.path
-            o.compressionLevel = e.compressionLevel
-            o.headers = e.headers
+            var o = e.output
             if let auth = e.awsAuth { o.signer = try openSearchSigner(c, auth, hosts: e.hosts) }
             out.append(try ElasticsearchOutput(o))
         }
-        if let l = c.logstash {
-            var o = LogstashOutput.Configuration()
-            o.hosts = l.hosts
-            o.loadbalance = l.loadbalance
-            o.bulkMaxSize = l.bulkMaxSize
-            o.compressionLevel = Int32(l.compressionLevel)
-            o.timeout = l.timeout
-            o.tls = l.tls.map { TLSSettings(caFile: $0.caFile, verify: $0.verify) }
-            out.append(try LogstashOutput(o))
-        }
-        if let r = c.redis {
-            var o = RedisOutput.Configuration()
-            o.hosts = r.hosts
-            o.key = r.key
-            o.datatype = r.datatype
-            o.password = r.password
-            o.db = r.db
-            o.timeout = r.timeout
-            o.maxBatch = r.bulkMaxSize
-            o.tls = r.tls.map { TLSSettings(caFile: $0.caFile, verify: $0.verify) }
-            out.append(try RedisOutput(o))
-        }
+        if let l = c.logstash { out.append(try LogstashOutput(l.output)) }
+        if let r = c.redis { out.append(try RedisOutput(r.output)) }
         if let s = c.splunk { out.append(try SplunkHECOutput(s.output)) }
         return out
     }

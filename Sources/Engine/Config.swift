@@ -58,44 +58,7 @@ public struct Config: Sendable {
         /// `quarantine_max_entries`: past it, GC drops the oldest entries (0 keeps every one).
         public var maxQuarantineEntries = 10_000
     }
-    public struct FileOutputSection: Sendable {
-        public var path: String
-        public var filename = "cloudtrailbeat.ndjson"
-        public var rotateEveryKB = 10 * 1024
-        public var numberOfFiles = 7
-        public var bulkMaxSize = 2048
-        public var worker = 2
-    }
     public struct ConsoleSection: Sendable { public var pretty = false }
-    public struct ElasticsearchSection: Sendable {
-        public var hosts: [String] = []
-        public var index = "cloudtrail-%{+yyyy.MM.dd}"
-        public var bulkMaxSize = 1600
-        public var bulkMaxBytes = 10 << 20
-        public var worker = 2
-        public var username: String?
-        public var password: String?
-        public var apiKey: String?
-        public var caFile: String?
-        public var verifyTLS = true
-        public var timeout = 90.0
-        public var installTemplate = false
-        /// `data_stream:` — ship into `<type>-<dataset>-<namespace>` instead of `index`.
-        public var dataStream: DataStreamSection?
-        public var pipeline: String?
-        public var path = ""
-        public var compressionLevel = 0
-        public var headers: [String: String] = [:]
-        /// `aws_auth:` — sign every request with SigV4 (Amazon OpenSearch Service and Serverless).
-        public var awsAuth: AWSAuthSection?
-        /// `ilm:` — an index lifecycle policy, named by the installed template.
-        public var ilm: ElasticsearchOutput.ILM?
-    }
-    public struct DataStreamSection: Sendable, Equatable {
-        public var type = "logs"
-        public var dataset = "aws.cloudtrail"
-        public var namespace = "default"
-    }
     public struct AWSAuthSection: Sendable, Equatable {
         /// Nil: from the host name (`….<region>.es.amazonaws.com`), else as `input.aws_region` resolves.
         public var region: String?
@@ -104,30 +67,11 @@ public struct Config: Sendable {
         public var roleARN: String?
         public var externalID: String?
     }
-    public struct LogstashSection: Sendable {
-        public var hosts: [String] = []
-        public var loadbalance = false
-        public var bulkMaxSize = 2048
-        public var worker = 2
-        public var compressionLevel = 3
-        public var timeout = 30.0
-        public var tls: TLSConfig?
-    }
-    /// `ssl:` of a TCP output.
-    public struct TLSConfig: Sendable {
-        public var caFile: String?
-        public var verify = true
-    }
-    public struct RedisSection: Sendable {
-        public var hosts: [String] = []
-        public var key = "cloudtrailbeat"
-        public var datatype = "list"
-        public var password: String?
-        public var db = 0
-        public var timeout = 5.0
-        public var bulkMaxSize = 2048
-        public var worker = 2
-        public var tls: TLSConfig?
+    /// The metrics endpoint (`http.enabled`, `http.host`, `http.port`).
+    public struct MetricsEndpoint: Sendable, Equatable {
+        public var enabled = false
+        public var host = "127.0.0.1"
+        public var port = 5066
     }
     public struct Logging: Sendable {
         public var level = "info"
@@ -143,16 +87,15 @@ public struct Config: Sendable {
     public var dataPath: String?
     public var input = Input()
     public var journal = JournalSection()
-    public var fileOutput: FileOutputSection?
+    public var fileOutput: OutputSection<FileOutput.Configuration>?
     public var console: ConsoleSection?
     public var elasticsearch: ElasticsearchSection?
-    public var logstash: LogstashSection?
-    public var redis: RedisSection?
+    public var logstash: OutputSection<LogstashOutput.Configuration>?
+    public var redis: OutputSection<RedisOutput.Configuration>?
     public var splunk: SplunkSection?
     public var logging = Logging()
     public var shutdownTimeout = 30.0
-    /// The metrics endpoint (`http.enabled`, `http.host`, `http.port`).
-    public var http: (enabled: Bool, host: String, port: Int) = (false, "127.0.0.1", 5066)
+    public var http = MetricsEndpoint()
     public var spotInterruption = false
     public var hasInputSection = false
     /// `output.<name>.codec`, by output name (an output without one uses `cloudtrail`).
@@ -183,37 +126,11 @@ public struct Config: Sendable {
         }
     }
 
-    /// Every key the configuration accepts, for unknown-key errors and suggestions: the sections
-    /// below, and those read through a table (``SectionSchema``).
+    /// Every key the configuration accepts, for unknown-key errors and suggestions: the keys of every
+    /// section's table (``SectionSchema``, ConfigSchema.swift).
     static var known: [String: Set<String>] {
-        listedKeys.merging(splunkSchema.known) { a, _ in a }.merging(ilmSchema.known) { a, _ in a }
+        schemaKeys.reduce(into: [:]) { all, keys in all.merge(keys) { a, b in a.union(b) } }
     }
-
-    private static let listedKeys: [String: Set<String>] = [
-        "": ["input", "journal", "output", "logging", "shutdown_timeout", "spot_interruption", "http", "filter", "path"],
-        "path": ["data"],
-        "filter": ["include", "exclude", "drop_fields"],
-        "http": ["enabled", "host", "port"],
-        "input": ["sqs_url", "aws_region", "num_queue_fetch", "sleep_time", "no_purge", "endpoint", "path_style", "visibility_timeout",
-                  "max_receive_count", "workers", "wait_time", "leave_poison_to_dlq", "profile", "role_arn", "external_id", "max_fetch_attempts",
-                  "bucket_arn", "bucket_list_prefix", "bucket_list_interval", "buckets", "accounts", "topics",
-                  "sns_signature", "sns_certificate_hosts", "sns_trusted_ca"],
-        "journal": ["path", "max_size", "done_retention", "quarantine_max_entries"],
-        "output": ["file", "console", "elasticsearch", "logstash", "redis", "splunk"],
-        "output.file": ["enabled", "path", "filename", "rotate_every_kb", "number_of_files", "bulk_max_size", "worker", "codec", "filter"],
-        "output.console": ["enabled", "pretty", "codec", "filter"],
-        "output.elasticsearch": ["enabled", "hosts", "index", "bulk_max_size", "bulk_max_bytes", "worker", "username", "password", "api_key", "ssl", "timeout", "template",
-                                 "codec", "filter", "data_stream", "pipeline", "path", "compression_level", "headers", "aws_auth", "ilm"],
-        "output.elasticsearch.data_stream": ["type", "dataset", "namespace"],
-        "output.elasticsearch.aws_auth": ["enabled", "region", "service", "role_arn", "external_id"],
-        "output.elasticsearch.ssl": ["certificate_authorities", "verification_mode"],
-        "output.elasticsearch.template": ["enabled"],
-        "output.logstash": ["enabled", "hosts", "loadbalance", "bulk_max_size", "worker", "compression_level", "timeout", "ssl", "codec", "filter"],
-        "output.logstash.ssl": ["enabled", "certificate_authorities", "verification_mode"],
-        "output.redis": ["enabled", "hosts", "key", "datatype", "password", "db", "timeout", "bulk_max_size", "worker", "ssl", "codec", "filter"],
-        "output.redis.ssl": ["enabled", "certificate_authorities", "verification_mode"],
-        "logging": ["level", "selectors", "json"],
-    ]
 
     /// Loads and validates a YAML file, with `-E key=value` overrides applied on top.
     public static func load(path: String, overrides: [String] = []) throws -> Config {
@@ -259,66 +176,10 @@ public struct Config: Sendable {
         let r = Reader(file: file)
         var flat = try r.expandDotted(map, at: "")
         for o in overrides { r.merge(&flat, try r.expandDotted([o.key: o.value], at: "")) }
-        try r.checkKeys(flat, at: "")
+        try rootSchema.read(flat, r, into: &c)
         if let input = try r.section(flat, "input") {
             c.hasInputSection = true
-            try r.checkKeys(input, at: "input")
-            c.input.sqsURL = try r.string(input, "input", "sqs_url")
-            c.input.region = try r.string(input, "input", "aws_region")
-            c.input.numQueueFetch = try r.int(input, "input", "num_queue_fetch", in: 1...10) ?? 10
-            c.input.sleepTime = try r.seconds(input, "input", "sleep_time", in: 0...86400) ?? 0
-            c.input.noPurge = try r.bool(input, "input", "no_purge") ?? false
-            c.input.endpoint = try r.string(input, "input", "endpoint")
-            c.input.pathStyle = try r.bool(input, "input", "path_style")
-            c.input.visibilityTimeout = try r.wholeSeconds(input, "input", "visibility_timeout", in: 2...43200) ?? 300
-            c.input.maxReceiveCount = try r.int(input, "input", "max_receive_count", in: 0...1000) ?? 10
-            c.input.workers = try r.int(input, "input", "workers", in: 1...64) ?? 4
-            c.input.waitTime = try r.wholeSeconds(input, "input", "wait_time", in: 0...20) ?? 20
-            if (input["leave_poison_to_dlq"] as? String)?.lowercased() != "auto" {
-                c.input.leavePoisonToDLQ = try r.bool(input, "input", "leave_poison_to_dlq", orAuto: true)
-            }
-            c.input.profile = try r.string(input, "input", "profile")
-            c.input.roleARN = try r.string(input, "input", "role_arn")
-            c.input.externalID = try r.string(input, "input", "external_id")
-            c.input.maxFetchAttempts = try r.int(input, "input", "max_fetch_attempts", in: 1...100) ?? 5
-            c.input.policy.buckets = try r.strings(input, "input", "buckets") ?? []
-            for b in c.input.policy.buckets where b.isEmpty || b.contains("/") {
-                throw ConfigError(file: file, key: "input.buckets", message: "'\(b)' is not a bucket name or pattern (e.g. my-trail-bucket, org-trail-*)")
-            }
-            let accounts = try r.strings(input, "input", "accounts") ?? []
-            for a in accounts where a.count != 12 || !a.allSatisfy({ $0.isASCII && $0.isNumber }) {
-                throw ConfigError(file: file, key: "input.accounts", message: "'\(a)' is not an AWS account ID (12 digits; quote it in YAML)")
-            }
-            c.input.policy.accounts = Set(accounts)
-            let topics = try r.strings(input, "input", "topics") ?? []
-            for t in topics where !(t.hasPrefix("arn:") && t.split(separator: ":").count == 6 && t.contains(":sns:")) {
-                throw ConfigError(file: file, key: "input.topics", message: "'\(t)' is not an SNS topic ARN (arn:aws:sns:<region>:<account>:<name>)")
-            }
-            c.input.policy.topics = Set(topics)
-            if (input["sns_signature"] as? String)?.lowercased() != "auto" {
-                c.input.verifySNSSignatures = try r.bool(input, "input", "sns_signature", orAuto: true)
-            }
-            if let hosts = try r.strings(input, "input", "sns_certificate_hosts") {
-                guard !hosts.isEmpty else { throw ConfigError(file: file, key: "input.sns_certificate_hosts", message: "empty: no signing certificate could be fetched") }
-                c.input.snsSignature.certificateHosts = hosts
-            }
-            c.input.snsSignature.trustedCAFile = try r.string(input, "input", "sns_trusted_ca")
-            if let arn = try r.string(input, "input", "bucket_arn") {
-                // arn:aws:s3:::name (any partition), or s3://name, or the bare name.
-                let name = arn.hasPrefix("arn:") ? String(arn.split(separator: ":", omittingEmptySubsequences: false).last ?? "")
-                    : arn.hasPrefix("s3://") ? String(arn.dropFirst(5).split(separator: "/").first ?? "") : arn
-                let isARN = !arn.hasPrefix("arn:") || (arn.split(separator: ":", omittingEmptySubsequences: false).count == 6 && arn.contains(":s3:::"))
-                guard isARN, (3...63).contains(name.count), !name.contains("/") else {
-                    throw ConfigError(file: file, key: "input.bucket_arn", message: "'\(arn)' is not an S3 bucket ARN (expected arn:aws:s3:::<bucket>)")
-                }
-                c.input.bucket = name
-                // s3://bucket/prefix names the prefix too, unless bucket_list_prefix does.
-                if arn.hasPrefix("s3://"), let slash = arn.dropFirst(5).firstIndex(of: "/") {
-                    c.input.bucketListPrefix = String(arn[arn.index(after: slash)...])
-                }
-            }
-            c.input.bucketListPrefix = try r.string(input, "input", "bucket_list_prefix") ?? c.input.bucketListPrefix
-            c.input.bucketListInterval = try r.seconds(input, "input", "bucket_list_interval", in: 1...86400) ?? 120
+            try inputSchema.read(input, r, into: &c.input)
             if c.input.bucket != nil && c.input.sqsURL != nil {
                 throw ConfigError(file: file, key: "input.bucket_arn", message: "give input.sqs_url (notifications) or input.bucket_arn (bucket polling), not both")
             }
@@ -326,129 +187,42 @@ public struct Config: Sendable {
                 throw ConfigError(file: file, key: "input.sqs_url", message: "'\(url)' is not a URL (expected https://sqs.<region>.amazonaws.com/<account>/<queue>)")
             }
         }
-        if let j = try r.section(flat, "journal") {
-            try r.checkKeys(j, at: "journal")
-            c.journal.path = try r.string(j, "journal", "path") ?? c.journal.path
-            c.journal.maxSize = try r.size(j, "journal", "max_size") ?? c.journal.maxSize
-            guard c.journal.maxSize >= 16 << 20 else {
-                throw ConfigError(file: file, key: "journal.max_size", message: "\(c.journal.maxSize) bytes is less than the minimum, 16 MiB (a tenth is kept for acknowledgements and GC, and bodies are stored in 128 KiB chunks)")
-            }
-            c.journal.doneRetentionSeconds = try r.duration(j, "journal", "done_retention") ?? c.journal.doneRetentionSeconds
-            c.journal.maxQuarantineEntries = try r.int(j, "journal", "quarantine_max_entries", in: 0...10_000_000) ?? c.journal.maxQuarantineEntries
-        }
+        if let j = try r.section(flat, "journal") { try journalSchema.read(j, r, into: &c.journal) }
         if let out = try r.section(flat, "output") {
-            try r.checkKeys(out, at: "output")
-            if let f = try r.section(out, "file", at: "output"), try r.bool(f, "output.file", "enabled") ?? true {
-                try r.checkKeys(f, at: "output.file")
-                guard let path = try r.string(f, "output.file", "path") else {
-                    throw ConfigError(file: file, key: "output.file.path", message: "missing: the directory to write NDJSON files to")
-                }
-                var s = FileOutputSection(path: path)
-                s.filename = try r.string(f, "output.file", "filename") ?? s.filename
-                s.rotateEveryKB = try r.int(f, "output.file", "rotate_every_kb", in: 1...Int(Int32.max)) ?? s.rotateEveryKB
-                s.numberOfFiles = try r.int(f, "output.file", "number_of_files", in: 1...1024) ?? s.numberOfFiles
-                s.bulkMaxSize = try r.int(f, "output.file", "bulk_max_size", in: 1...100_000) ?? s.bulkMaxSize
-                s.worker = try r.int(f, "output.file", "worker", in: 1...16) ?? s.worker
-                c.fileOutput = s
-                try r.shaping(f, output: "file", into: &c)
+            try outputSchema.read(out, r, into: &c)
+            if let f = try r.output(out, "file", fileSchema, OutputSection(FileOutput.Configuration(path: ""), worker: 2), into: &c) {
+                try r.require(out["file"] as? [String: Any] ?? [:], "output.file", "path", "the directory to write NDJSON files to")
+                c.fileOutput = f
             }
-            if out.keys.contains("console") {
-                let section = try r.section(out, "console", at: "output") ?? [:]
-                try r.checkKeys(section, at: "output.console")
-                if try r.bool(section, "output.console", "enabled") ?? true {
-                    c.console = ConsoleSection(pretty: try r.bool(section, "output.console", "pretty") ?? false)
-                    try r.shaping(section, output: "console", into: &c)
-                }
+            c.console = try r.output(out, "console", consoleSchema, ConsoleSection(), into: &c)
+            if var e = try r.output(out, "elasticsearch", elasticsearchSchema, ElasticsearchSection(), into: &c) {
+                let m = out["elasticsearch"] as? [String: Any] ?? [:]
+                try r.require(m, "output.elasticsearch", "hosts", "e.g. [\"https://localhost:9200\"]")
+                try r.elasticsearchDestination(m, into: &e)
+                c.elasticsearch = e
             }
-            if let e = try r.section(out, "elasticsearch", at: "output"), try r.bool(e, "output.elasticsearch", "enabled") ?? true {
-                try r.checkKeys(e, at: "output.elasticsearch")
-                var s = ElasticsearchSection()
-                s.hosts = try r.strings(e, "output.elasticsearch", "hosts") ?? []
-                guard !s.hosts.isEmpty else { throw ConfigError(file: file, key: "output.elasticsearch.hosts", message: "missing: e.g. [\"https://localhost:9200\"]") }
-                s.index = try r.string(e, "output.elasticsearch", "index") ?? s.index
-                s.bulkMaxSize = try r.int(e, "output.elasticsearch", "bulk_max_size", in: 1...100_000) ?? s.bulkMaxSize
-                s.worker = try r.int(e, "output.elasticsearch", "worker", in: 1...16) ?? s.worker
-                s.bulkMaxBytes = try r.size(e, "output.elasticsearch", "bulk_max_bytes") ?? s.bulkMaxBytes
-                s.username = try r.string(e, "output.elasticsearch", "username")
-                s.password = try r.string(e, "output.elasticsearch", "password")
-                s.apiKey = try r.string(e, "output.elasticsearch", "api_key")
-                s.timeout = try r.seconds(e, "output.elasticsearch", "timeout", in: 1...3600) ?? s.timeout
-                if let ssl = try r.section(e, "ssl", at: "output.elasticsearch") {
-                    try r.checkKeys(ssl, at: "output.elasticsearch.ssl")
-                    s.caFile = try r.strings(ssl, "output.elasticsearch.ssl", "certificate_authorities")?.first
-                    if let mode = try r.string(ssl, "output.elasticsearch.ssl", "verification_mode") {
-                        guard ["full", "none", "certificate", "strict"].contains(mode) else {
-                            throw ConfigError(file: file, key: "output.elasticsearch.ssl.verification_mode", message: "'\(mode)' is not one of full, strict, certificate, none")
-                        }
-                        s.verifyTLS = mode != "none"
-                    }
-                }
-                if let t = try r.section(e, "template", at: "output.elasticsearch") {
-                    try r.checkKeys(t, at: "output.elasticsearch.template")
-                    s.installTemplate = try r.bool(t, "output.elasticsearch.template", "enabled") ?? false
-                }
-                try r.elasticsearchDestination(e, into: &s)
-                c.elasticsearch = s
-                try r.shaping(e, output: "elasticsearch", into: &c)
+            if let l = try r.output(out, "logstash", logstashSchema, OutputSection(LogstashOutput.Configuration(), worker: 2), into: &c) {
+                try r.require(out["logstash"] as? [String: Any] ?? [:], "output.logstash", "hosts", "e.g. [\"localhost:5044\"]")
+                c.logstash = l
             }
-            if let l = try r.section(out, "logstash", at: "output"), try r.bool(l, "output.logstash", "enabled") ?? true {
-                try r.checkKeys(l, at: "output.logstash")
-                var s = LogstashSection()
-                s.hosts = try r.strings(l, "output.logstash", "hosts") ?? []
-                guard !s.hosts.isEmpty else { throw ConfigError(file: file, key: "output.logstash.hosts", message: "missing: e.g. [\"localhost:5044\"]") }
-                s.loadbalance = try r.bool(l, "output.logstash", "loadbalance") ?? false
-                s.bulkMaxSize = try r.int(l, "output.logstash", "bulk_max_size", in: 1...100_000) ?? s.bulkMaxSize
-                s.worker = try r.int(l, "output.logstash", "worker", in: 1...16) ?? s.worker
-                s.compressionLevel = try r.int(l, "output.logstash", "compression_level", in: 0...9) ?? s.compressionLevel
-                s.timeout = try r.seconds(l, "output.logstash", "timeout", in: 1...3600) ?? s.timeout
-                s.tls = try r.tls(l, at: "output.logstash")
-                c.logstash = s
-                try r.shaping(l, output: "logstash", into: &c)
+            if let d = try r.output(out, "redis", redisSchema, OutputSection(RedisOutput.Configuration(), worker: 2), into: &c) {
+                try r.require(out["redis"] as? [String: Any] ?? [:], "output.redis", "hosts", "e.g. [\"localhost:6379\"]")
+                c.redis = d
             }
-            if let d = try r.section(out, "redis", at: "output"), try r.bool(d, "output.redis", "enabled") ?? true {
-                try r.checkKeys(d, at: "output.redis")
-                var s = RedisSection()
-                s.hosts = try r.strings(d, "output.redis", "hosts") ?? []
-                guard !s.hosts.isEmpty else { throw ConfigError(file: file, key: "output.redis.hosts", message: "missing: e.g. [\"localhost:6379\"]") }
-                s.key = try r.string(d, "output.redis", "key") ?? s.key
-                s.datatype = try r.string(d, "output.redis", "datatype") ?? s.datatype
-                guard ["list", "channel"].contains(s.datatype) else {
-                    throw ConfigError(file: file, key: "output.redis.datatype", message: "'\(s.datatype)' is not one of list, channel")
-                }
-                s.password = try r.string(d, "output.redis", "password")
-                s.db = try r.int(d, "output.redis", "db", in: 0...1024) ?? 0
-                s.timeout = try r.seconds(d, "output.redis", "timeout", in: 0.1...3600) ?? s.timeout
-                s.bulkMaxSize = try r.int(d, "output.redis", "bulk_max_size", in: 1...100_000) ?? s.bulkMaxSize
-                s.worker = try r.int(d, "output.redis", "worker", in: 1...16) ?? s.worker
-                s.tls = try r.tls(d, at: "output.redis")
-                c.redis = s
-                try r.shaping(d, output: "redis", into: &c)
-            }
-            if let s = try r.section(out, "splunk", at: "output") { try r.splunk(s, into: &c) }
-        }
-        if let l = try r.section(flat, "logging") {
-            try r.checkKeys(l, at: "logging")
-            c.logging.level = try r.string(l, "logging", "level") ?? "info"
-            guard ["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(c.logging.level) else {
-                throw ConfigError(file: file, key: "logging.level", message: "'\(c.logging.level)' is not one of debug, info, warning, error")
-            }
-            c.logging.selectors = try r.strings(l, "logging", "selectors") ?? []
-            c.logging.json = try r.bool(l, "logging", "json") ?? false
-            for name in c.logging.selectors where name != "*" && !SelectorLogHandler.stages.contains(name.lowercased()) {
-                throw ConfigError(file: file, key: "logging.selectors", message: "'\(name)' is not a stage: \(SelectorLogHandler.stages.joined(separator: ", ")) or *")
+            if var s = try r.output(out, "splunk", splunkSchema, SplunkSection(SplunkHECOutput.Configuration(), worker: 4), into: &c) {
+                try r.checkSplunk(&s, out["splunk"] as? [String: Any] ?? [:])
+                c.splunk = s
+                // Splunk's add-on for AWS parses the record as CloudTrail wrote it (sourcetype aws:cloudtrail).
+                if c.codecs["splunk"] == nil { c.codecs["splunk"] = CodecOptions(kind: .raw) }
             }
         }
+        if let l = try r.section(flat, "logging") { try loggingSchema.read(l, r, into: &c.logging) }
         if let h = try r.section(flat, "http") {
-            try r.checkKeys(h, at: "http")
-            c.http = (try r.bool(h, "http", "enabled") ?? true, try r.string(h, "http", "host") ?? "127.0.0.1", try r.int(h, "http", "port", in: 0...65535) ?? 5066)
+            c.http.enabled = true  // a metrics section turns the endpoint on unless it says otherwise
+            try httpSchema.read(h, r, into: &c.http)
         }
         if flat.keys.contains("filter") { c.filter = try r.filter(flat["filter"]!, at: "filter") }
-        c.shutdownTimeout = try r.seconds(flat, "", "shutdown_timeout", in: 0...86400) ?? 30
-        c.spotInterruption = try r.bool(flat, "", "spot_interruption") ?? false
-        if let p = try r.section(flat, "path") {
-            try r.checkKeys(p, at: "path")
-            c.dataPath = try r.string(p, "path", "data")
-        }
+        if let p = try r.section(flat, "path") { try pathSchema.read(p, r, into: &c) }
         // Relative paths: against path.data, else the configuration file's directory (not the working
         // directory, which is / under systemd and anything at all for `journal status`).
         let here = URL(fileURLWithPath: FileManager.default.currentDirectoryPath, isDirectory: true)
@@ -535,8 +309,8 @@ struct Reader {
         }
     }
 
-    /// Where and how `output.elasticsearch` ships beyond hosts and credentials: a data stream, an ingest
-    /// pipeline, a path prefix, gzip, extra headers, SigV4.
+    /// What `output.elasticsearch` needs beyond its table: a data stream (its naming rules), extra
+    /// headers, SigV4, the lifecycle policy, and the checks that span keys.
     func elasticsearchDestination(_ e: [String: Any], into s: inout Config.ElasticsearchSection) throws {
         let at = "output.elasticsearch"
         if e.keys.contains("data_stream") {
@@ -559,10 +333,7 @@ struct Reader {
             }
             s.dataStream = stream
         }
-        s.pipeline = try string(e, at, "pipeline")
         if let p = s.pipeline, p.isEmpty { throw fail(join(at, "pipeline"), "must name an ingest pipeline") }
-        s.path = try string(e, at, "path") ?? ""
-        s.compressionLevel = try int(e, at, "compression_level", in: 0...9) ?? 0
         if let h = e["headers"], !(h is NSNull) {
             guard let m = h as? [String: Any] else { throw fail(join(at, "headers"), "must be a mapping of header names to values") }
             for name in m.keys.sorted() {
@@ -677,12 +448,12 @@ struct Reader {
     }
 
     /// `ssl: {enabled, certificate_authorities, verification_mode}`; nil when absent or disabled.
-    func tls(_ map: [String: Any], at: String) throws -> Config.TLSConfig? {
+    func tls(_ map: [String: Any], at: String) throws -> TLSSettings? {
         guard let ssl = try section(map, "ssl", at: at) else { return nil }
         let here = join(at, "ssl")
         try checkKeys(ssl, at: here)
         guard try bool(ssl, here, "enabled") ?? true else { return nil }
-        var t = Config.TLSConfig()
+        var t = TLSSettings()
         t.caFile = try strings(ssl, here, "certificate_authorities")?.first
         if let mode = try string(ssl, here, "verification_mode") {
             guard ["full", "strict", "certificate", "none"].contains(mode) else {
@@ -815,6 +586,17 @@ struct Reader {
         }
         if let n = Double(s), n >= 0, n.isFinite { return n }
         return nil
+    }
+
+    /// `7d`, `12h`, or seconds.
+    static func describe(wholeSeconds s: Int) -> String {
+        s > 0 && s % 86400 == 0 ? "\(s / 86400)d" : s > 0 && s % 3600 == 0 ? "\(s / 3600)h" : "\(s)s"
+    }
+
+    /// `10MiB`, `512KiB`, or bytes.
+    static func describe(bytes: Int) -> String {
+        for (unit, shift) in [("GiB", 30), ("MiB", 20), ("KiB", 10)] where bytes > 0 && bytes % (1 << shift) == 0 { return "\(bytes >> shift)\(unit)" }
+        return "\(bytes)"
     }
 
     static func describe(_ seconds: Double) -> String {

@@ -16,7 +16,11 @@ public final class ElasticsearchOutput: Output, @unchecked Sendable {
         public var type: String = "logs"
         public var dataset: String = "aws.cloudtrail"
         public var namespace: String = "default"
-        public init() {}
+        public init(type: String = "logs", dataset: String = "aws.cloudtrail", namespace: String = "default") {
+            self.type = type
+            self.dataset = dataset
+            self.namespace = namespace
+        }
         public var name: String { "\(type)-\(dataset)-\(namespace)" }
     }
 

@@ -36,8 +36,14 @@ struct TestCommand: AsyncParsableCommand {
             discussion: "Exit 0 when a run could start with it, 1 otherwise.")
 
         @OptionGroup var source: ConfigSource
+        @Flag(help: "List every configuration key with its default and what it takes (from the configuration's tables; no file is read).")
+        var keys = false
 
         func run() async throws {
+            if keys {
+                print(Config.keyReference.joined(separator: "\n"))
+                return
+            }
             let c = try source.load()
             let report = await ConfigCheck.run(c)
             print(report.lines.joined(separator: "\n"))

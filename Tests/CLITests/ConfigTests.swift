@@ -179,6 +179,31 @@ struct ConfigTests {
         #expect(output.channel == "3F2504E0-4F89-11D3-9A0C-0305E82C3301")
     }
 
+    /// `test config --keys`: every key of every table, with its default (the settings' own initial
+    /// values, which parsing starts from) and what it takes.
+    @Test func theKeyReferenceListsEveryKeyWithItsDefault() throws {
+        let r = try run(["test", "config", "--keys"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let lines = r.stdout.split(separator: "\n").map(String.init)
+        #expect(lines == Config.keyReference)
+        for line in [
+            "input.workers: 4 — a whole number, 1–64", "input.visibility_timeout: 300s — a whole number of seconds, 2–43200",
+            "journal.max_size: 4GiB — a size, at least 16MiB", "output.elasticsearch.bulk_max_bytes: 10MiB — a size",
+            "output.splunk.ack_timeout: 300s — a duration, 1s–86400s", "output.splunk.url: (required) — a string",
+            "output.redis.datatype: list — one of list, channel", "logging.level: info — one of debug, info, warning, error",
+            "output.elasticsearch.ilm.rollover_max_primary_shard_size: 50gb — a size, at least 1MiB", "http.port: 5066 — a whole number, 0–65535",
+        ] {
+            #expect(lines.contains(line), "missing: \(line)")
+        }
+        // Every key the parser knows is in the reference (nested mappings like ssl are described at their key).
+        let listed = Set(lines.map { String($0.prefix { $0 != ":" && $0 != " " }) })
+        for (section, keys) in Config.known where listed.contains(where: { $0.hasPrefix(section.isEmpty ? "" : section + ".") }) || section.isEmpty {
+            for key in keys where !listed.contains(section.isEmpty ? key : section + "." + key) && !["ssl", "template", "data_stream", "aws_auth", "path", "http", "filter"].contains(where: { section.hasSuffix($0) }) {
+                Issue.record("\(section).\(key) is not in the key reference")
+            }
+        }
+    }
+
     /// `output.elasticsearch.ilm`: Elasticsearch's units from ours, the policy file as it is.
     @Test func ilmSettings() throws {
         let dir = TempDir("ilm")

@@ -88,13 +88,18 @@ struct DocsTests {
         }
         compare("input", shown.input, defaults.input, skip: ["sqsURL", "region", "endpoint", "pathStyle", "profile", "roleARN", "externalID", "policy", "snsSignature"])
         compare("journal", shown.journal, defaults.journal, skip: ["path"])
-        compare("output.file", shown.fileOutput, defaults.fileOutput, skip: ["path"])
+        /// An output's section: its output's configuration, and `worker`.
+        func compareOutput<S: OutputSettings>(_ section: String, _ a: S?, _ b: S?, skip: Set<String>) {
+            compare(section, a?.output, b?.output, skip: skip)
+            if a?.worker != b?.worker { mismatches.append("\(section).worker: the example shows \(a?.worker ?? -1), the default is \(b?.worker ?? -1)") }
+        }
+        compareOutput("output.file", shown.fileOutput, defaults.fileOutput, skip: ["path"])
         compare("output.console", shown.console, defaults.console, skip: [])
-        compare("output.elasticsearch", shown.elasticsearch, defaults.elasticsearch, skip: ["hosts", "username", "password", "apiKey", "caFile"])
-        compare("output.logstash", shown.logstash, defaults.logstash, skip: ["hosts", "tls"])
-        compare("output.redis", shown.redis, defaults.redis, skip: ["hosts", "password", "tls"])
-        compare("output.splunk", shown.splunk?.output, defaults.splunk?.output, skip: ["url", "token", "index", "caFile"])
-        #expect(shown.splunk?.worker == defaults.splunk?.worker && shown.codec(forOutput: "splunk") == defaults.codec(forOutput: "splunk"))
+        compareOutput("output.elasticsearch", shown.elasticsearch, defaults.elasticsearch, skip: ["hosts", "username", "password", "apiKey", "caFile"])
+        compareOutput("output.logstash", shown.logstash, defaults.logstash, skip: ["hosts", "tls"])
+        compareOutput("output.redis", shown.redis, defaults.redis, skip: ["hosts", "password", "tls"])
+        compareOutput("output.splunk", shown.splunk, defaults.splunk, skip: ["url", "token", "index", "caFile"])
+        #expect(shown.codec(forOutput: "splunk") == defaults.codec(forOutput: "splunk"))
         compare("logging", shown.logging, defaults.logging, skip: [])
         #expect(shown.shutdownTimeout == defaults.shutdownTimeout && shown.spotInterruption == defaults.spotInterruption)
         #expect("\(shown.http)" == "\(defaults.http)", "http: \(shown.http) vs \(defaults.http)")

@@ -9,8 +9,7 @@ import TestSupport
 @Suite("HTTP body cancellation")
 struct HTTPBodyCancellationTests {
     @Test func aCancelledBodyThrowsEvenWhenItHadArrived() async throws {
-        let port = freePort()
-        let es = try LocalServer(["python3", fixture("es_server.py"), String(port)], port: port, name: "es", installHint: "python3 is needed")
+        let es = try protocolServer("es_server.py", name: "es")
         let http = HTTPClient()
         let (head, body) = try await http.stream(HTTPRequest(method: "GET", url: es.url + "/"))
         #expect(head.status == 200)

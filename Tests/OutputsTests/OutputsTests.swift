@@ -103,21 +103,26 @@ struct RedisOutputTests {
     }
 }
 
+/// A Python protocol test server of Fixtures/ (es_server.py, hec_server.py) on a free port.
+func protocolServer(_ script: String, name: String) throws -> LocalServer {
+    let port = freePort()
+    return try LocalServer(["python3", fixture(script), String(port)], port: port, name: name, installHint: "python3 is needed")
+}
+
+/// POSTs `json` to a protocol test server's /_script (how the tests script its behaviour).
+func script(_ server: LocalServer, _ json: String) async throws {
+    _ = try await HTTPClient().send(HTTPRequest(method: "POST", url: server.url + "/_script", headers: [("Content-Type", "application/json")], body: Array(json.utf8)))
+}
+
+/// What a protocol test server saw (GET /_test/stats).
+func stats(_ server: LocalServer) async throws -> [String: Any] {
+    let r = try await HTTPClient().send(HTTPRequest(method: "GET", url: server.url + "/_test/stats"))
+    return try #require(try JSONSerialization.jsonObject(with: Data(r.body)) as? [String: Any])
+}
+
 @Suite("elasticsearch output against a protocol-faithful test server")
 struct ElasticsearchOutputTests {
-    func server() throws -> LocalServer {
-        let port = freePort()
-        return try LocalServer(["python3", fixture("es_server.py"), String(port)], port: port, name: "es", installHint: "python3 is needed")
-    }
-
-    func script(_ server: LocalServer, _ json: String) async throws {
-        _ = try await HTTPClient().send(HTTPRequest(method: "POST", url: server.url + "/_script", headers: [("Content-Type", "application/json")], body: Array(json.utf8)))
-    }
-
-    func stats(_ server: LocalServer) async throws -> [String: Any] {
-        let r = try await HTTPClient().send(HTTPRequest(method: "GET", url: server.url + "/_test/stats"))
-        return try JSONSerialization.jsonObject(with: Data(r.body)) as! [String: Any]
-    }
+    func server() throws -> LocalServer { try protocolServer("es_server.py", name: "es") }
 
     /// ILM: the policy goes in before the template that names it; one that exists is left alone unless
     /// `overwrite`; rollover only for a data stream; a policy Elasticsearch refuses is a clear error.

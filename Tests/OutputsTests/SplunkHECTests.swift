@@ -9,19 +9,7 @@ import TestSupport
 /// channels, ackIds, acks that come late or never, a restart that loses channels, 503 busy.
 @Suite("splunk HEC output against a protocol-faithful test server")
 struct SplunkHECTests {
-    func server() throws -> LocalServer {
-        let port = freePort()
-        return try LocalServer(["python3", fixture("hec_server.py"), String(port)], port: port, name: "hec", installHint: "python3 is needed")
-    }
-
-    func script(_ server: LocalServer, _ json: String) async throws {
-        _ = try await HTTPClient().send(HTTPRequest(method: "POST", url: server.url + "/_script", body: Array(json.utf8)))
-    }
-
-    func stats(_ server: LocalServer) async throws -> [String: Any] {
-        let r = try await HTTPClient().send(HTTPRequest(method: "GET", url: server.url + "/_test/stats"))
-        return try #require(try JSONSerialization.jsonObject(with: Data(r.body)) as? [String: Any])
-    }
+    func server() throws -> LocalServer { try protocolServer("hec_server.py", name: "hec") }
 
     /// What was indexed: each event's envelope.
     func indexed(_ server: LocalServer) async throws -> [[String: Any]] {
