@@ -223,12 +223,17 @@ public final class SplunkHECOutput: Output {
         } catch let e as HTTPTransportError {
             throw HECAckTracker.Failure.transient("\(ackEndpoint): \(e.message)")
         }
-        let answer = Answer(r)
-        if (200..<300).contains(r.status), let acks = answer.acks {
-            return Set(acks.compactMap { $0.value ? Int($0.key) : nil })
+        return try Self.acknowledged(Answer(r), queried: ids, endpoint: ackEndpoint)
+    }
+
+    /// What an ack query's answer says: the queried ids that are indexed (an id the query did not ask
+    /// for is ignored), or why there is no answer (a lost channel, or something to ask again).
+    static func acknowledged(_ answer: Answer, queried: [Int], endpoint: String) throws -> Set<Int> {
+        if (200..<300).contains(answer.status), let acks = answer.acks {
+            return Set(acks.compactMap { $0.value ? Int($0.key) : nil }).intersection(queried)
         }
         if answer.code == 10 || answer.code == 11 { throw HECAckTracker.Failure.channelLost(answer.summary) }
-        throw HECAckTracker.Failure.transient("\(ackEndpoint) answered \(answer.summary)")
+        throw HECAckTracker.Failure.transient("\(endpoint) answered \(answer.summary)")
     }
 
     public func close() async {

@@ -8,6 +8,8 @@
 // 3. lumberjack: a window is acknowledged only whole; redis: a reply stream is consumed or refused.
 // 4. bulk: a report never handles more than the batch, and its dead letters lie below `handled`.
 // 5. journal: a record that decodes re-encodes to bytes that decode to the same record.
+// 6. hec: an ack answer acknowledges only ids the query asked for; an event's time, read from any
+//    bytes, is either absent or a time HEC's envelope can carry.
 import Codecs
 import Foundation
 @testable import AWS
@@ -157,6 +159,26 @@ public func fuzzBulk(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
         precondition(report.handled <= count, "handled \(report.handled) of \(count)")
         precondition(report.deadLetters.allSatisfy { $0.index < report.handled }, "a dead letter at or beyond handled")
     }
+    return 0
+}
+
+/// Splunk HEC: answers to an event request and to an ack query (the first byte: status class and how
+/// many ids were queried), and event times read from any bytes.
+@_cdecl("ctb_fuzz_hec")
+public func fuzzHEC(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
+    let input = bytes(data, size)
+    guard let first = input.first else { return 0 }
+    let body = Array(input.dropFirst())
+    let status = [200, 400, 403, 503][Int(first & 3)]
+    let answer = SplunkHECOutput.Answer(HTTPResponse(head: HTTPHead(status: status, headers: []), body: body))
+    _ = answer.summary
+    let queried = Array(0..<Int(first >> 2))
+    if let acked = try? SplunkHECOutput.acknowledged(answer, queried: queried, endpoint: "fuzz") {
+        precondition(acked.isSubset(of: Set(queried)), "acknowledged ids that were not asked for: \(acked.subtracting(queried))")
+    }
+    let event = OutputEvent(id: "e", json: body, timestamp: Array(body.prefix(32)))
+    if let ms = event.epochMillis { precondition(ms >= -62_167_219_200_000 && ms < 253_402_300_800_000, "a time outside years 0–9999: \(ms)") }
+    _ = OutputEvent(id: "e", json: body).epochMillis
     return 0
 }
 
