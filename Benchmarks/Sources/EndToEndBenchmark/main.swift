@@ -12,6 +12,8 @@
 // 2. Memory: one object of 1 GiB uncompressed, end to end; peak RSS must stay <= 128 MiB.
 // 3. The queue path against moto: our CPU seconds per 1 000 records (moto itself is slow: we measure our
 //    CPU, not its speed).
+// 4. Each network output (Elasticsearch, OpenSearch with SigV4, Logstash, Splunk HEC with indexer
+//    acknowledgement, redis) against its protocol test server: records/s and the ratio to the file output.
 import BenchmarkSupport
 import Foundation
 
@@ -216,3 +218,103 @@ if system("command -v moto_server >/dev/null") == 0 {
 } else {
     print("  queue path: skipped (moto_server missing: pip install 'moto[server]')")
 }
+
+// MARK: 4. Each network output against its protocol test server (Tests/OutputsTests/Fixtures, redis-server)
+// The same backfill shipped to one output at a time; records/s, and the ratio to the file output on the
+// same corpus in this run. The Python test servers parse every request, so they, not cloudtrailbeat, set
+// most of these figures: read them as "what a receiver that keeps up gets", not as a receiver's limit.
+/// Whether something listens on the loopback port (bash's /dev/tcp).
+func listening(_ port: Int) -> Bool { system("bash -c 'exec 3<>/dev/tcp/127.0.0.1/\(port)' 2>/dev/null") == 0 }
+
+/// Starts a server and waits until it listens; nil (with a note) when it cannot.
+func server(_ argv: [String], port: Int) -> Process? {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    p.arguments = argv
+    p.standardOutput = FileHandle.nullDevice
+    p.standardError = FileHandle(forWritingAtPath: "/dev/null")
+    guard (try? p.run()) != nil else { return nil }
+    for _ in 0..<200 where !listening(port) { usleep(50_000) }
+    return listening(port) ? p : nil
+}
+
+func post(_ url: String, _ json: String) {
+    _ = shell("curl -s -o /dev/null -X POST -H 'Content-Type: application/json' -d '\(json)' \(url)")
+}
+
+func count(_ command: String) -> Int {
+    let pipe = Pipe()
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: "/bin/sh")
+    p.arguments = ["-c", command]
+    p.standardOutput = pipe
+    try? p.run()
+    let out = pipe.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    return Int(String(decoding: out, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)) ?? -1
+}
+
+let outputMB = quick ? 6 : 24
+let outputDir = base + "/outputs-corpus"
+let outputDay = outputDir + "/AWSLogs/123456789012/CloudTrail/eu-west-1/2026/11/29"
+try FileManager.default.createDirectory(atPath: outputDay, withIntermediateDirectories: true)
+var outputRecords = 0, outputBytes = 0, outputFiles = 0
+while outputBytes < outputMB << 20 {
+    let path = outputDay + "/123456789012_CloudTrail_eu-west-1_20261129T\(String(format: "%04d", outputFiles))Z_o\(outputFiles).json.gz"
+    let (bytes, n) = writeLog(path: path, bytes: min(2 << 20, (outputMB << 20) - outputBytes), corpus: &corpus, start: 10_000_000 + outputRecords)
+    outputBytes += bytes
+    outputRecords += n
+    outputFiles += 1
+}
+print("outputs: \(outputFiles) files, \(outputBytes >> 20) MiB uncompressed, \(outputRecords) records; one output at a time")
+func outputConfig(_ name: String, _ output: String) -> String {
+    let path = "\(base)/\(name).yml"
+    try? FileManager.default.removeItem(atPath: "\(base)/\(name)")
+    try! "journal:\n  path: \(base)/\(name)/journal\noutput:\n\(output)".write(toFile: path, atomically: true, encoding: .utf8)
+    return path
+}
+let fileBaseline = run(["-c", config("outputs-file"), "-b", outputDir]).seconds
+print(String(format: "  %@%9.0f records/s", pad("file output (fsync per batch)"), Double(outputRecords) / fileBaseline))
+let fixtures = repo + "/Tests/OutputsTests/Fixtures"
+@MainActor func report(_ label: String, _ seconds: Double, shipped: Int) {
+    precondition(shipped >= outputRecords, "\(label): the receiver holds \(shipped) events of \(outputRecords)")
+    print(String(format: "  %@%9.0f records/s  %.2fx the file output", pad(label), Double(outputRecords) / seconds, fileBaseline / seconds))
+}
+/// Starts a test server (`command` for a free loopback port), scripts it, ships the corpus to it through
+/// the output `section` (its YAML, given the port) and reports; `shipped` counts what the receiver holds.
+@MainActor func measure(
+    _ label: String, command: (Int) -> [String], script: String? = nil, environment: [String: String] = [:],
+    section: (Int) -> String, shipped: (Int) -> String
+) {
+    let port = count("python3 -c 'import socket; s = socket.socket(); s.bind((\"127.0.0.1\", 0)); print(s.getsockname()[1])'")
+    guard port > 0, let process = server(command(port), port: port) else {
+        return print("  \(label): skipped (\(command(port)[0] == "python3" ? "python3" : command(port)[0]) did not start; scripts/setup installs it)")
+    }
+    defer { process.terminate() }
+    if let script { post("http://127.0.0.1:\(port)/_script", script) }
+    let name = "outputs-" + label.prefix { $0 != " " }
+    let t = run(["-c", outputConfig(String(name), section(port)), "-b", outputDir], environment: environment).seconds
+    report(label, t, shipped: count(shipped(port)))
+}
+func fixture(_ name: String, _ extra: [String] = []) -> (Int) -> [String] { { ["python3", fixtures + "/" + name, String($0)] + extra } }
+func docs(_ port: Int) -> String {
+    "curl -s http://127.0.0.1:\(port)/_test/stats | python3 -c 'import json,sys; s=json.load(sys.stdin); assert not s[\"refused\"]; print(len(s[\"docs\"]))'"
+}
+measure(
+    "elasticsearch (_bulk, es_server.py)", command: fixture("es_server.py"),
+    section: { "  elasticsearch:\n    hosts: [\"http://127.0.0.1:\($0)\"]\n" }, shipped: docs)
+measure(
+    "OpenSearch Service (SigV4 + gzip)", command: fixture("es_server.py"),
+    script: #"{"sigv4": {"region": "eu-west-1", "service": "es", "keys": {"AKIABENCHMARK": "bench-secret"}}}"#,
+    environment: ["AWS_ACCESS_KEY_ID": "AKIABENCHMARK", "AWS_SECRET_ACCESS_KEY": "bench-secret", "AWS_REGION": "eu-west-1"],
+    section: { "  elasticsearch:\n    hosts: [\"http://127.0.0.1:\($0)\"]\n    compression_level: 1\n    aws_auth: {service: es}\n" }, shipped: docs)
+measure(
+    "logstash (Lumberjack v2, zlib level 3)", command: fixture("lumberjack_server.py", ["full", base + "/lumberjack.log"]),
+    section: { "  logstash:\n    hosts: [\"127.0.0.1:\($0)\"]\n" }, shipped: { _ in "grep -c '\"event\"' '\(base)/lumberjack.log'" })
+measure(
+    "splunk HEC (acks on, 250 ms to index)", command: fixture("hec_server.py"), script: #"{"ack_delay": 0.25}"#,
+    section: { "  splunk:\n    url: \"http://127.0.0.1:\($0)\"\n    token: secret-token\n    index: cloudtrail\n    ack_poll_interval: 100ms\n" },
+    shipped: { "curl -s http://127.0.0.1:\($0)/_test/stats | python3 -c 'import json,sys; print(len(json.load(sys.stdin)[\"events\"]))'" })
+measure(
+    "redis (RPUSH pipelines)", command: { ["redis-server", "--port", String($0), "--save", "", "--appendonly", "no"] },
+    section: { "  redis:\n    hosts: [\"127.0.0.1:\($0)\"]\n" }, shipped: { "redis-cli -p \($0) LLEN cloudtrailbeat" })
