@@ -165,6 +165,13 @@ public enum Bootstrap {
             try await runWithSignals(engine, c, http, logger)
             return 0
         }
+        if let request, request.options.enqueue, !c.input.policy.topics.isEmpty {
+            // Enqueued keys go straight to the queue; consumers that only accept SNS topics would
+            // quarantine every one of them.
+            throw ConfigError(
+                file: c.file, key: "input.topics",
+                message: "--enqueue sends notifications straight to input.sqs_url, not through SNS, and instances with input.topics refuse messages that did not come through one of those topics: backfill without --enqueue, or run the fleet that shares it without input.topics")
+        }
         if let request, request.localRoot == nil, let refusal = c.input.policy.refusal(bucket: request.target) {
             throw ConfigError(file: c.file, key: "input.buckets", message: "-b: \(refusal)")
         }

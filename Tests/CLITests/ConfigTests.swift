@@ -204,6 +204,25 @@ struct ConfigTests {
         }
     }
 
+    /// `--enqueue` sends keys straight to the queue; consumers with `input.topics` would quarantine them
+    /// all ("did not come through SNS"), so the run refuses to start, before any AWS call.
+    @Test func enqueueIsRefusedWhereOnlySNSTopicsAreAccepted() throws {
+        let dir = TempDir("enqueue-topics")
+        let file = dir.sub("c.yml")
+        try """
+            input:
+              sqs_url: https://sqs.us-east-1.amazonaws.com/123456789012/cloudtrail
+              aws_region: us-east-1
+              topics: ["arn:aws:sns:us-east-1:123456789012:cloudtrail"]
+            journal.path: \(dir.sub("journal"))
+            output.console: {}
+            """.write(toFile: file, atomically: true, encoding: .utf8)
+        let r = try run(["-c", file, "-b", "org-trail-bucket", "--enqueue"])
+        #expect(r.status != 0)
+        #expect(r.stderr.contains("\(file): input.topics: --enqueue sends notifications straight to input.sqs_url, not through SNS"), "\(r.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: dir.sub("journal")), "refused before anything was opened")
+    }
+
     /// `output.elasticsearch.ilm`: Elasticsearch's units from ours, the policy file as it is.
     @Test func ilmSettings() throws {
         let dir = TempDir("ilm")
