@@ -14,8 +14,9 @@
 // 3. A batch whose ack has not come within `ack_timeout`, or whose channel Splunk no longer knows (a
 //    restart), fails with a retryable error and the pump sends it again: at-least-once. HEC has no
 //    document id, so such a re-send duplicates the batch if Splunk had indexed it after all.
-// 4. Every waiter is resumed exactly once: by its ack, its deadline, a lost channel, its task's
-//    cancellation, or `close()`; the tracker's lock makes those mutually exclusive.
+// 4. Every waiter is resumed exactly once: by its ack, its deadline, a lost channel, its ackId handed
+//    out again (a restarted channel), its task's cancellation, or `close()`; the tracker's lock makes
+//    those mutually exclusive (a waiter is resumed only by whoever removed it from the table).
 
 import Foundation
 import HTTP
@@ -260,9 +261,12 @@ final class HECAckTracker: Sendable {
     private struct Waiter {
         var continuation: CheckedContinuation<Void, any Error>
         var deadline: ContinuousClock.Instant
+        /// Which wait this is: an `ackId` can come back (see ``wait(for:timeout:query:)``).
+        var token: UInt64
     }
     private struct State {
         var waiters: [Int: Waiter] = [:]
+        var nextToken: UInt64 = 0
         var polling = false
         var closed = false
         var query: (@Sendable ([Int]) async throws -> Set<Int>)?
@@ -274,24 +278,34 @@ final class HECAckTracker: Sendable {
 
     /// Suspends until `id` is acknowledged; throws a retryable ``OutputError`` when it is not within
     /// `timeout` or the channel is lost, `CancellationError` when the task is cancelled.
+    ///
+    /// An `ackId` that is already waited for means HEC started the channel over (a restart numbers
+    /// its ackIds from 0 again): the earlier batch's ack can no longer be told apart, so that wait
+    /// fails at once (its batch is sent again) and this one takes the id.
     func wait(for id: Int, timeout: Double, query: @escaping @Sendable ([Int]) async throws -> Set<Int>) async throws {
         let deadline = ContinuousClock.now + .milliseconds(Int64(timeout * 1000))
+        let token = state.withLock { s in
+            defer { s.nextToken += 1 }
+            return s.nextToken
+        }
         try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (c: CheckedContinuation<Void, any Error>) in
-                let start = state.withLock { s -> Bool in
+                let (start, replaced) = state.withLock { s -> (Bool, Waiter?) in
                     if Task.isCancelled || s.closed {
                         c.resume(throwing: CancellationError())
-                        return false
+                        return (false, nil)
                     }
-                    s.waiters[id] = Waiter(continuation: c, deadline: deadline)
+                    let replaced = s.waiters.updateValue(Waiter(continuation: c, deadline: deadline, token: token), forKey: id)
                     s.query = query
                     defer { s.polling = true }
-                    return !s.polling
+                    return (!s.polling, replaced)
                 }
+                replaced?.continuation.resume(
+                    throwing: OutputError(output: "splunk", message: "ackId \(id) was handed out again: HEC started the channel over (a restart?); the batch is sent again"))
                 if start { Task { await self.poll() } }
             }
         } onCancel: {
-            state.withLock { $0.waiters.removeValue(forKey: id) }?.continuation.resume(throwing: CancellationError())
+            state.withLock { s in s.waiters[id]?.token == token ? s.waiters.removeValue(forKey: id) : nil }?.continuation.resume(throwing: CancellationError())
         }
     }
 

@@ -112,6 +112,35 @@ struct SplunkHECTests {
         await slow.close()
     }
 
+    /// A restarted HEC numbers its ackIds from 0 again: a batch still waiting for ackId 0 when a new
+    /// batch is given ackId 0 fails at once (and is sent again) instead of waiting forever for an ack
+    /// that now means the other batch.
+    @Test func anAckIdHandedOutAgainFailsTheEarlierWait() async throws {
+        let hec = try server()
+        try await script(hec, #"{"ack_delay": 3600}"#)
+        var config = configuration(hec)
+        config.ackTimeout = 3600
+        let output = try SplunkHECOutput(config)
+        let first = Task { try await output.deliver(records(0..<2)) }
+        let deadline = Date().addingTimeInterval(90)
+        while output.outstandingAcks != 1 && Date() < deadline { try await Task.sleep(nanoseconds: 20_000_000) }
+        #expect(output.outstandingAcks == 1)
+        try await script(hec, #"{"ack_delay": 0.05, "restart": true}"#)
+        #expect(try await output.deliver(records(2..<4)).handled == 2, "the new batch, ackId 0 of the restarted channel")
+        // Before the fix the first wait was simply forgotten and never ended: wait for it with a bound.
+        let outcome = Outcome()
+        Task { outcome.set(await first.result) }
+        let bound = Date().addingTimeInterval(60)
+        while outcome.get() == nil && Date() < bound { try await Task.sleep(nanoseconds: 20_000_000) }
+        guard case .failure(let error)? = outcome.get(), let reused = error as? OutputError else {
+            Issue.record("the earlier wait did not fail with an OutputError: \(String(describing: outcome.get()))")
+            return
+        }
+        #expect(reused.retryable && reused.message.contains("ackId 0 was handed out again"), "\(reused)")
+        #expect(output.outstandingAcks == 0)
+        await output.close()
+    }
+
     /// HEC's error answers, each handled as it must be.
     @Test func busyDisabledInvalidAndForbiddenAnswers() async throws {
         let hec = try server()
@@ -205,4 +234,12 @@ struct SplunkHECTests {
         await output.close()
         await #expect(throws: CancellationError.self) { _ = try await second.value }
     }
+}
+
+/// A delivery's result, set once by the task that awaited it.
+final class Outcome: @unchecked Sendable {
+    private let lock = NSLock()
+    private var result: Result<DeliveryReport, any Error>?
+    func set(_ r: Result<DeliveryReport, any Error>) { lock.withLock { result = r } }
+    func get() -> Result<DeliveryReport, any Error>? { lock.withLock { result } }
 }
