@@ -1,5 +1,6 @@
 import Foundation
 import HTTP
+import Synchronization
 import Testing
 import TestSupport
 
@@ -237,9 +238,8 @@ struct SplunkHECTests {
 }
 
 /// A delivery's result, set once by the task that awaited it.
-final class Outcome: @unchecked Sendable {
-    private let lock = NSLock()
-    private var result: Result<DeliveryReport, any Error>?
-    func set(_ r: Result<DeliveryReport, any Error>) { lock.withLock { result = r } }
-    func get() -> Result<DeliveryReport, any Error>? { lock.withLock { result } }
+final class Outcome: Sendable {
+    private let result = Mutex<Result<DeliveryReport, any Error>?>(nil)
+    func set(_ r: Result<DeliveryReport, any Error>) { result.withLock { $0 = r } }
+    func get() -> Result<DeliveryReport, any Error>? { result.withLock { $0 } }
 }
