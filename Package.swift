@@ -65,7 +65,7 @@ let package = Package(
         .target(name: "Stages", dependencies: ["CZlib", "Failures", crypto]),
         .target(name: "HTTP", dependencies: ["CCurl", "Failures"]),
         .target(name: "AWS", dependencies: ["HTTP", "Failures", crypto]),
-        .target(name: "Outputs", dependencies: ["HTTP", "CZlib", "COpenSSL", "Failures"], resources: [.copy("Resources/cloudtrail-index-template.json")]),
+        .target(name: "Outputs", dependencies: ["HTTP", "Stages", "CZlib", "COpenSSL", "Failures"], resources: [.copy("Resources/cloudtrail-index-template.json")]),
         .target(name: "Codecs", dependencies: ["Stages"]),
         // Verifies SNS message signatures (certificates fetched over HTTPS, RSA through swift-certificates).
         .target(name: "SNSSignature", dependencies: ["HTTP", x509]),

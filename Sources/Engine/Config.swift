@@ -128,9 +128,8 @@ public struct Config: Sendable {
 
     /// Every key the configuration accepts, for unknown-key errors and suggestions: the keys of every
     /// section's table (``SectionSchema``, ConfigSchema.swift).
-    static var known: [String: Set<String>] {
-        schemaKeys.reduce(into: [:]) { all, keys in all.merge(keys) { a, b in a.union(b) } }
-    }
+    /// Worked out once: every key check reads it.
+    static let known: [String: Set<String>] = schemaKeys.reduce(into: [:]) { all, keys in all.merge(keys) { a, b in a.union(b) } }
 
     /// Loads and validates a YAML file, with `-E key=value` overrides applied on top.
     public static func load(path: String, overrides: [String] = []) throws -> Config {
@@ -190,27 +189,16 @@ public struct Config: Sendable {
         if let j = try r.section(flat, "journal") { try journalSchema.read(j, r, into: &c.journal) }
         if let out = try r.section(flat, "output") {
             try outputSchema.read(out, r, into: &c)
-            if let f = try r.output(out, "file", fileSchema, OutputSection(FileOutput.Configuration(path: ""), worker: 2), into: &c) {
-                try r.require(out["file"] as? [String: Any] ?? [:], "output.file", "path", "the directory to write NDJSON files to")
-                c.fileOutput = f
-            }
+            c.fileOutput = try r.output(out, "file", fileSchema, OutputSection(FileOutput.Configuration(path: ""), worker: 2), into: &c)
             c.console = try r.output(out, "console", consoleSchema, ConsoleSection(), into: &c)
             if var e = try r.output(out, "elasticsearch", elasticsearchSchema, ElasticsearchSection(), into: &c) {
-                let m = out["elasticsearch"] as? [String: Any] ?? [:]
-                try r.require(m, "output.elasticsearch", "hosts", "e.g. [\"https://localhost:9200\"]")
-                try r.elasticsearchDestination(m, into: &e)
+                try r.elasticsearchDestination(out["elasticsearch"] as? [String: Any] ?? [:], into: &e)
                 c.elasticsearch = e
             }
-            if let l = try r.output(out, "logstash", logstashSchema, OutputSection(LogstashOutput.Configuration(), worker: 2), into: &c) {
-                try r.require(out["logstash"] as? [String: Any] ?? [:], "output.logstash", "hosts", "e.g. [\"localhost:5044\"]")
-                c.logstash = l
-            }
-            if let d = try r.output(out, "redis", redisSchema, OutputSection(RedisOutput.Configuration(), worker: 2), into: &c) {
-                try r.require(out["redis"] as? [String: Any] ?? [:], "output.redis", "hosts", "e.g. [\"localhost:6379\"]")
-                c.redis = d
-            }
+            c.logstash = try r.output(out, "logstash", logstashSchema, OutputSection(LogstashOutput.Configuration(), worker: 2), into: &c)
+            c.redis = try r.output(out, "redis", redisSchema, OutputSection(RedisOutput.Configuration(), worker: 2), into: &c)
             if var s = try r.output(out, "splunk", splunkSchema, SplunkSection(SplunkHECOutput.Configuration(), worker: 4), into: &c) {
-                try r.checkSplunk(&s, out["splunk"] as? [String: Any] ?? [:])
+                try r.checkSplunk(&s)
                 c.splunk = s
                 // Splunk's add-on for AWS parses the record as CloudTrail wrote it (sourcetype aws:cloudtrail).
                 if c.codecs["splunk"] == nil { c.codecs["splunk"] = CodecOptions(kind: .raw) }

@@ -24,6 +24,8 @@ struct Setting<Target> {
     /// The setting's value in `Target`, as the configuration writes it (for the key reference); nil
     /// for keys without one place to read it back.
     var value: ((Target) -> String?)? = nil
+    /// For a key without a default: what the error says when it is missing (or null, or an empty list).
+    var missing: String? = nil
     let read: (Reader, _ map: [String: Any], _ at: String, inout Target) throws -> Void
 
     init(key: String, accepts: String, value: ((Target) -> String?)? = nil, read: @escaping (Reader, [String: Any], String, inout Target) throws -> Void) {
@@ -107,9 +109,12 @@ struct Setting<Target> {
         Setting(key: key, accepts: accepts, value: shown.map { v in { _ in v } }) { _, _, _, _ in }
     }
 
-    /// The same setting, shown as required in the key reference (it has no default).
-    var required: Setting {
-        Setting(key: key, accepts: accepts, value: { _ in "(required)" }, read: read)
+    /// The same setting, without a default: the section is refused without it (`hint` says what to
+    /// give), and the key reference shows it as required.
+    func required(_ hint: String) -> Setting {
+        var s = Setting(key: key, accepts: accepts, value: { _ in "(required)" }, read: read)
+        s.missing = hint
+        return s
     }
 }
 
@@ -139,11 +144,16 @@ struct SectionSchema<Target> {
         }
     }
 
-    /// Checks the section's keys against the table and reads every key present into `target`, in the
-    /// table's order.
+    /// Checks the section's keys against the table, reads every key present into `target`, in the
+    /// table's order, then refuses the section when a required key is missing.
     func read(_ map: [String: Any], _ r: Reader, into target: inout Target) throws {
         try r.checkKeys(map, at: at, allowed: keys)
         for s in settings where map[s.key] != nil { try s.read(r, map, at, &target) }
+        for s in settings {
+            guard let hint = s.missing else { continue }
+            let v = map[s.key]
+            if v == nil || v is NSNull || (v as? [Any])?.isEmpty == true { throw r.fail(r.join(at, s.key), "missing: \(hint)") }
+        }
     }
 }
 
@@ -324,7 +334,7 @@ extension Config {
         SectionSchema(
             at: "output.file",
             settings: outputCommon() + [
-                .string("path", \.output.path).required,
+                .string("path", \.output.path).required("the directory to write NDJSON files to"),
                 .string("filename", \.output.filename),
                 .int("rotate_every_kb", \.output.rotateEveryKB, in: 1...Int(Int32.max)),
                 .int("number_of_files", \.output.numberOfFiles, in: 1...1024),
@@ -345,7 +355,7 @@ extension Config {
         SectionSchema(
             at: "output.elasticsearch",
             settings: outputCommon() + [
-                .strings("hosts", \.output.hosts).required,
+                .strings("hosts", \.output.hosts).required("e.g. [\"https://localhost:9200\"]"),
                 .string("index", \.output.index),
                 .int("bulk_max_size", \.output.bulkMaxSize, in: 1...100_000),
                 .size("bulk_max_bytes", \.output.bulkMaxBytes),
@@ -377,7 +387,7 @@ extension Config {
         SectionSchema(
             at: "output.logstash",
             settings: outputCommon() + [
-                .strings("hosts", \.output.hosts).required,
+                .strings("hosts", \.output.hosts).required("e.g. [\"localhost:5044\"]"),
                 .bool("loadbalance", \.output.loadbalance),
                 .int("bulk_max_size", \.output.bulkMaxSize, in: 1...100_000),
                 .int32("compression_level", \.output.compressionLevel, in: 0...9),
@@ -391,7 +401,7 @@ extension Config {
         SectionSchema(
             at: "output.redis",
             settings: outputCommon() + [
-                .strings("hosts", \.output.hosts).required,
+                .strings("hosts", \.output.hosts).required("e.g. [\"localhost:6379\"]"),
                 .string("key", \.output.key),
                 .oneOf("datatype", \.output.datatype, ["list", "channel"]),
                 .string("password", \.output.password),
@@ -407,8 +417,8 @@ extension Config {
         SectionSchema(
             at: "output.splunk",
             settings: outputCommon(worker: 1...64) + [
-                .string("url", \.output.url).required,
-                .string("token", \.output.token).required,
+                .string("url", \.output.url).required("the HTTP Event Collector's URL, e.g. https://splunk.example.com:8088"),
+                .string("token", \.output.token).required("the HEC token (e.g. ${SPLUNK_HEC_TOKEN})"),
                 .string("index", \.output.index),
                 .string("sourcetype", \.output.sourcetype),
                 .string("source", \.output.source),
@@ -428,11 +438,8 @@ extension Config {
 
     /// `output.elasticsearch.ilm`: the index lifecycle policy the installed template names.
     static var ilmSchema: SectionSchema<ElasticsearchOutput.ILM> {
-        /// A duration in Elasticsearch's units (`30d`, `12h`, `90s`).
-        func esDuration(_ seconds: Int) -> String {
-            seconds % 86400 == 0 ? "\(seconds / 86400)d" : seconds % 3600 == 0 ? "\(seconds / 3600)h" : "\(seconds)s"
-        }
-        return SectionSchema(
+        // Elasticsearch's duration units (`30d`, `12h`, `90s`) are the ones `describe(wholeSeconds:)` writes.
+        SectionSchema(
             at: "output.elasticsearch.ilm",
             settings: [
                 .handled("enabled", "true or false", shown: "true"),
@@ -446,7 +453,7 @@ extension Config {
                     t.policy = Array(data)
                 },
                 Setting(key: "rollover_max_age", accepts: "a duration, 1s–100y", value: { $0.rolloverMaxAge }) { r, m, at, t in
-                    if let s = try r.wholeSeconds(m, at, "rollover_max_age", in: 1...(100 * 365 * 86400)) { t.rolloverMaxAge = esDuration(s) }
+                    if let s = try r.wholeSeconds(m, at, "rollover_max_age", in: 1...(100 * 365 * 86400)) { t.rolloverMaxAge = Reader.describe(wholeSeconds: s) }
                 },
                 Setting(key: "rollover_max_primary_shard_size", accepts: "a size, at least 1MiB", value: { $0.rolloverMaxPrimaryShardSize }) { r, m, at, t in
                     guard let bytes = try r.size(m, at, "rollover_max_primary_shard_size") else { return }
@@ -455,7 +462,7 @@ extension Config {
                 },
                 Setting(key: "delete_after", accepts: "a duration; 0 keeps the indices", value: { $0.deleteAfter ?? "0" }) { r, m, at, t in
                     guard let s = try r.wholeSeconds(m, at, "delete_after", in: 0...(100 * 365 * 86400)) else { return }
-                    t.deleteAfter = s == 0 ? nil : esDuration(s)
+                    t.deleteAfter = s == 0 ? nil : Reader.describe(wholeSeconds: s)
                 },
                 .bool("overwrite", \.overwrite),
             ])
@@ -494,15 +501,9 @@ extension Reader {
         return s
     }
 
-    /// Fails unless `key` is present (a setting without a default).
-    func require(_ map: [String: Any], _ at: String, _ key: String, _ hint: String) throws {
-        guard let v = map[key], !(v is NSNull), !((v as? [Any])?.isEmpty ?? false) else { throw fail(join(at, key), "missing: \(hint)") }
-    }
-
     /// The checks of `output.splunk` that span keys, once its table was read.
-    func checkSplunk(_ s: inout Config.SplunkSection, _ map: [String: Any]) throws {
+    func checkSplunk(_ s: inout Config.SplunkSection) throws {
         let at = Config.splunkSchema.at
-        try require(map, at, "url", "the HTTP Event Collector's URL, e.g. https://splunk.example.com:8088")
         guard let url = URL(string: s.output.url), ["http", "https"].contains(url.scheme ?? ""), url.host != nil else {
             throw fail(join(at, "url"), "'\(s.output.url)' is not an http(s) URL (e.g. https://splunk.example.com:8088)")
         }

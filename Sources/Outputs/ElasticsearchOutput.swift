@@ -220,43 +220,41 @@ public final class ElasticsearchOutput: Output, @unchecked Sendable {
         guard configuration.installTemplate, !lock.withLock({ templateInstalled }) else { return }
         if let ilm = configuration.ilm { try await installPolicy(ilm) }
         let host = host()
-        let request = try await request(
-            host: host, method: "PUT", "/_index_template/" + Self.queryEncode(configuration.templateName), contentType: "application/json",
-            body: installedTemplate)
-        let r: HTTPResponse
-        do {
-            r = try await http.send(request, timeout: configuration.timeout)
-        } catch let e as HTTPTransportError {
-            failover()
-            throw OutputError(output: name, message: "installing the index template on \(host): \(e.message)")
-        }
+        let r = try await setUp(
+            "installing the index template", on: host,
+            try await request(
+                host: host, method: "PUT", "/_index_template/" + Self.queryEncode(configuration.templateName), contentType: "application/json",
+                body: installedTemplate))
         guard (200..<300).contains(r.status) else {
             throw OutputError(output: name, message: "installing the index template answered HTTP \(r.status): \(String(decoding: r.body.prefix(500), as: UTF8.self))")
         }
         lock.withLock { templateInstalled = true }
     }
 
+    /// Sends a set-up request (template, policy) to `host`; a transport error moves to the next host
+    /// and says what was being done.
+    private func setUp(_ doing: String, on host: String, _ request: HTTPRequest) async throws -> HTTPResponse {
+        do {
+            return try await http.send(request, timeout: configuration.timeout)
+        } catch let e as HTTPTransportError {
+            failover()
+            throw OutputError(output: name, message: "\(doing) on \(host): \(e.message)")
+        }
+    }
+
     /// Puts the lifecycle policy, unless one of that name exists and ``ILM/overwrite`` is off.
     private func installPolicy(_ ilm: ILM) async throws {
         let host = host()
         let endpoint = "/_ilm/policy/" + Self.queryEncode(ilm.policyName)
-        func send(_ request: HTTPRequest) async throws -> HTTPResponse {
-            do {
-                return try await http.send(request, timeout: configuration.timeout)
-            } catch let e as HTTPTransportError {
-                failover()
-                throw OutputError(output: name, message: "installing the lifecycle policy on \(host): \(e.message)")
-            }
-        }
         if !ilm.overwrite {
-            let existing = try await send(try await request(host: host, method: "GET", endpoint))
+            let existing = try await setUp("installing the lifecycle policy", on: host, try await request(host: host, method: "GET", endpoint))
             if (200..<300).contains(existing.status) { return }
             guard existing.status == 404 else {
                 throw OutputError(output: name, message: "reading lifecycle policy '\(ilm.policyName)' answered HTTP \(existing.status): \(String(decoding: existing.body.prefix(500), as: UTF8.self))")
             }
         }
         let body = ilm.policy ?? ilm.defaultPolicy(dataStream: configuration.dataStream != nil)
-        let r = try await send(try await request(host: host, method: "PUT", endpoint, contentType: "application/json", body: body))
+        let r = try await setUp("installing the lifecycle policy", on: host, try await request(host: host, method: "PUT", endpoint, contentType: "application/json", body: body))
         guard (200..<300).contains(r.status) else {
             throw OutputError(
                 output: name, code: r.status == 400 ? .configuration : .unavailable,

@@ -1,5 +1,6 @@
-import Foundation
 import Failures
+import Foundation
+import Stages
 
 #if canImport(Glibc)
 import Glibc
@@ -22,49 +23,14 @@ public struct OutputEvent: Sendable, Equatable {
     }
 
     /// The event's time (``timestamp``, else the leading `@timestamp`) in milliseconds since the
-    /// epoch; nil when it has none in `YYYY-MM-DDTHH:MM:SS[.fff]Z` form.
+    /// epoch (Stages' RFC 3339 reading); nil when it has none.
     var epochMillis: Int64? {
-        let text: ArraySlice<UInt8>
-        if let timestamp {
-            text = timestamp[...]
-        } else {
-            let prefix = Array("{\"@timestamp\":\"".utf8)
-            guard json.count > prefix.count, json[..<prefix.count].elementsEqual(prefix) else { return nil }
-            let rest = json[prefix.count...]
-            guard let end = rest.firstIndex(of: UInt8(ascii: "\"")) else { return nil }
-            text = rest[..<end]
-        }
-        let t = Array(text)
-        func number(_ r: Range<Int>) -> Int? {
-            guard r.upperBound <= t.count else { return nil }
-            var n = 0
-            for b in t[r] {
-                guard (0x30...0x39).contains(b) else { return nil }
-                n = n * 10 + Int(b - 0x30)
-            }
-            return n
-        }
-        guard t.count >= 20, t[4] == UInt8(ascii: "-"), t[7] == UInt8(ascii: "-"), t[10] == UInt8(ascii: "T"), t.last == UInt8(ascii: "Z"),
-            let y = number(0..<4), let mo = number(5..<7), let d = number(8..<10), let h = number(11..<13), let mi = number(14..<16), let s = number(17..<19),
-            (1...12).contains(mo), (1...31).contains(d), h < 24, mi < 60, s < 61
-        else { return nil }
-        var ms = 0
-        if t.count > 21, t[19] == UInt8(ascii: ".") {
-            var scale = 100
-            for b in t[20..<(t.count - 1)] {
-                guard (0x30...0x39).contains(b) else { return nil }
-                ms += Int(b - 0x30) * scale
-                scale /= 10
-            }
-        }
-        // Days from 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's days_from_civil).
-        let yy = mo <= 2 ? y - 1 : y
-        let era = (yy >= 0 ? yy : yy - 399) / 400
-        let yoe = yy - era * 400
-        let doy = (153 * (mo + (mo > 2 ? -3 : 9)) + 2) / 5 + d - 1
-        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
-        let days = era * 146097 + doe - 719468
-        return Int64(((days * 24 + h) * 60 + mi) * 60 + s) * 1000 + Int64(ms)
+        if let timestamp { return timestamp.withUnsafeBytes { RFC3339.millis($0) } }
+        let prefix = Array("{\"@timestamp\":\"".utf8)
+        guard json.count > prefix.count, json[..<prefix.count].elementsEqual(prefix) else { return nil }
+        let rest = json[prefix.count...]
+        guard let end = rest.firstIndex(of: UInt8(ascii: "\"")) else { return nil }
+        return rest[..<end].withUnsafeBytes { RFC3339.millis($0) }
     }
 
     /// `YYYY.MM.dd` of the event's time: ``timestamp``, else the `@timestamp` the event starts with

@@ -84,10 +84,10 @@ public final class SplunkHECOutput: Output {
         }
         self.configuration = configuration
         channel = configuration.channel ?? UUID().uuidString.lowercased()
-        var base = configuration.url.trimmingCharacters(in: CharacterSet(charactersIn: "/"))
-        if let r = base.range(of: "/services/collector") { base = String(base[..<r.lowerBound]) }
         let given = configuration.url.trimmingCharacters(in: CharacterSet(charactersIn: "/"))
-        endpoint = given.contains("/services/collector") ? given : base + "/services/collector/event"
+        let collector = given.range(of: "/services/collector")
+        let base = collector.map { String(given[..<$0.lowerBound]) } ?? given
+        endpoint = collector != nil ? given : base + "/services/collector/event"
         ackEndpoint = base + "/services/collector/ack"
         healthEndpoint = base + "/services/collector/health"
         var http = HTTPClient.Configuration()
