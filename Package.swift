@@ -1,7 +1,7 @@
 // swift-tools-version: 6.1
 // cloudtrailbeat — a crash-safe shipper of AWS CloudTrail logs.
 //
-// Dependencies point one way: C shims, Failures → Journal, Stages, HTTP → AWS, Outputs, Codecs, SNSSignature → Engine → CLI.
+// Dependencies point one way: C shims, Failures → Journal, Stages, HTTP → AWS, Outputs, Codecs, SNSSignature, Integrity → Engine → CLI.
 // Only Journal imports CLMDB; only Engine brings stages and journal together;
 // the CLI only parses and wires.
 import PackageDescription
@@ -10,6 +10,7 @@ import PackageDescription
 
 let argumentParser: Target.Dependency = .product(name: "ArgumentParser", package: "swift-argument-parser")
 let crypto: Target.Dependency = .product(name: "Crypto", package: "swift-crypto")
+let cryptoExtras: Target.Dependency = .product(name: "_CryptoExtras", package: "swift-crypto")
 let x509: Target.Dependency = .product(name: "X509", package: "swift-certificates")
 let yams: Target.Dependency = .product(name: "Yams", package: "Yams")
 let logging: Target.Dependency = .product(name: "Logging", package: "swift-log")
@@ -31,6 +32,7 @@ let package = Package(
         .library(name: "Outputs", targets: ["Outputs"]),
         .library(name: "Codecs", targets: ["Codecs"]),
         .library(name: "SNSSignature", targets: ["SNSSignature"]),
+        .library(name: "Integrity", targets: ["Integrity"]),
         .library(name: "Engine", targets: ["Engine"]),
     ],
     dependencies: [
@@ -69,7 +71,9 @@ let package = Package(
         .target(name: "Codecs", dependencies: ["Stages"]),
         // Verifies SNS message signatures (certificates fetched over HTTPS, RSA through swift-certificates).
         .target(name: "SNSSignature", dependencies: ["HTTP", x509]),
-        .target(name: "Engine", dependencies: ["Failures", "Journal", "Stages", "Codecs", "AWS", "Outputs", "SNSSignature", yams, logging, prometheus, serviceLifecycle, unixSignals]),
+        // CloudTrail log-file validation: digests, their signatures (RSA through swift-crypto), verdicts.
+        .target(name: "Integrity", dependencies: ["Stages", crypto, cryptoExtras]),
+        .target(name: "Engine", dependencies: ["Failures", "Journal", "Stages", "Codecs", "AWS", "Outputs", "SNSSignature", "Integrity", yams, logging, prometheus, serviceLifecycle, unixSignals]),
         .executableTarget(name: "cloudtrailbeat", dependencies: ["Engine", argumentParser, logging]),
 
         // MARK: Tests
@@ -86,6 +90,7 @@ let package = Package(
             path: "Tests/OutputCrashChild"),
         .testTarget(name: "CLITests", dependencies: ["cloudtrailbeat", "Failures", "Journal", "Stages", "AWS", "Outputs", "Engine", "HTTP", "TestSupport", yams]),
         .testTarget(name: "StagesTests", dependencies: ["Stages", "TestSupport"]),
+        .testTarget(name: "IntegrityTests", dependencies: ["Integrity", "TestSupport", crypto, cryptoExtras]),
         .testTarget(name: "CodecsTests", dependencies: ["Codecs", "Stages", "TestSupport"]),
         .testTarget(name: "AWSTests", dependencies: ["AWS", "HTTP", "TestSupport", crypto], exclude: ["Fixtures"]),
         .testTarget(name: "OutputsTests", dependencies: ["Outputs", "HTTP", "TestSupport", "output-crash-child"], exclude: ["Fixtures"]),

@@ -8,6 +8,8 @@ public struct S3ObjectInfo: Sendable, Equatable {
     public var contentEncoding: String?
     public var versionID: String?
     public var lastModified: String?
+    /// User metadata (`x-amz-meta-*`), by name without the prefix (lower case).
+    public var metadata: [String: String] = [:]
 }
 
 /// One page of a listing.
@@ -97,7 +99,19 @@ public struct S3Client: Sendable {
         S3ObjectInfo(
             etag: head.header("etag")?.trimmingCharacters(in: CharacterSet(charactersIn: "\"")),
             size: head.header("content-length").flatMap(UInt64.init), contentEncoding: head.header("content-encoding"),
-            versionID: head.header("x-amz-version-id"), lastModified: head.header("last-modified"))
+            versionID: head.header("x-amz-version-id"), lastModified: head.header("last-modified"),
+            metadata: Dictionary(
+                head.headers.filter { $0.0.hasPrefix("x-amz-meta-") }.map { (String($0.0.dropFirst("x-amz-meta-".count)), $0.1) },
+                uniquingKeysWith: { _, last in last }))
+    }
+
+    /// Whether an object exists: its metadata, or nil when S3 answers 404.
+    public func headIfExists(bucket: String, key: String) async throws -> S3ObjectInfo? {
+        do {
+            return try await head(bucket: bucket, key: key)
+        } catch let e as AWSError where e.status == 404 {
+            return nil
+        }
     }
 
     public func head(bucket: String, key: String) async throws -> S3ObjectInfo {
@@ -152,10 +166,11 @@ public struct S3Client: Sendable {
         }
     }
 
-    public func put(bucket: String, key: String, body: [UInt8], contentType: String = "application/octet-stream", contentEncoding: String? = nil) async throws {
+    public func put(bucket: String, key: String, body: [UInt8], contentType: String = "application/octet-stream", contentEncoding: String? = nil, metadata: [String: String] = [:]) async throws {
         let (svc, prefix) = target(bucket)
         var call = AWSService.Call(operation: "PutObject", method: "PUT", path: prefix + "/" + key, headers: [("Content-Type", contentType)], body: body)
         if let contentEncoding { call.headers.append(("Content-Encoding", contentEncoding)) }
+        for (name, value) in metadata.sorted(by: { $0.key < $1.key }) { call.headers.append(("x-amz-meta-\(name)", value)) }
         _ = try await svc.send(call)
     }
 

@@ -1,6 +1,7 @@
 import AWS
 import Foundation
 import HTTP
+import Integrity
 import Journal
 import Logging
 import Outputs
@@ -182,18 +183,14 @@ public enum Bootstrap {
         guard let queue = c.input.sqsURL ?? (polling || (request != nil && request?.options.enqueue == false) ? "" : nil) else {
             throw ConfigError(file: c.file, key: "input.sqs_url", message: request == nil ? "missing: the SQS queue that receives the CloudTrail notifications" : "missing: --enqueue sends notifications to input.sqs_url")
         }
-        let region = try await region(c, http: http)
-        let credentials = credentialProvider(c, region: region, http: http)
+        let aws = try await AWSAccess(c, http: http)
+        let region = aws.region
         let sqsEndpoint = AWSSettings.endpoint(service: "sqs", configured: c.input.endpoint)
             ?? (queue.isEmpty ? "https://sqs.\(region).amazonaws.com" : nil)
             ?? URL(string: queue).flatMap { u in u.host.map { "\(u.scheme ?? "https")://\($0)\(u.port.map { ":\($0)" } ?? "")" } }
             ?? "https://sqs.\(region).amazonaws.com"
-        let s3Endpoint = AWSSettings.endpoint(service: "s3", configured: c.input.endpoint) ?? "https://s3.\(region).amazonaws.com"
-        let custom = AWSSettings.endpoint(service: "s3", configured: c.input.endpoint) != nil
-        var retry = RetryPolicy()
-        if let attempts = try AWSSettings.maxAttempts() { retry.maxAttempts = attempts }
-        let sqs = SQSClient(service: AWSService(http: http, service: "sqs", region: region, endpoint: sqsEndpoint, credentials: credentials, retry: retry), queueURL: queue)
-        let s3 = S3Client(service: AWSService(http: http, service: "s3", region: region, endpoint: s3Endpoint, credentials: credentials, retry: retry), pathStyle: c.input.pathStyle ?? custom)
+        let sqs = SQSClient(service: aws.service("sqs", endpoint: sqsEndpoint), queueURL: queue)
+        let s3 = aws.s3
 
         let journal = try openJournal(c)
         defer { journal.close() }
@@ -229,6 +226,62 @@ public enum Bootstrap {
         }
         try await runWithSignals(engine, c, http, logger)
         return 0
+    }
+
+    /// The input's AWS access: region, credential chain, retry policy, and the S3 client of `input`.
+    struct AWSAccess {
+        let http: HTTPClient
+        let region: String
+        let credentials: any CredentialProvider
+        var retry = RetryPolicy()
+        let s3: S3Client
+
+        init(_ c: Config, http: HTTPClient) async throws {
+            self.http = http
+            region = try await Bootstrap.region(c, http: http)
+            credentials = Bootstrap.credentialProvider(c, region: region, http: http)
+            if let attempts = try AWSSettings.maxAttempts() { retry.maxAttempts = attempts }
+            let custom = AWSSettings.endpoint(service: "s3", configured: c.input.endpoint)
+            s3 = S3Client(
+                service: AWSService(http: http, service: "s3", region: region, endpoint: custom ?? "https://s3.\(region).amazonaws.com", credentials: credentials, retry: retry),
+                pathStyle: c.input.pathStyle ?? (custom != nil))
+        }
+
+        func service(_ name: String, region: String? = nil, endpoint: String) -> AWSService {
+            AWSService(http: http, service: name, region: region ?? self.region, endpoint: endpoint, credentials: credentials, retry: retry)
+        }
+    }
+
+    /// `verify`: CloudTrail's log-file validation of a bucket (Integrity), with the public keys from
+    /// files (`--public-keys`, `integrity.public_keys_file`) or else from `ListPublicKeys` in each
+    /// digest's region (`AWS_ENDPOINT_URL_CLOUDTRAIL` for a stand-in).
+    public static func verify(
+        config c: Config, bucket: String, options: Verify.Options, publicKeyFiles: [String], progress: @escaping @Sendable (String) -> Void
+    ) async throws -> (AuditReport, Verify.Counts) {
+        if let refusal = c.input.policy.refusal(bucket: bucket) { throw ConfigError(file: c.file, key: "input.buckets", message: "-b: \(refusal)") }
+        var fromFiles = PublicKeySet()
+        for path in publicKeyFiles + (c.integrity.publicKeysFile.map { [$0] } ?? []) {
+            guard let data = FileManager.default.contents(atPath: path) else { throw ConfigError(file: c.file, key: "integrity.public_keys_file", message: "cannot read '\(path)'") }
+            do { fromFiles.merge(try PublicKeySet(json: Array(data), source: path)) } catch let e as PublicKeySet.Invalid {
+                throw ConfigError(file: c.file, key: "integrity.public_keys_file", message: e.description)
+            }
+        }
+        let http = HTTPClient()
+        let aws = try await AWSAccess(c, http: http)
+        let keys: @Sendable (String, Date, Date) async throws -> PublicKeySet
+        if !publicKeyFiles.isEmpty || c.integrity.publicKeysFile != nil {
+            keys = { [fromFiles] _, _, _ in fromFiles }
+        } else {
+            keys = { region, from, to in
+                let endpoint = AWSSettings.endpoint(service: "cloudtrail", configured: nil) ?? "https://cloudtrail.\(region).amazonaws.com"
+                var set = PublicKeySet()
+                for page in try await CloudTrailClient(service: aws.service("cloudtrail", region: region, endpoint: endpoint)).listPublicKeys(from: from, to: to) {
+                    set.merge(try PublicKeySet(json: page, source: "ListPublicKeys in \(region)"))
+                }
+                return set
+            }
+        }
+        return try await Verify(s3: aws.s3, bucket: bucket, options: options, publicKeys: keys, progress: progress).run()
     }
 
     static func openJournal(_ c: Config) throws -> Journal {

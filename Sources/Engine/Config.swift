@@ -58,6 +58,11 @@ public struct Config: Sendable {
         /// `quarantine_max_entries`: past it, GC drops the oldest entries (0 keeps every one).
         public var maxQuarantineEntries = 10_000
     }
+    /// `integrity:` — CloudTrail log-file validation (docs/integrity.md).
+    public struct IntegritySection: Sendable {
+        /// `public_keys_file`: what `aws cloudtrail list-public-keys` printed, instead of calling ListPublicKeys.
+        public var publicKeysFile: String?
+    }
     public struct ConsoleSection: Sendable { public var pretty = false }
     public struct AWSAuthSection: Sendable, Equatable {
         /// Nil: from the host name (`….<region>.es.amazonaws.com`), else as `input.aws_region` resolves.
@@ -87,6 +92,7 @@ public struct Config: Sendable {
     public var dataPath: String?
     public var input = Input()
     public var journal = JournalSection()
+    public var integrity = IntegritySection()
     public var fileOutput: OutputSection<FileOutput.Configuration>?
     public var console: ConsoleSection?
     public var elasticsearch: ElasticsearchSection?
@@ -187,6 +193,7 @@ public struct Config: Sendable {
             }
         }
         if let j = try r.section(flat, "journal") { try journalSchema.read(j, r, into: &c.journal) }
+        if let i = try r.section(flat, "integrity") { try integritySchema.read(i, r, into: &c.integrity) }
         if let out = try r.section(flat, "output") {
             try outputSchema.read(out, r, into: &c)
             c.fileOutput = try r.output(out, "file", fileSchema, OutputSection(FileOutput.Configuration(path: ""), worker: 2), into: &c)
@@ -220,6 +227,12 @@ public struct Config: Sendable {
             path.hasPrefix("/") ? path : URL(fileURLWithPath: path, relativeTo: base).standardizedFileURL.path
         }
         c.journal.path = resolve(c.journal.path)
+        if let f = c.integrity.publicKeysFile {
+            c.integrity.publicKeysFile = resolve(f)
+            guard FileManager.default.isReadableFile(atPath: resolve(f)) else {
+                throw ConfigError(file: file, key: "integrity.public_keys_file", message: "cannot read '\(resolve(f))'")
+            }
+        }
         if let f = c.fileOutput { c.fileOutput?.path = resolve(f.path) }
         if c.outputNames.isEmpty {
             throw ConfigError(file: file, key: "output", message: "no output is configured: add output.file, output.console, output.elasticsearch, output.logstash, output.redis or output.splunk")

@@ -200,7 +200,7 @@ extension Config {
         SectionSchema(
             at: "",
             settings: [
-                .handled("input", "a mapping"), .handled("journal", "a mapping"), .handled("output", "a mapping"),
+                .handled("input", "a mapping"), .handled("journal", "a mapping"), .handled("integrity", "a mapping"), .handled("output", "a mapping"),
                 .handled("logging", "a mapping"), .handled("http", "a mapping"), .handled("filter", "a record filter"), .handled("path", "a mapping"),
                 .seconds("shutdown_timeout", \.shutdownTimeout, in: 0...86400),
                 .bool("spot_interruption", \.spotInterruption),
@@ -290,6 +290,17 @@ extension Config {
                 },
                 .wholeSeconds("done_retention", \.doneRetentionSeconds, in: 0...Int(Int32.max)),
                 .int("quarantine_max_entries", \.maxQuarantineEntries, in: 0...10_000_000),
+            ])
+    }
+
+    static var integritySchema: SectionSchema<IntegritySection> {
+        SectionSchema(
+            at: "integrity",
+            settings: [
+                // Relative to path.data (or the file's directory), like journal.path; read when used.
+                Setting(key: "public_keys_file", accepts: "a JSON file, as `aws cloudtrail list-public-keys` prints it") { r, m, at, t in
+                    t.publicKeysFile = try r.string(m, at, "public_keys_file")
+                },
             ])
     }
 
@@ -472,6 +483,7 @@ extension Config {
     public static var keyReference: [String] {
         let root = Config(file: "")
         return rootSchema.reference(root) + inputSchema.reference(Input()) + journalSchema.reference(JournalSection())
+            + integritySchema.reference(IntegritySection())
             + httpSchema.reference(MetricsEndpoint()) + pathSchema.reference(root) + loggingSchema.reference(Logging()) + outputSchema.reference(root)
             + fileSchema.reference(OutputSection(FileOutput.Configuration(path: ""), worker: 2)) + consoleSchema.reference(ConsoleSection())
             + elasticsearchSchema.reference(ElasticsearchSection()) + ilmSchema.reference(ElasticsearchOutput.ILM())
@@ -482,7 +494,7 @@ extension Config {
 
     /// Every table's keys: what ``known`` is made of.
     static var schemaKeys: [[String: Set<String>]] {
-        [rootSchema.known, inputSchema.known, journalSchema.known, loggingSchema.known, outputSchema.known, fileSchema.known, consoleSchema.known,
+        [rootSchema.known, inputSchema.known, journalSchema.known, integritySchema.known, loggingSchema.known, outputSchema.known, fileSchema.known, consoleSchema.known,
          elasticsearchSchema.known, ilmSchema.known, logstashSchema.known, redisSchema.known, splunkSchema.known]
     }
 }

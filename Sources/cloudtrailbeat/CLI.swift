@@ -10,8 +10,23 @@ struct CloudTrailBeat: AsyncParsableCommand {
         commandName: "cloudtrailbeat",
         abstract: "A crash-safe shipper of AWS CloudTrail logs.",
         version: "cloudtrailbeat \(Release.version)",
-        subcommands: [Run.self, JournalCommand.self, TestCommand.self, VersionCommand.self],
+        subcommands: [Run.self, VerifyCommand.self, JournalCommand.self, TestCommand.self, VersionCommand.self],
         defaultSubcommand: Run.self)
+
+    /// ArgumentParser's own entry, except that `verify` exits 2 on a usage error (64 elsewhere), as it
+    /// documents: 0 verified, 1 findings, 2 could not verify.
+    static func main() async {
+        do {
+            var command = try parseAsRoot()
+            if var command = command as? any AsyncParsableCommand { try await command.run() } else { try command.run() }
+        } catch {
+            if CommandLine.arguments.dropFirst().first == "verify", exitCode(for: error) == .validationFailure {
+                FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
+                Foundation.exit(2)
+            }
+            exit(withError: error)
+        }
+    }
 }
 
 /// `-c FILE` and `-E key=value` overrides, for the commands that read a configuration.
@@ -200,6 +215,93 @@ struct Run: AsyncParsableCommand {
             throw e
         } catch {
             fail("stopped: \(error)")
+        }
+    }
+}
+
+struct VerifyCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "verify",
+        abstract: "Validate CloudTrail log files against their signed digests (as aws cloudtrail validate-logs, for every trail at once).",
+        discussion: "Exit 0 when every digest and log verifies, 1 when anything does not, 2 on usage or configuration errors.")
+
+    @Option(name: .customShort("c"), help: "The configuration file (AWS access: input.aws_region, profile, role_arn, endpoint).")
+    var config: String = "cloudtrailbeat.yml"
+
+    @Option(name: .customShort("E"), help: ArgumentHelp("Override a setting: -E key=value; repeatable.", valueName: "key=value"))
+    var overrides: [String] = []
+
+    @Option(name: .customShort("b"), help: "The bucket (or s3://bucket/prefix).")
+    var bucket: String
+
+    @Option(name: .customShort("p"), help: "Only under this prefix (a trail's prefix, or AWSLogs/<account>/).")
+    var prefix: String?
+
+    @Option(help: "Logs delivered from this day on (YYYY-MM-DD, UTC).")
+    var since: String?
+
+    @Option(help: "Logs delivered up to this day (YYYY-MM-DD, UTC; default now).")
+    var until: String?
+
+    @Option(name: .customLong("public-keys"), help: "What `aws cloudtrail list-public-keys` printed (repeatable), instead of calling ListPublicKeys.")
+    var publicKeys: [String] = []
+
+    @Option(help: "Requests in flight.")
+    var concurrency: Int = 32
+
+    @Flag(help: "Print one JSON object: {\"digests\": {valid, invalid, missing}, \"logs\": {valid, modified, missing, not_covered}}.")
+    var json = false
+
+    func validate() throws {
+        if let since, Run.day(since) == nil { throw ValidationError("--since '\(since)' is not a date (YYYY-MM-DD)") }
+        if let until, Run.day(until) == nil { throw ValidationError("--until '\(until)' is not a date (YYYY-MM-DD)") }
+        guard (1...256).contains(concurrency) else { throw ValidationError("--concurrency must be 1 to 256") }
+        for file in publicKeys where !FileManager.default.isReadableFile(atPath: file) { throw ValidationError("--public-keys: cannot read '\(file)'") }
+        do {
+            if case .local = try Bootstrap.BackfillTarget.parse(bucket) {
+                throw ValidationError("-b \(bucket): verify needs the bucket itself; a local copy lost the digests' signatures (S3 object metadata)")
+            }
+        } catch let e as Bootstrap.BackfillTarget.Invalid {
+            throw ValidationError("-b: \(e)")
+        }
+    }
+
+    func run() async throws {
+        let c: Config
+        do { c = try Config.load(path: config, overrides: overrides) } catch let e as ConfigError {
+            FileHandle.standardError.write(Data("cloudtrailbeat: configuration error: \(e)\n".utf8))
+            throw ExitCode(2)
+        }
+        var o = Verify.Options()
+        var target = bucket
+        if case .bucket(let b, let p) = try Bootstrap.BackfillTarget.parse(bucket) {
+            target = b
+            o.prefix = p ?? ""
+        }
+        if let prefix { o.prefix = prefix }
+        o.since = since.flatMap(Run.day)
+        o.until = until.flatMap(Run.day).map { $0.addingTimeInterval(86399) }
+        o.concurrency = concurrency
+        let quiet = json
+        let started = Date()
+        do {
+            let (report, counts) = try await Bootstrap.verify(config: c, bucket: target, options: o, publicKeyFiles: publicKeys) { line in
+                if !quiet { FileHandle.standardError.write(Data((line + "\n").utf8)) }
+            }
+            if json {
+                FileHandle.standardOutput.write(Data(report.json() + [0x0a]))
+            } else {
+                print(Verify.summary(report, counts, seconds: Date().timeIntervalSince(started)))
+            }
+            if !report.isClean { throw ExitCode(1) }
+        } catch let e as ConfigError {
+            FileHandle.standardError.write(Data("cloudtrailbeat: configuration error: \(e)\n".utf8))
+            throw ExitCode(2)
+        } catch let e as ExitCode {
+            throw e
+        } catch {
+            FileHandle.standardError.write(Data("cloudtrailbeat: verify failed: \(error)\n".utf8))
+            throw ExitCode(2)
         }
     }
 }
