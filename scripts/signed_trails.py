@@ -4,6 +4,7 @@ benchmark and demo — and a ListPublicKeys stand-in for `aws cloudtrail validat
 
   signed_trails.py setup --endpoint URL --bucket B --dir DIR [--hours H] [--logs N] [--tamper]
   signed_trails.py keys-server --dir DIR --port P
+  signed_trails.py notify --endpoint URL --bucket B --queue-url Q --kind logs|digests|backfill-digests
 
 `setup` signs digests as CloudTrail does (User Guide, "Custom implementation of CloudTrail log file
 integrity validation"): SHA256withRSA over `digestEndTime\\nbucket/key\\nsha256(digest)\\nprevious
@@ -184,6 +185,29 @@ def keys_server(a):
     http.server.ThreadingHTTPServer(("127.0.0.1", a.port), Handler).serve_forever()
 
 
+def notify(a):
+    """S3 event notifications (as S3 sends them to SQS) for the bucket's logs, digests or backfill digests,
+    in key order (a chain's digests in time order), ten to a message."""
+    client = s3(a.endpoint)
+    sqs = boto3.client("sqs", endpoint_url=a.endpoint, region_name="us-east-1", aws_access_key_id="a", aws_secret_access_key="b")
+    keys = []
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=a.bucket):
+        for o in page.get("Contents", []):
+            k = o["Key"]
+            if a.kind == "logs" and "/CloudTrail/" in k:
+                keys.append(k)
+            elif a.kind == "digests" and "/CloudTrail-Digest/" in k and not k.endswith("_backfill.json.gz"):
+                keys.append(k)
+            elif a.kind == "backfill-digests" and k.endswith("_backfill.json.gz"):
+                keys.append(k)
+    for i in range(0, len(keys), 10):
+        records = [{"eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1", "eventTime": "2026-11-30T05:00:00.000Z",
+                    "eventName": "ObjectCreated:Put", "s3": {"s3SchemaVersion": "1.0", "bucket": {"name": a.bucket, "arn": "arn:aws:s3:::" + a.bucket},
+                                                             "object": {"key": k, "size": 1}}} for k in keys[i:i + 10]]
+        sqs.send_message(QueueUrl=a.queue_url, MessageBody=json.dumps({"Records": records}))
+    print("signed_trails: %d %s notified" % (len(keys), a.kind))
+
+
 def main():
     p = argparse.ArgumentParser()
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -198,8 +222,13 @@ def main():
     k = sub.add_parser("keys-server")
     k.add_argument("--dir", required=True)
     k.add_argument("--port", type=int, required=True)
+    n = sub.add_parser("notify")
+    n.add_argument("--endpoint", required=True)
+    n.add_argument("--bucket", required=True)
+    n.add_argument("--queue-url", required=True)
+    n.add_argument("--kind", choices=["logs", "digests", "backfill-digests"], required=True)
     a = p.parse_args()
-    setup(a) if a.cmd == "setup" else keys_server(a)
+    {"setup": setup, "keys-server": keys_server, "notify": notify}[a.cmd](a)
 
 
 if __name__ == "__main__":

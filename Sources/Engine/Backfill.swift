@@ -175,6 +175,8 @@ public final class Backfill: @unchecked Sendable {
         public var maxPending = 256
         /// `input.accounts` (and `input.buckets`): objects of other accounts are not journaled nor sent.
         public var policy = SourcePolicy()
+        /// List the `CloudTrail-Digest` partitions too (`integrity.enabled`): digests are checked as they come.
+        public var digests = false
         public init() {}
     }
 
@@ -292,7 +294,8 @@ public final class Backfill: @unchecked Sendable {
         for account in accounts {
             for service in try await children(account) {
                 let name = service.dropFirst(account.count).dropLast()
-                guard name == "CloudTrail" || name == "CloudTrail-Insight" else { continue }  // digests carry no records
+                // Digests carry no records: listed only for integrity validation.
+                guard name == "CloudTrail" || name == "CloudTrail-Insight" || (options.digests && name == "CloudTrail-Digest") else { continue }
                 regions += try await children(service)
             }
         }

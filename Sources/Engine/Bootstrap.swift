@@ -162,6 +162,9 @@ public enum Bootstrap {
             let journal = try openJournal(c)
             defer { journal.close() }
             let engine = Engine(config: c, options: .init(drain: true), journal: journal, sqs: nil, s3: nil, outputs: try outputs(c), http: http, logger: logger)
+            if c.integrity.enabled {
+                logger.notice("integrity: a local copy's digests cannot be verified (aws s3 sync drops their signatures): its logs ship unchecked; run cloudtrailbeat verify against the bucket")
+            }
             engine.backfill = Backfill(source: LocalSource(root: root), options: request.options, journal: journal, sqs: nil, logger: logger)
             try await runWithSignals(engine, c, http, logger)
             return 0
@@ -197,7 +200,10 @@ public enum Bootstrap {
         if let request {
             let engine = Engine(config: c, options: .init(drain: true), journal: journal, sqs: nil, s3: s3,
                                 outputs: request.options.enqueue ? [] : try outputs(c), http: http, logger: logger)
-            engine.backfill = Backfill(source: S3Source(client: s3, bucket: request.target), options: request.options, journal: journal,
+            var o = request.options
+            o.digests = c.integrity.enabled
+            if o.digests { try enableIntegrity(engine, c, aws, journal) }
+            engine.backfill = Backfill(source: S3Source(client: s3, bucket: request.target), options: o, journal: journal,
                                        sqs: request.options.enqueue ? sqs : nil, logger: logger)
             try await runWithSignals(engine, c, http, logger)
             return 0
@@ -210,13 +216,16 @@ public enum Bootstrap {
             o.polling = true
             o.policy = c.input.policy
             o.workers = c.input.workers
+            o.digests = c.integrity.enabled
             let engine = Engine(config: c, options: .init(drain: drain), journal: journal, sqs: nil, s3: s3, outputs: try outputs(c), http: http, logger: logger)
+            try enableIntegrity(engine, c, aws, journal)
             engine.backfill = Backfill(source: S3Source(client: s3, bucket: bucket), options: o, journal: journal, sqs: nil, logger: logger)
             engine.pollInterval = c.input.bucketListInterval
             try await runWithSignals(engine, c, http, logger)
             return 0
         }
         let engine = Engine(config: c, options: .init(drain: drain), journal: journal, sqs: sqs, s3: s3, outputs: try outputs(c), http: http, logger: logger)
+        try enableIntegrity(engine, c, aws, journal)
         // SNS signatures: on against AWS; off by default against a stand-in (its signatures are fake).
         let standIn = AWSSettings.endpoint(service: "sqs", configured: c.input.endpoint) != nil || AWSSettings.endpoint(service: "sns", configured: nil) != nil
         if c.input.verifySNSSignatures ?? !standIn {
@@ -259,36 +268,50 @@ public enum Bootstrap {
         config c: Config, bucket: String, options: Verify.Options, publicKeyFiles: [String], progress: @escaping @Sendable (String) -> Void
     ) async throws -> (AuditReport, Verify.Counts) {
         if let refusal = c.input.policy.refusal(bucket: bucket) { throw ConfigError(file: c.file, key: "input.buckets", message: "-b: \(refusal)") }
-        var fromFiles = PublicKeySet()
-        for path in publicKeyFiles + (c.integrity.publicKeysFile.map { [$0] } ?? []) {
-            guard let data = FileManager.default.contents(atPath: path) else { throw ConfigError(file: c.file, key: "integrity.public_keys_file", message: "cannot read '\(path)'") }
-            do { fromFiles.merge(try PublicKeySet(json: Array(data), source: path)) } catch let e as PublicKeySet.Invalid {
-                throw ConfigError(file: c.file, key: "integrity.public_keys_file", message: e.description)
-            }
-        }
         let http = HTTPClient()
         let aws = try await AWSAccess(c, http: http)
-        let keys: @Sendable (String, Date, Date) async throws -> PublicKeySet
-        if !publicKeyFiles.isEmpty || c.integrity.publicKeysFile != nil {
-            keys = { [fromFiles] _, _, _ in fromFiles }
-        } else {
-            keys = { region, from, to in
-                let endpoint = AWSSettings.endpoint(service: "cloudtrail", configured: nil) ?? "https://cloudtrail.\(region).amazonaws.com"
-                var set = PublicKeySet()
-                for page in try await CloudTrailClient(service: aws.service("cloudtrail", region: region, endpoint: endpoint)).listPublicKeys(from: from, to: to) {
-                    set.merge(try PublicKeySet(json: page, source: "ListPublicKeys in \(region)"))
-                }
-                return set
-            }
-        }
-        return try await Verify(s3: aws.s3, bucket: bucket, options: options, publicKeys: keys, progress: progress).run()
+        let keys = try publicKeys(c, aws, files: publicKeyFiles)
+        return try await Verify(s3: aws.s3, bucket: bucket, options: options, publicKeys: keys.fetch, progress: progress).run()
     }
+
+    /// CloudTrail's public keys: from files (`--public-keys`, `integrity.public_keys_file`) when given,
+    /// else `ListPublicKeys` in the region asked for (`AWS_ENDPOINT_URL_CLOUDTRAIL` for a stand-in).
+    static func publicKeys(_ c: Config, _ aws: AWSAccess, files: [String] = []) throws -> (fixed: PublicKeySet?, fetch: @Sendable (String, Date, Date) async throws -> PublicKeySet) {
+        let paths = files + (c.integrity.publicKeysFile.map { [$0] } ?? [])
+        if !paths.isEmpty {
+            var fixed = PublicKeySet()
+            for path in paths {
+                guard let data = FileManager.default.contents(atPath: path) else { throw ConfigError(file: c.file, key: "integrity.public_keys_file", message: "cannot read '\(path)'") }
+                do { fixed.merge(try PublicKeySet(json: Array(data), source: path)) } catch let e as PublicKeySet.Invalid {
+                    throw ConfigError(file: c.file, key: "integrity.public_keys_file", message: e.description)
+                }
+            }
+            return (fixed, { [fixed] _, _, _ in fixed })
+        }
+        return (nil, { region, from, to in
+            let endpoint = AWSSettings.endpoint(service: "cloudtrail", configured: nil) ?? "https://cloudtrail.\(region).amazonaws.com"
+            var set = PublicKeySet()
+            for page in try await CloudTrailClient(service: aws.service("cloudtrail", region: region, endpoint: endpoint)).listPublicKeys(from: from, to: to) {
+                set.merge(try PublicKeySet(json: page, source: "ListPublicKeys in \(region)"))
+            }
+            return set
+        })
+    }
+
+    /// Continuous validation (`integrity.enabled`) for an engine that reads S3.
+    static func enableIntegrity(_ engine: Engine, _ c: Config, _ aws: AWSAccess, _ journal: Journal) throws {
+        guard c.integrity.enabled else { return }
+        let keys = try publicKeys(c, aws)
+        engine.digestCheck = DigestCheck(s3: aws.s3, journal: journal, keys: PublicKeyCache(fixed: keys.fixed, fetch: keys.fetch))
+    }
+
 
     static func openJournal(_ c: Config) throws -> Journal {
         var options = Journal.Options()
         options.outputs = c.outputNames
         options.maxSize = c.journal.maxSize
         options.doneRetention = Int64(c.journal.doneRetentionSeconds) * 1000
+        options.integrityRetention = Int64(c.integrity.retentionSeconds) * 1000
         options.maxQuarantineEntries = c.journal.maxQuarantineEntries
         options.exclusive = true
         return try Journal(path: c.journal.path, options: options)

@@ -60,8 +60,12 @@ public struct Config: Sendable {
     }
     /// `integrity:` — CloudTrail log-file validation (docs/integrity.md).
     public struct IntegritySection: Sendable {
+        /// `enabled`: verify digests as they arrive (queue mode, bucket polling, backfill) and emit findings.
+        public var enabled = false
         /// `public_keys_file`: what `aws cloudtrail list-public-keys` printed, instead of calling ListPublicKeys.
         public var publicKeysFile: String?
+        /// `retention`: how long a fetched log's hash waits for the digest that lists it, in seconds.
+        public var retentionSeconds = 2 * 86400
     }
     public struct ConsoleSection: Sendable { public var pretty = false }
     public struct AWSAuthSection: Sendable, Equatable {

@@ -297,6 +297,8 @@ extension Config {
         SectionSchema(
             at: "integrity",
             settings: [
+                .bool("enabled", \.enabled),
+                .wholeSeconds("retention", \.retentionSeconds, in: 3600...(90 * 86400)),
                 // Relative to path.data (or the file's directory), like journal.path; read when used.
                 Setting(key: "public_keys_file", accepts: "a JSON file, as `aws cloudtrail list-public-keys` prints it") { r, m, at, t in
                     t.publicKeysFile = try r.string(m, at, "public_keys_file")

@@ -3,12 +3,20 @@ import Codecs
 import Failures
 import Foundation
 import HTTP
+import Integrity
 import Journal
 import Logging
 import Outputs
 import ServiceLifecycle
 import SNSSignature
 import Stages
+
+/// A digest object too large to be CloudTrail's: quarantined unchecked.
+struct DigestTooLarge: Error, ClassifiedError {
+    var message: String
+    var description: String { message }
+    var disposition: Disposition { .quarantine }
+}
 
 /// A local copy's file could not be read: quarantined with the reason (`journal retry` brings it
 /// back once the file is readable).
@@ -73,6 +81,8 @@ public final class Engine: Service, @unchecked Sendable {
     private var pauseWarned = false
     /// Verifies SNS envelopes' signatures (`input.sns_signature`), when on.
     public var snsVerifier: SNSSignatureVerifier?
+    /// Checks digests as they arrive and hashes every log at fetch (`integrity.enabled`), when on.
+    var digestCheck: DigestCheck?
     /// Bucket polling: the wait between listing passes of `backfill` (nil: one pass).
     public var pollInterval: Double?
     /// Whether quarantined messages are left in the queue (for its dead-letter queue) instead of deleted.
@@ -100,6 +110,10 @@ public final class Engine: Service, @unchecked Sendable {
         public var recordsFiltered: [String: Int] = [:]
         /// Messages and objects refused by input.topics, input.buckets, input.accounts (by setting).
         public var refused: [String: Int] = [:]
+        /// Integrity validation: findings by kind, digests and logs verified.
+        public var integrityFindings: [String: Int] = [:]
+        public var digestsVerified = 0
+        public var logsVerified = 0
     }
 
     public init(config: Config, options: Options, journal: Journal, sqs: SQSClient?, s3: S3Client?, outputs: [any Output], http: HTTPClient, logger: Logger) {
@@ -475,6 +489,10 @@ public final class Engine: Service, @unchecked Sendable {
     private func fetch(_ object: ObjectState) async throws {
         let ref = object.ref
         let kind = ObjectClassifier.classify(key: ref.key)
+        if kind == .digest, let digestCheck, !ref.bucket.hasPrefix("file://"), s3 != nil {
+            try await checkDigest(object, digestCheck)
+            return
+        }
         if kind == .digest {
             _ = try await journal.complete(ref, note: "digest file: integrity data, not emitted")
             lock.withLock { counters.objectsSkipped += 1 }
@@ -499,7 +517,8 @@ public final class Engine: Service, @unchecked Sendable {
         var forged: String?
         let ticket = try await journal.startFetch(ref)
         let writer = journal.bodyWriter(ticket)
-        let decoder = LogDecoder()
+        let logKey = digestCheck == nil || kind != .log ? nil : LogKey(ref.key)
+        let decoder = LogDecoder(hashing: logKey != nil)
         var head: [UInt8] = []
         do {
             let consume: ([UInt8]) async throws -> Void = { chunk in
@@ -524,7 +543,13 @@ public final class Engine: Service, @unchecked Sendable {
                 try await quarantine(ref, "refused: \(forged)")
                 return
             }
-            let state = try await writer.finish(recordCount: count)
+            // Integrity validation: the log's SHA-256 waits in the journal for the digest that lists it.
+            let integrity = logKey.flatMap { k in
+                decoder.contentSHA256.map {
+                    IntegrityCommit.log(IntegrityLog(bucket: ref.bucket, key: ref.key, scope: k.scope.description, delivered: Timestamp(k.delivered.timeIntervalSince1970 * 1000), sha256: $0))
+                }
+            }
+            let state = try await writer.finish(recordCount: count, integrity: integrity)
             let paused: Date? = lock.withLock {
                 counters.objectsFetched += 1
                 counters.bytesDownloaded += Int(writer.bytesWritten)
@@ -538,6 +563,55 @@ public final class Engine: Service, @unchecked Sendable {
             logger.debug("fetched", metadata: ["object": "\(ref)", "records": "\(count)", "stage": "\(state.stage)"], source: LogStage.fetch.rawValue)
         } catch {
             try await fetchFailed(ref, ticket, error, head: head)
+        }
+    }
+
+    /// A digest object under `integrity.enabled` (DigestCheck.swift): downloaded with its metadata,
+    /// checked, and stored as its findings, which the outputs then receive like any records; the verdict
+    /// commits with them (the journal's invariant 10).
+    private func checkDigest(_ object: ObjectState, _ check: DigestCheck) async throws {
+        let ref = object.ref
+        // Logs of its account and region delivered before it, still to be fetched here, are hashed by
+        // their own fetch first, and the earlier digests of its chain are checked first: the digest
+        // waits (no attempt counted) rather than download logs twice or check its chain out of order.
+        if let d = DigestKey(ref.key),
+            let waiting = try journal.firstObject(bucket: ref.bucket, keyPrefix: d.logsPrefix, in: [.received], where: { o in
+                (LogKey(o.ref.key)?.delivered).map { $0 < d.end } ?? false
+            }) ?? journal.firstObject(bucket: ref.bucket, keyPrefix: d.digestsPrefix, in: [.received], where: { o in
+                DigestKey(o.ref.key).map { $0.chain == d.chain && $0.end < d.end } ?? false
+            })
+        {
+            lock.withLock { retryAfter[ref] = Date().addingTimeInterval(2) }
+            logger.debug("digest waits for the logs before it", metadata: ["object": "\(ref)", "log": "\(waiting.ref)"], source: LogStage.fetch.rawValue)
+            return
+        }
+        let ticket = try await journal.startFetch(ref)
+        do {
+            var stored: [UInt8] = []
+            let info = try await s3!.get(bucket: ref.bucket, key: ref.key) { chunk in
+                guard stored.count + chunk.count <= 64 << 20 else {
+                    throw DigestTooLarge(message: "a digest of more than 64 MiB is not CloudTrail's: not checked")
+                }
+                stored += chunk
+            }
+            let outcome = try await check.check(bucket: ref.bucket, key: ref.key, gzipped: stored, metadata: info.metadata)
+            let writer = journal.bodyWriter(ticket)
+            try await writer.append(outcome.body)
+            _ = try await writer.finish(recordCount: UInt64(outcome.findings.count), integrity: .digest(outcome.verdict))
+            lock.withLock {
+                counters.objectsFetched += 1
+                counters.bytesDownloaded += stored.count
+                retryAfter[ref] = nil
+                if outcome.valid { counters.digestsVerified += 1 }
+                counters.logsVerified += outcome.verdict.verified.count
+                for f in outcome.findings { counters.integrityFindings[f.kind.rawValue, default: 0] += 1 }
+            }
+            for f in outcome.findings {
+                logger.warning("integrity: \(f.kind)", metadata: ["object": "s3://\(f.bucket)/\(f.key)", "detail": "\(f.detail)", "digest": "\(ref)"], source: LogStage.fetch.rawValue)
+            }
+            logger.debug("digest checked", metadata: ["object": "\(ref)", "valid": "\(outcome.valid)", "logs": "\(outcome.verdict.verified.count)", "findings": "\(outcome.findings.count)"], source: LogStage.fetch.rawValue)
+        } catch {
+            try await fetchFailed(ref, ticket, error, head: [])
         }
     }
 
@@ -684,6 +758,9 @@ public final class Engine: Service, @unchecked Sendable {
         var encoder = EventEncoder(
             options: config.codec(forOutput: name), filter: config.filter(forOutput: name),
             bucket: object.ref.bucket, key: object.ref.key, receivedAt: object.firstSeen)
+        // A digest checked by integrity validation holds findings, not CloudTrail records.
+        let findings = ObjectClassifier.classify(key: object.ref.key) == .digest
+            ? FindingEncoder(options: config.codec(forOutput: name), bucket: object.ref.bucket, key: object.ref.key) : nil
         let decoder = LogDecoder()
         // The log file, as Splunk's `source` names it (a local copy's "bucket" is its directory's URL).
         let source = object.ref.bucket.contains("/") ? object.ref.bucket + "/" + object.ref.key : "s3://\(object.ref.bucket)/\(object.ref.key)"
@@ -700,7 +777,7 @@ public final class Engine: Service, @unchecked Sendable {
             guard record.index >= UInt64(start) else { return }
             seen = Int(record.index) + 1
             var out: [UInt8] = []  // the encoder reserves what its codec needs
-            guard let info = encoder.encode(record, to: &out) else { return }
+            guard let info = findings?.encode(record, to: &out) ?? encoder.encode(record, to: &out) else { return }
             pending.append(OutputEvent(id: info.id, json: out, timestamp: info.timestamp, source: source))
             pendingIndex.append(Int(record.index))
         }
@@ -895,6 +972,7 @@ public final class Engine: Service, @unchecked Sendable {
         // in between are debug lines. The `journal_full` gauge shows every one.
         var lastWarning = Date.distantPast
         var warned = false
+        var lastLedgerCollection = Date.distantPast
         while true {
             try await Task.sleep(nanoseconds: 1_000_000_000)
             let full = journal.fullState.since
@@ -924,6 +1002,13 @@ public final class Engine: Service, @unchecked Sendable {
                             metadata: ["dropped": "\(pass.quarantineDropped)", "max": "\(config.journal.maxQuarantineEntries)"])
                     }
                 } while pass.moreWork
+                if digestCheck != nil, Date().timeIntervalSince(lastLedgerCollection) >= 60 {
+                    lastLedgerCollection = Date()
+                    let dropped = try await journal.collectIntegrity()
+                    if dropped > 0 {
+                        logger.info("integrity: ledger entries past integrity.retention dropped (logs whose digest never came)", metadata: ["dropped": "\(dropped)"])
+                    }
+                }
             } catch let e as JournalError where e.code == .full {
                 logger.debug("journal full: garbage collection retries", metadata: ["error": "\(e)"])
             }

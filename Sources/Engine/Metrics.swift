@@ -1,4 +1,5 @@
 import Foundation
+import Integrity
 import Journal
 import Logging
 import Outputs
@@ -39,6 +40,15 @@ final class EngineMetrics: @unchecked Sendable {
                 count("cloudtrailbeat_output_dead_letters_total", [("output", name)], pump.deadLettered)
                 gauge("cloudtrailbeat_output_failing", [("output", name)], pump.isFailing ? 1 : 0)
                 if let hec = pump.output as? SplunkHECOutput { gauge("cloudtrailbeat_output_acks_pending", [("output", name)], hec.outstandingAcks) }
+            }
+            if engine.digestCheck != nil, let integrity = try? engine.journal.integrityStatus() {
+                // From the journal's ledger, so they survive restarts and match `journal status`.
+                for kind in Finding.Kind.all {
+                    count("cloudtrailbeat_integrity_findings_total", [("kind", kind.rawValue)], Int(integrity.counts[kind.rawValue] ?? 0))
+                }
+                count("cloudtrailbeat_integrity_digests_verified_total", [], Int(integrity.counts["digests_verified"] ?? 0))
+                count("cloudtrailbeat_integrity_logs_verified_total", [], Int(integrity.counts["logs_verified"] ?? 0))
+                gauge("cloudtrailbeat_integrity_logs_pending", [], integrity.pendingLogs)
             }
             if let status = try? engine.journal.status(listLimit: 0) {
                 for stage in ObjectStage.allCases {
@@ -130,6 +140,10 @@ final class EngineMetrics: @unchecked Sendable {
         "cloudtrailbeat_backfill_done_objects": "Objects of a backfill job that every output has acknowledged.",
         "cloudtrailbeat_backfill_partitions_complete": "Partitions (account/region) whose listing a backfill job finished.",
         "cloudtrailbeat_backfill_partitions": "Partitions (account/region) a backfill job walks.",
+        "cloudtrailbeat_integrity_findings_total": "Integrity findings by kind (digest_invalid, digest_missing, log_modified, log_missing, log_not_covered), each also an event on the outputs.",
+        "cloudtrailbeat_integrity_digests_verified_total": "CloudTrail digests whose signature and link verified.",
+        "cloudtrailbeat_integrity_logs_verified_total": "Log files a valid digest listed with the hash they have.",
+        "cloudtrailbeat_integrity_logs_pending": "Fetched log files whose digest has not come yet (their hashes wait in the journal).",
     ]
 }
 

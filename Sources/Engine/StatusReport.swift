@@ -6,10 +6,26 @@ import Stages
 public struct StatusReport: Sendable {
     public let status: JournalStatus
     public let now: Timestamp
+    /// Integrity validation's counts and latest findings (nil: it never ran on this journal).
+    public let integrity: IntegrityStatus?
 
-    public init(_ status: JournalStatus, now: Timestamp = Timestamp(Date().timeIntervalSince1970 * 1000)) {
+    public init(_ status: JournalStatus, integrity: IntegrityStatus? = nil, now: Timestamp = Timestamp(Date().timeIntervalSince1970 * 1000)) {
         self.status = status
         self.now = now
+        self.integrity = integrity.flatMap { $0.counts.isEmpty && $0.pendingLogs == 0 ? nil : $0 }
+    }
+
+    /// A finding as kept in the ledger (the record its event was made from).
+    struct Finding: Codable {
+        var kind: String
+        var bucket: String
+        var key: String
+        var detail: String
+        var digest: String
+        var eventTime: String
+        var account: String?
+        var region: String?
+        var trail: String?
     }
 
     struct JSONShape: Encodable {
@@ -78,6 +94,13 @@ public struct StatusReport: Sendable {
         var storedBodyBytes: UInt64
         var bodyChunks: Int
         var disk: Disk
+        /// `{"counts": {"digests_verified", "logs_verified", kind…}, "pendingLogs", "recent": [finding…]}`.
+        var integrity: Integrity?
+        struct Integrity: Encodable {
+            var counts: [String: UInt64]
+            var pendingLogs: Int
+            var recent: [Finding]
+        }
     }
 
     /// A backfill job's identity (`bucket|prefix|since|until[|enqueue]`) for people:
@@ -129,7 +152,8 @@ public struct StatusReport: Sendable {
             bodyChunks: s.bodyChunks,
             disk: .init(
                 usedBytes: s.disk.usedBytes, mappedBytes: s.disk.mappedBytes, fileBytes: s.disk.fileBytes,
-                maxBytes: s.disk.maxBytes, limitBytes: s.disk.limitBytes, filesystemFreeBytes: s.disk.filesystemFreeBytes))
+                maxBytes: s.disk.maxBytes, limitBytes: s.disk.limitBytes, filesystemFreeBytes: s.disk.filesystemFreeBytes),
+            integrity: integrity.map { .init(counts: $0.counts, pendingLogs: $0.pendingLogs, recent: Self.findings($0)) })
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         let data = (try? encoder.encode(shape)) ?? Data("{}".utf8)
@@ -197,7 +221,21 @@ public struct StatusReport: Sendable {
         if s.quarantineDropped > 0 {
             lines.append("           \(s.quarantineDropped) older quarantine entries were dropped to keep it within journal.quarantine_max_entries")
         }
+        if let i = integrity {
+            let found = i.counts.filter { $0.key != "digests_verified" && $0.key != "logs_verified" }.sorted { $0.key < $1.key }
+            lines.append(
+                "integrity  \(i.counts["digests_verified"] ?? 0) digests and \(i.counts["logs_verified"] ?? 0) logs verified, \(i.pendingLogs) logs awaiting their digest; "
+                    + (found.isEmpty ? "no findings" : "findings: " + found.map { "\($0.key) \($0.value)" }.joined(separator: ", ")))
+            for f in Self.findings(i).prefix(20) {
+                lines.append("  \(f.kind) s3://\(f.bucket)/\(f.key)")
+                lines.append("    \(f.detail) (digest \(f.digest), \(f.eventTime))")
+            }
+        }
         return lines.joined(separator: "\n")
+    }
+
+    static func findings(_ i: IntegrityStatus) -> [Finding] {
+        i.recent.compactMap { try? JSONDecoder().decode(Finding.self, from: Data($0.utf8)) }
     }
 
     static func iso(_ t: Timestamp) -> String {
@@ -236,7 +274,7 @@ public enum JournalInspector {
         if let maxSize { options.maxSize = maxSize }
         let journal = try Journal(path: path, options: options)
         defer { journal.close() }
-        return StatusReport(try journal.status())
+        return StatusReport(try journal.status(), integrity: try journal.integrityStatus())
     }
 }
 

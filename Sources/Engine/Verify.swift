@@ -103,7 +103,7 @@ public struct Verify: Sendable {
         // Each log a valid digest lists: hashed as it streams.
         let listed = Audit.listedLogs(valid)
         let observed = try await concurrentMap(listed, limit: options.concurrency) { log -> (LogObservation, UInt64) in
-            try await observe(bucket: log.bucket, key: log.key)
+            try await s3.uncompressedSHA256(bucket: log.bucket, key: log.key)
         }
         var report = AuditReport()
         for (log, (seen, bytes)) in zip(listed, observed) {
@@ -115,25 +115,6 @@ public struct Verify: Sendable {
         report.validDigests = valid
         report.findings = findings.sorted()
         return (report, counts)
-    }
-
-    /// A log's SHA-256 of its uncompressed bytes, fetched; `.missing` on 404.
-    func observe(bucket: String, key: String) async throws -> (LogObservation, UInt64) {
-        var hasher = SHA256()
-        let gunzip = Gunzip()
-        var bytes: UInt64 = 0
-        do {
-            try await s3.get(bucket: bucket, key: key) { chunk in
-                bytes += UInt64(chunk.count)
-                try chunk.withUnsafeBytes { try gunzip.push($0) { hasher.update(bufferPointer: $0) } }
-            }
-            try gunzip.finish { hasher.update(bufferPointer: $0) }
-            return (.hash(Hex.encode(hasher.finalize())), bytes)
-        } catch let e as AWSError where e.status == 404 {
-            return (.missing, bytes)
-        } catch let e as GunzipError {
-            return (.unreadable("\(e)"), bytes)
-        }
     }
 
     /// `…/AWSLogs/[o-…/]account/{CloudTrail,CloudTrail-Digest}/region/` under the prefix.
@@ -210,6 +191,28 @@ extension Verify {
         let objects = counts.digestsListed + counts.logsFetched
         lines.append(String(format: "%d objects (%d digests, %d logs fetched, %.1f MiB) in %.1f s: %.0f objects/s", objects, counts.digestsListed, counts.logsFetched, Double(counts.bytesFetched) / 1048576, seconds, Double(objects) / max(seconds, 0.001)))
         return lines.joined(separator: "\n")
+    }
+}
+
+extension S3Client {
+    /// The SHA-256 of an object's uncompressed bytes, hashed as they stream (nothing kept), and the
+    /// bytes fetched; `.missing` on 404, `.unreadable` when it is not gzip.
+    func uncompressedSHA256(bucket: String, key: String) async throws -> (LogObservation, UInt64) {
+        var hasher = SHA256()
+        let gunzip = Gunzip()
+        var bytes: UInt64 = 0
+        do {
+            try await get(bucket: bucket, key: key) { chunk in
+                bytes += UInt64(chunk.count)
+                try chunk.withUnsafeBytes { try gunzip.push($0) { hasher.update(bufferPointer: $0) } }
+            }
+            try gunzip.finish { hasher.update(bufferPointer: $0) }
+            return (.hash(Hex.encode(hasher.finalize())), bytes)
+        } catch let e as AWSError where e.status == 404 {
+            return (.missing, bytes)
+        } catch let e as GunzipError {
+            return (.unreadable("\(e)"), bytes)
+        }
     }
 }
 

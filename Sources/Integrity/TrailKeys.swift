@@ -83,6 +83,16 @@ public struct DigestKey: Sendable, Hashable {
         guard !trail.isEmpty else { return nil }
     }
 
+    /// Where the logs it lists live: `[prefix/]AWSLogs/[o-…/]account/CloudTrail/region/`.
+    public var logsPrefix: String {
+        "\(scope.prefix)AWSLogs/\(scope.organization.map { $0 + "/" } ?? "")\(scope.account)/CloudTrail/\(scope.region)/"
+    }
+
+    /// Where its chain's digests live: `[prefix/]AWSLogs/[o-…/]account/CloudTrail-Digest/region/`.
+    public var digestsPrefix: String {
+        "\(scope.prefix)AWSLogs/\(scope.organization.map { $0 + "/" } ?? "")\(scope.account)/CloudTrail-Digest/\(scope.region)/"
+    }
+
     /// The chain a digest belongs to: its scope, trail, home region, and backfill or not.
     public var chain: String { "\(scope) \(trail)\(backfill ? " (backfill)" : "")" }
 }

@@ -37,6 +37,11 @@
 //    (`quarantineDropped`), so a flood of forged or broken messages cannot fill the journal and stop
 //    healthy work. An entry is only a record for operators: dropping one deletes nothing in S3 or SQS,
 //    and `journal retry s3://…` still takes its object.
+// 10. Integrity validation's ledger (IntegrityLedger.swift) changes only inside the `fetched` transition
+//    of the object it is about: a log's SHA-256 lands with the log's own `fetched`, a digest's verdict
+//    (logs leaving the ledger, findings, counts) with the digest's `fetched`, whose body holds the
+//    findings as records. So a verdict is never half-recorded, never recorded without its findings to
+//    deliver, and a crash before its commit repeats the check from the ledger as it was.
 
 import CLMDB
 import Foundation
@@ -68,6 +73,9 @@ public final class Journal: @unchecked Sendable {
         public var outputs: [String] = []
         /// How long a done marker is kept after its object finished, in milliseconds. Default 7 days.
         public var doneRetention: Int64 = 7 * 24 * 3600 * 1000
+        /// How long the integrity ledger keeps a log awaiting its digest, a digest awaiting its successor,
+        /// in milliseconds (`integrity.retention`). Default 2 days.
+        public var integrityRetention: Int64 = 2 * 24 * 3600 * 1000
         /// The most quarantine entries kept (`journal.quarantine_max_entries`); 0 keeps every one.
         /// Default 10 000 (each holds up to 64 KiB of the message body it refused).
         public var maxQuarantineEntries: Int = 10_000
@@ -214,6 +222,15 @@ public final class Journal: @unchecked Sendable {
     /// Debug builds only: fail the `n`th call through `point` with `code`, `times` times in a row.
     public func injectFault(_ code: LMDBCode, at point: JournalFaultPoint, onCall n: Int = 1, times: Int = 1) {
         env.faults.arm(point, code: code.rawValue, onCall: n, times: times)
+    }
+
+    /// Debug builds only: remove a database, as a journal written before it existed lacks it.
+    func dropDatabaseForTests(_ name: String) async throws {
+        let path = self.path
+        try await write { txn in
+            guard let handle = name == "integrity" ? txn.dbs.integrity : nil else { return }
+            try Journal.lift(txn.env.drop(txn.txn, handle.dbi), "mdb_drop(\(name))", path: path)
+        }
     }
 
     /// Debug builds only: remove all armed faults.
@@ -589,6 +606,13 @@ public final class Journal: @unchecked Sendable {
         var handles: [String: MDB_dbi] = [:]
         for name in Databases.names {
             handles[name] = try lift(env.openDatabase(txn, name: name, create: create), "mdb_dbi_open(\(name))", path: path)
+        }
+        for name in Databases.optionalNames {
+            switch env.openDatabase(txn, name: name, create: create) {
+            case .success(let dbi): handles[name] = dbi
+            case .failure(.notFound) where !create: break
+            case .failure(let code): throw JournalError(.lmdb, lmdbCode: code, operation: "mdb_dbi_open(\(name))", path: path)
+            }
         }
         committed = true
         try lift(env.commit(txn), "mdb_txn_commit", path: path)

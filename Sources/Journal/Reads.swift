@@ -51,6 +51,26 @@ extension Journal {
         }
     }
 
+    /// The first object of `bucket` whose key starts with `keyPrefix`, of the given stages, that `accept`
+    /// takes: a scan of that key range only.
+    public func firstObject(bucket: String, keyPrefix: String, in stages: Set<ObjectStage>, where accept: (ObjectState) -> Bool) throws -> ObjectState? {
+        try read { txn in
+            let start = Array(bucket.utf8) + [0] + Array(keyPrefix.utf8)
+            var found: ObjectState?
+            try txn.scan(txn.dbs.objects, from: start) { k, v in
+                guard k.starts(with: start) else { return false }
+                if let stage = ObjectState.peekStage(v), !stages.contains(stage) { return true }
+                let state = try txn.decode(txn.dbs.objects, Array(k), Array(v), ObjectState.decode)
+                if stages.contains(state.stage) && accept(state) {
+                    found = state
+                    return false
+                }
+                return true
+            }
+            return found
+        }
+    }
+
     /// How many objects are in the given stages (no record is decoded).
     public func countObjects(in stages: Set<ObjectStage>) throws -> Int {
         try read { txn in
@@ -296,7 +316,9 @@ public final class BodyWriter: @unchecked Sendable {
     }
 
     /// Stores what is left and commits the `fetched` transition with the record count.
-    public func finish(recordCount: UInt64) async throws -> ObjectState {
+    ///
+    /// - Parameter integrity: the integrity ledger's change that belongs to this transition (invariant 10).
+    public func finish(recordCount: UInt64, integrity: IntegrityCommit? = nil) async throws -> ObjectState {
         if !buffer.isEmpty {
             pending.append(buffer)
             buffer = []
@@ -306,7 +328,7 @@ public final class BodyWriter: @unchecked Sendable {
         // object's whole body lands atomically with its new stage.
         let last = pending
         pending.removeAll()
-        let state = try await journal.finishFetch(ticket, chunks: chunkCount, bytes: byteCount, recordCount: recordCount, storing: last, from: firstPending)
+        let state = try await journal.finishFetch(ticket, chunks: chunkCount, bytes: byteCount, recordCount: recordCount, storing: last, from: firstPending, integrity: integrity)
         journal.releaseMappedPages()
         return state
     }

@@ -116,13 +116,19 @@ extension Journal {
     ///
     /// `storing` are the body's last chunks (numbered from `from`), stored in the same transaction.
     public func finishFetch(
-        _ ticket: FetchTicket, chunks: UInt32, bytes: UInt64, recordCount: UInt64, storing last: [[UInt8]] = [], from first: UInt32 = 0
+        _ ticket: FetchTicket, chunks: UInt32, bytes: UInt64, recordCount: UInt64, storing last: [[UInt8]] = [], from first: UInt32 = 0,
+        integrity: IntegrityCommit? = nil
     ) async throws -> ObjectState {
         let lastBytes = last.reduce(0) { $0 + $1.count }
         touched(lastBytes)
         if lastBytes > 0 { try ensureRoomForBody(lastBytes) }
         return try await write { txn in
             let state = try Transitions.finishFetch(txn, ticket, chunks, bytes, recordCount)
+            switch integrity {
+            case .log(let log)?: try Ledger.recordLog(txn, log)
+            case .digest(let verdict)?: try Ledger.record(txn, verdict)
+            case nil: break
+            }
             for (i, chunk) in last.enumerated() {
                 try txn.put(txn.dbs.bodies, Transitions.chunkKey(ticket.bodyID, first + UInt32(i)), chunk)
             }

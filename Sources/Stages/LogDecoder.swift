@@ -1,3 +1,4 @@
+import Crypto
 import CZlib
 
 /// A CloudTrail log body, from compressed bytes to records: gunzip (when gzip) → strict splitter.
@@ -7,16 +8,32 @@ public final class LogDecoder {
     private let gunzip = Gunzip()
     private var splitter: RecordSplitter
 
-    public init(maxRecordSize: Int = 16 << 20) {
+    /// The SHA-256 of the uncompressed bytes, when asked for (integrity validation).
+    private var hasher: SHA256?
+
+    /// - Parameter hashing: also hash the uncompressed bytes as they pass (``contentSHA256``).
+    public init(maxRecordSize: Int = 16 << 20, hashing: Bool = false) {
         splitter = RecordSplitter(maxRecordSize: maxRecordSize)
+        hasher = hashing ? SHA256() : nil
     }
+
+    /// After ``finish(_:)``, with `hashing`: the SHA-256 of every uncompressed byte (what CloudTrail's
+    /// digests list for the file).
+    public private(set) var contentSHA256: [UInt8]?
 
     /// Records completed so far.
     public var recordCount: UInt64 { splitter.recordCount }
 
     /// Feeds body bytes as downloaded; calls `onRecord` for each record they complete.
     public func push(_ bytes: UnsafeRawBufferPointer, _ onRecord: (RecordView) throws -> Void) throws {
-        try gunzip.push(bytes) { try splitter.push($0, onRecord) }
+        if hasher == nil {
+            try gunzip.push(bytes) { try splitter.push($0, onRecord) }
+        } else {
+            try gunzip.push(bytes) {
+                hasher!.update(bufferPointer: $0)
+                try splitter.push($0, onRecord)
+            }
+        }
     }
 
     public func push(_ bytes: [UInt8], _ onRecord: (RecordView) throws -> Void) throws {
@@ -26,7 +43,11 @@ public final class LogDecoder {
     /// Ends the body; returns the number of records.
     @discardableResult
     public func finish(_ onRecord: (RecordView) throws -> Void = { _ in }) throws -> UInt64 {
-        try gunzip.finish { try splitter.push($0, onRecord) }
+        try gunzip.finish {
+            hasher?.update(bufferPointer: $0)
+            try splitter.push($0, onRecord)
+        }
+        if let h = hasher { contentSHA256 = Array(h.finalize()) }
         return try splitter.finish(onRecord)
     }
 }

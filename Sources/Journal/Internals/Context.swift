@@ -5,6 +5,9 @@ struct Databases: Sendable {
     static let names = [
         "meta", "messages", "objects", "bodies", "fetching", "collect", "cursors", "quarantine", "done", "done_by_time",
     ]
+    /// Databases a journal written by an older build may lack: created by the first writable open,
+    /// absent (nil) in a read-only open of such a journal.
+    static let optionalNames = ["integrity"]
     /// Prefix bytes of the `collect` database's keys.
     static let collectObject: UInt8 = 0x6f  // "o" + object key: a finished object awaiting GC
     static let collectBody: UInt8 = 0x62  // "b" + body id: an orphaned body awaiting GC
@@ -15,6 +18,8 @@ struct Databases: Sendable {
     }
 
     let meta, messages, objects, bodies, fetching, collect, cursors, quarantine, done, doneByTime: Handle
+    /// Integrity validation's ledger (IntegrityLedger.swift).
+    let integrity: Handle?
 
     init(_ h: [String: MDB_dbi]) {
         func handle(_ n: String) -> Handle { Handle(name: n, dbi: h[n]!) }
@@ -28,6 +33,7 @@ struct Databases: Sendable {
         quarantine = handle("quarantine")
         done = handle("done")
         doneByTime = handle("done_by_time")
+        integrity = h["integrity"].map { Handle(name: "integrity", dbi: $0) }
     }
 }
 

@@ -160,6 +160,11 @@ final class LMDBEnvironment: @unchecked Sendable {
     /// The corresponding C function is `mdb_txn_abort`.
     func abort(_ txn: OpaquePointer) { mdb_txn_abort(txn) }
 
+    /// Removes a named database and its entries (tests: a journal from before that database existed).
+    ///
+    /// The corresponding C function is `mdb_drop`.
+    func drop(_ txn: OpaquePointer, _ dbi: MDB_dbi) -> Result<Void, LMDBCode> { check(mdb_drop(txn, dbi, 1)) }
+
     /// Opens (creating when `create`) a named database.
     ///
     /// The corresponding C function is `mdb_dbi_open`.
