@@ -22,6 +22,7 @@ let package = Package(
                 .product(name: "HTTP", package: "cloudtrailbeat"),
                 .product(name: "Outputs", package: "cloudtrailbeat"),
                 .product(name: "Engine", package: "cloudtrailbeat"),
+                .product(name: "Integrity", package: "cloudtrailbeat"),
             ]),
     ]
 )

@@ -271,30 +271,34 @@ public enum Bootstrap {
         let http = HTTPClient()
         let aws = try await AWSAccess(c, http: http)
         let keys = try publicKeys(c, aws, files: publicKeyFiles)
-        return try await Verify(s3: aws.s3, bucket: bucket, options: options, publicKeys: keys.fetch, progress: progress).run()
+        let fetch: @Sendable (String, Date, Date) async throws -> PublicKeySet = { region, from, to in
+            if let fixed = keys.fixed { return fixed }
+            var set = PublicKeySet()
+            for page in try await keys.pages(region, from, to) { set.merge(try PublicKeySet(json: page, source: "ListPublicKeys in \(region)")) }
+            return set
+        }
+        return try await Verify(s3: aws.s3, bucket: bucket, options: options, publicKeys: fetch, progress: progress).run()
     }
 
     /// CloudTrail's public keys: from files (`--public-keys`, `integrity.public_keys_file`) when given,
-    /// else `ListPublicKeys` in the region asked for (`AWS_ENDPOINT_URL_CLOUDTRAIL` for a stand-in).
-    static func publicKeys(_ c: Config, _ aws: AWSAccess, files: [String] = []) throws -> (fixed: PublicKeySet?, fetch: @Sendable (String, Date, Date) async throws -> PublicKeySet) {
+    /// else the pages of `ListPublicKeys` in the region asked for (`AWS_ENDPOINT_URL_CLOUDTRAIL` for a
+    /// stand-in).
+    static func publicKeys(_ c: Config, _ aws: AWSAccess, files: [String] = []) throws -> (fixed: PublicKeySet?, pages: @Sendable (String, Date, Date) async throws -> [[UInt8]]) {
         let paths = files + (c.integrity.publicKeysFile.map { [$0] } ?? [])
-        if !paths.isEmpty {
-            var fixed = PublicKeySet()
-            for path in paths {
-                guard let data = FileManager.default.contents(atPath: path) else { throw ConfigError(file: c.file, key: "integrity.public_keys_file", message: "cannot read '\(path)'") }
-                do { fixed.merge(try PublicKeySet(json: Array(data), source: path)) } catch let e as PublicKeySet.Invalid {
-                    throw ConfigError(file: c.file, key: "integrity.public_keys_file", message: e.description)
-                }
+        var fixed: PublicKeySet?
+        for path in paths {
+            guard let data = FileManager.default.contents(atPath: path) else { throw ConfigError(file: c.file, key: "integrity.public_keys_file", message: "cannot read '\(path)'") }
+            do {
+                var set = fixed ?? PublicKeySet()
+                set.merge(try PublicKeySet(json: Array(data), source: path))
+                fixed = set
+            } catch let e as PublicKeySet.Invalid {
+                throw ConfigError(file: c.file, key: "integrity.public_keys_file", message: e.description)
             }
-            return (fixed, { [fixed] _, _, _ in fixed })
         }
-        return (nil, { region, from, to in
+        return (fixed, { region, from, to in
             let endpoint = AWSSettings.endpoint(service: "cloudtrail", configured: nil) ?? "https://cloudtrail.\(region).amazonaws.com"
-            var set = PublicKeySet()
-            for page in try await CloudTrailClient(service: aws.service("cloudtrail", region: region, endpoint: endpoint)).listPublicKeys(from: from, to: to) {
-                set.merge(try PublicKeySet(json: page, source: "ListPublicKeys in \(region)"))
-            }
-            return set
+            return try await CloudTrailClient(service: aws.service("cloudtrail", region: region, endpoint: endpoint)).listPublicKeys(from: from, to: to)
         })
     }
 
@@ -302,7 +306,7 @@ public enum Bootstrap {
     static func enableIntegrity(_ engine: Engine, _ c: Config, _ aws: AWSAccess, _ journal: Journal) throws {
         guard c.integrity.enabled else { return }
         let keys = try publicKeys(c, aws)
-        engine.digestCheck = DigestCheck(s3: aws.s3, journal: journal, keys: PublicKeyCache(fixed: keys.fixed, fetch: keys.fetch))
+        engine.digestCheck = DigestCheck(s3: aws.s3, journal: journal, keys: PublicKeyCache(fixed: keys.fixed, journal: journal, fetch: keys.pages))
     }
 
 

@@ -25,15 +25,18 @@ import Logging
 import Stages
 import Synchronization
 
-/// CloudTrail's public keys by region, fetched once and again when a digest names a key not yet seen
-/// (CloudTrail rotates them), or read from files.
+/// CloudTrail's public keys by region: fetched once and again when a digest names a key not yet seen
+/// (CloudTrail rotates them), kept in the journal (a restart or a CloudTrail outage does not stop the
+/// checks), or read from files.
 final class PublicKeyCache: Sendable {
     private let fixed: PublicKeySet?
-    private let fetch: @Sendable (String, Date, Date) async throws -> PublicKeySet
+    private let fetch: @Sendable (String, Date, Date) async throws -> [[UInt8]]
+    private let journal: Journal?
     private let cache = Mutex<[String: (keys: PublicKeySet, at: Date)]>([:])
 
-    init(fixed: PublicKeySet?, fetch: @escaping @Sendable (String, Date, Date) async throws -> PublicKeySet) {
+    init(fixed: PublicKeySet?, journal: Journal?, fetch: @escaping @Sendable (String, Date, Date) async throws -> [[UInt8]]) {
         self.fixed = fixed
+        self.journal = journal
         self.fetch = fetch
     }
 
@@ -43,13 +46,28 @@ final class PublicKeyCache: Sendable {
         if let hit = cache.withLock({ $0[region] }), hit.keys.key(fingerprint: fingerprint) != nil || Date().timeIntervalSince(hit.at) < 60 {
             return hit.keys
         }
-        // A month around the digest covers rotations on either side.
-        var keys = try await fetch(region, time.addingTimeInterval(-30 * 86400), max(time, Date()).addingTimeInterval(3600))
-        cache.withLock { c in
-            if let old = c[region]?.keys { keys.merge(old) }
-            c[region] = (keys, Date())
+        var keys = PublicKeySet()
+        if let stored = try journal?.cachedPublicKeys(region: region) {
+            for page in stored.pages { keys.merge((try? PublicKeySet(json: page, source: "the journal's copy")) ?? PublicKeySet()) }
+            if keys.key(fingerprint: fingerprint) != nil {
+                remember(region, keys)
+                return keys
+            }
         }
+        // A month around the digest covers rotations on either side.
+        let pages = try await fetch(region, time.addingTimeInterval(-30 * 86400), max(time, Date()).addingTimeInterval(3600))
+        for page in pages { keys.merge(try PublicKeySet(json: page, source: "ListPublicKeys in \(region)")) }
+        try await journal?.cachePublicKeys(region: region, pages: pages)
+        remember(region, keys)
         return keys
+    }
+
+    private func remember(_ region: String, _ keys: PublicKeySet) {
+        cache.withLock { c in
+            var merged = keys
+            if let old = c[region]?.keys { merged.merge(old) }
+            c[region] = (merged, Date())
+        }
     }
 }
 

@@ -224,6 +224,10 @@ public final class Engine: Service, @unchecked Sendable {
             let name = pump.output.name
             parts.append("\(name) \(c.recordsAcknowledged[name] ?? 0) delivered, \(c.recordsFiltered[name] ?? 0) filtered")
         }
+        if digestCheck != nil {
+            let found = c.integrityFindings.values.reduce(0, +)
+            parts.append("integrity \(c.digestsVerified) digests and \(c.logsVerified) logs verified, \(found) finding\(found == 1 ? "" : "s")")
+        }
         return parts.joined(separator: "; ")
     }
 
@@ -489,11 +493,8 @@ public final class Engine: Service, @unchecked Sendable {
     private func fetch(_ object: ObjectState) async throws {
         let ref = object.ref
         let kind = ObjectClassifier.classify(key: ref.key)
-        if kind == .digest, let digestCheck, !ref.bucket.hasPrefix("file://"), s3 != nil {
-            try await checkDigest(object, digestCheck)
-            return
-        }
-        if kind == .digest {
+        let checked = kind == .digest && digestCheck != nil && !ref.bucket.hasPrefix("file://") && s3 != nil
+        if kind == .digest && !checked {
             _ = try await journal.complete(ref, note: "digest file: integrity data, not emitted")
             lock.withLock { counters.objectsSkipped += 1 }
             return
@@ -510,6 +511,10 @@ public final class Engine: Service, @unchecked Sendable {
         if let refusal = local ? policy.refusal(accountOf: ref.key) : policy.refusal(bucket: ref.bucket, key: ref.key) {
             lock.withLock { counters.refused[refusal.hasPrefix("bucket") ? "bucket" : "account", default: 0] += 1 }
             try await quarantine(ref, "refused: \(refusal)")
+            return
+        }
+        if checked, let digestCheck {
+            try await checkDigest(object, digestCheck)
             return
         }
         let keyAccount = policy.accounts.isEmpty ? nil : SourcePolicy.account(inKey: ref.key)

@@ -9,7 +9,8 @@ import Foundation
 //   "V" log id            → stored(8)                                           listed by a digest before it was fetched here
 //   "D" digest id         → sha256(32) stored(8) signature                      a digest seen (its successor checks the link)
 //   "C" name              → count(8)                                            findings by kind; verified digests and logs
-//   "F" stored(8) seq(4)  → finding (JSON)                                      the latest findings, for `journal status`
+//   "F" stored(8) digest(8) seq(4) → finding (JSON)                             the latest findings, for `journal status`
+//   "K" region            → stored(8) then each page (varint length, bytes)     CloudTrail's public keys as ListPublicKeys gave them
 //
 // (log id, digest id: KeyBuilder's bucket 0 key.) Invariant 10 of Journal.swift holds here: a log's
 // pending entry is written in the transaction of its `fetched` transition, and a digest's verdict — its
@@ -154,6 +155,30 @@ extension Journal {
         }
     }
 
+    /// CloudTrail's public keys of `region` as last fetched (the raw `ListPublicKeys` pages) and when.
+    public func cachedPublicKeys(region: String) throws -> (pages: [[UInt8]], stored: Timestamp)? {
+        try read { txn in
+            guard let db = txn.dbs.integrity, let v = try txn.get(db, [UInt8(ascii: "K")] + Array(region.utf8)) else { return nil }
+            var r = ByteReader(v)
+            let stored = Timestamp(bitPattern: try r.bigEndian64())
+            var pages: [[UInt8]] = []
+            while !r.isAtEnd { pages.append(Array(try r.string().utf8)) }
+            return (pages, stored)
+        }
+    }
+
+    /// Keeps `region`'s public keys (the raw `ListPublicKeys` pages), so a restart or a CloudTrail outage
+    /// does not stop digests being checked.
+    public func cachePublicKeys(region: String, pages: [[UInt8]]) async throws {
+        try await write { txn in
+            guard let db = txn.dbs.integrity else { return }
+            var w = ByteWriter()
+            w.bigEndian(UInt64(bitPattern: txn.clock()))
+            for page in pages { w.string(String(decoding: page, as: UTF8.self)) }
+            try txn.put(db, [UInt8(ascii: "K")] + Array(region.utf8), w.bytes)
+        }
+    }
+
     /// Drops ledger entries stored more than `integrityRetention` ago (at most `limit` per call);
     /// returns how many.
     public func collectIntegrity(limit: Int = 5000) async throws -> Int {
@@ -232,9 +257,11 @@ enum Ledger {
         var seq: UInt32 = 0
         for f in verdict.findings {
             try count(txn, f.kind, 1)
+            // Verdicts sharing a commit share its clock: the digest's id keeps their findings apart.
             var k = ByteWriter()
             k.byte(UInt8(ascii: "F"))
             k.bigEndian(UInt64(bitPattern: now))
+            k.bytes += SHA256.hash(data: KeyBuilder.key([verdict.bucket, verdict.key])).prefix(8)
             k.bigEndian(seq)
             seq += 1
             try txn.put(db, k.bytes, f.json)

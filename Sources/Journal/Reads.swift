@@ -36,28 +36,20 @@ extension Journal {
     /// The first object (in key order) of the given stages that `accept` takes; the scan stops there.
     /// For workers claiming one item at a time: the cost is the items passed over, not the whole set.
     public func firstObject(in stages: Set<ObjectStage>, where accept: (ObjectState) -> Bool) throws -> ObjectState? {
-        try read { txn in
-            var found: ObjectState?
-            try txn.scan(txn.dbs.objects) { k, v in
-                if let stage = ObjectState.peekStage(v), !stages.contains(stage) { return true }
-                let state = try txn.decode(txn.dbs.objects, Array(k), Array(v), ObjectState.decode)
-                if stages.contains(state.stage) && accept(state) {
-                    found = state
-                    return false
-                }
-                return true
-            }
-            return found
-        }
+        try firstObject(from: [], in: stages, where: accept)
     }
 
     /// The first object of `bucket` whose key starts with `keyPrefix`, of the given stages, that `accept`
     /// takes: a scan of that key range only.
     public func firstObject(bucket: String, keyPrefix: String, in stages: Set<ObjectStage>, where accept: (ObjectState) -> Bool) throws -> ObjectState? {
+        try firstObject(from: Array(bucket.utf8) + [0] + Array(keyPrefix.utf8), in: stages, where: accept)
+    }
+
+    /// Scans the objects whose storage key starts with `start`.
+    private func firstObject(from start: [UInt8], in stages: Set<ObjectStage>, where accept: (ObjectState) -> Bool) throws -> ObjectState? {
         try read { txn in
-            let start = Array(bucket.utf8) + [0] + Array(keyPrefix.utf8)
             var found: ObjectState?
-            try txn.scan(txn.dbs.objects, from: start) { k, v in
+            try txn.scan(txn.dbs.objects, from: start.isEmpty ? nil : start) { k, v in
                 guard k.starts(with: start) else { return false }
                 if let stage = ObjectState.peekStage(v), !stages.contains(stage) { return true }
                 let state = try txn.decode(txn.dbs.objects, Array(k), Array(v), ObjectState.decode)

@@ -17,7 +17,7 @@ struct DocsTests {
     @Test func iamPolicyAndKibanaObjectsAreJSON() throws {
         let policy = try #require(try JSONSerialization.jsonObject(with: Data(text("docs/deploy/iam-policy.json").utf8)) as? [String: Any])
         let actions = (policy["Statement"] as? [[String: Any]] ?? []).flatMap { $0["Action"] as? [String] ?? [] }
-        for needed in ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes", "sqs:SendMessage", "s3:GetObject", "s3:ListBucket", "kms:Decrypt"] {
+        for needed in ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes", "sqs:SendMessage", "s3:GetObject", "s3:ListBucket", "kms:Decrypt", "cloudtrail:ListPublicKeys"] {
             #expect(actions.contains(needed), "\(needed) is in the IAM policy")
         }
         for line in try text("docs/deploy/kibana-saved-objects.ndjson").split(separator: "\n") {

@@ -58,6 +58,13 @@ struct IntegrityLedgerTests {
         #expect(status.counts == ["digests_verified": 1, "logs_verified": 2, "log_modified": 1, "log_not_covered": 1])
         #expect(status.recent.count == 2 && status.pendingLogs == 1)
 
+        // Two verdicts at the same instant (verdicts sharing a group commit share its clock) keep both
+        // findings: neither overwrites the other's entry.
+        var other = IntegrityVerdict(bucket: "b", key: "d2")
+        other.findings = [("digest_missing", Array("{\"kind\":\"digest_missing\"}".utf8))]
+        try await fetch(journal, "d2", integrity: .digest(other), id: 7)
+        #expect(try journal.integrityStatus().recent.count == 3)
+
         // The log the digest verified before this journal fetched it adds nothing when it is fetched.
         try await fetch(journal, "later", integrity: .log(log("later", at: 150)), id: 6)
         #expect(try journal.pendingLog(bucket: "b", key: "later") == nil)

@@ -14,6 +14,8 @@
 //    CPU, not its speed).
 // 4. Each network output (Elasticsearch, OpenSearch with SigV4, Logstash, Splunk HEC with indexer
 //    acknowledgement, redis) against its protocol test server: records/s and the ratio to the file output.
+// 5. Integrity: what hashing every log costs end to end (target <= 10 %), and `verify` over >= 2 000
+//    signed logs against `aws cloudtrail validate-logs`, objects/s.
 import BenchmarkSupport
 import Foundation
 
@@ -318,3 +320,68 @@ measure(
 measure(
     "redis (RPUSH pipelines)", command: { ["redis-server", "--port", String($0), "--save", "", "--appendonly", "no"] },
     section: { "  redis:\n    hosts: [\"127.0.0.1:\($0)\"]\n" }, shipped: { "redis-cli -p \($0) LLEN cloudtrailbeat" })
+
+// MARK: 5. Integrity (docs/integrity.md)
+// a) What hashing every log costs: the section-1 corpus in moto's S3, backfilled with integrity.enabled
+//    and without, alternately (medians): wall time and our CPU. Target: at most 10 % slower.
+// b) `verify` over a bucket of >= 2 000 signed logs (scripts/signed_trails.py: three trails, 24 hours):
+//    objects/s; and `aws cloudtrail validate-logs` (one trail and region at a time, which is what it
+//    does) over one of them, objects/s, in the same run.
+if system("command -v moto_server >/dev/null") == 0 {
+    let port = count("python3 -c 'import socket; s = socket.socket(); s.bind((\"127.0.0.1\", 0)); print(s.getsockname()[1])'")
+    guard let moto = server(["moto_server", "-H", "127.0.0.1", "-p", String(port)], port: port) else { fatalError("moto_server did not start") }
+    defer { moto.terminate() }
+    let endpoint = "http://127.0.0.1:\(port)"
+    let aws = ["AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b", "AWS_REGION": "us-east-1"]
+    let trails = base + "/trails"
+    precondition(system("python3 '\(repo)/scripts/signed_trails.py' setup --endpoint \(endpoint) --bucket verify-bench --dir '\(trails)' --hours 24 --logs 28 > \(base)/trails.log 2>&1") == 0, "signed_trails.py setup failed")
+    let upload = """
+        import boto3, os, sys
+        c = boto3.client('s3', endpoint_url='\(endpoint)', region_name='us-east-1', aws_access_key_id='a', aws_secret_access_key='b')
+        c.create_bucket(Bucket='hash-bench')
+        root = '\(corpusDir)'
+        for d, _, names in os.walk(root):
+            for n in names:
+                p = os.path.join(d, n)
+                c.upload_file(p, 'hash-bench', os.path.relpath(p, root))
+        """
+    try upload.write(toFile: base + "/upload.py", atomically: true, encoding: .utf8)
+    precondition(system("python3 \(base)/upload.py > \(base)/upload.log 2>&1") == 0, "uploading the corpus to moto failed")
+    func s3Config(_ name: String, integrity: Bool) -> String {
+        config(name, extra: "input:\n  aws_region: us-east-1\n  endpoint: \(endpoint)\nintegrity:\n  enabled: \(integrity)\n  public_keys_file: \(trails)/public-keys.json\n")
+    }
+    var plain: [Run] = [], hashed: [Run] = []
+    for _ in 0..<(quick ? 1 : 3) {
+        plain.append(run(["-c", s3Config("s3-plain", integrity: false), "-b", "hash-bench"], environment: aws))
+        hashed.append(run(["-c", s3Config("s3-hashed", integrity: true), "-b", "hash-bench"], environment: aws))
+    }
+    let slower = median(hashed.map(\.seconds)) / median(plain.map(\.seconds)) - 1
+    let cpu = median(hashed.map(\.cpu)) / median(plain.map(\.cpu)) - 1
+    print(String(format: "  integrity: %d files (%d MiB) backfilled from moto's S3: %.1f s plain, %.1f s hashing every log; throughput cost %.1f %% (target <= 10 %%) %@; our CPU %+.1f %%",
+                 files.count, uncompressed >> 20, median(plain.map(\.seconds)), median(hashed.map(\.seconds)), slower * 100, slower <= 0.10 ? "met" : "MISSED", cpu * 100))
+
+    // b) verify, and the AWS CLI's validate-logs on one of the trails.
+    try "input:\n  aws_region: us-east-1\n  endpoint: \(endpoint)\n".write(toFile: base + "/verify.yml", atomically: true, encoding: .utf8)
+    let v = run(["verify", "-c", base + "/verify.yml", "-b", "verify-bench", "--public-keys", trails + "/public-keys.json"], environment: aws)
+    let digests = 3 * 24 + 1, logs = 3 * 24 * 28 + 1
+    let oursRate = Double(digests + logs) / v.seconds
+    print(String(format: "  verify: %d digests and %d logs (every trail) in %.1f s: %.0f objects/s", digests, logs, v.seconds, oursRate))
+    let tools = ProcessInfo.processInfo.environment["CLOUDTRAILBEAT_TOOLS"] ?? (ProcessInfo.processInfo.environment["HOME"] ?? "/root") + "/.cache/cloudtrailbeat"
+    let keysPort = count("python3 -c 'import socket; s = socket.socket(); s.bind((\"127.0.0.1\", 0)); print(s.getsockname()[1])'")
+    if FileManager.default.isExecutableFile(atPath: tools + "/awscli/bin/aws"),
+        let keys = server(["python3", repo + "/scripts/signed_trails.py", "keys-server", "--dir", trails, "--port", String(keysPort)], port: keysPort)
+    {
+        defer { keys.terminate() }
+        let start = now()
+        let checked = count(
+            "AWS_ACCESS_KEY_ID=a AWS_SECRET_ACCESS_KEY=b AWS_ENDPOINT_URL_S3=\(endpoint) '\(tools)/awscli/bin/aws' cloudtrail validate-logs"
+                + " --trail-arn arn:aws:cloudtrail:us-east-1:111111111111:trail/main --start-time 2026-11-30T00:00:00Z --end-time 2026-12-01T23:59:59Z"
+                + " --s3-bucket verify-bench --account-id 111111111111 --region us-east-1 --endpoint-url http://127.0.0.1:\(keysPort) --verbose | grep -c 'valid$'")
+        let theirs = Double(checked) / (now() - start)
+        print(String(format: "  aws cloudtrail validate-logs (one trail, one region: %d objects): %.0f objects/s; verify %.1fx its rate", checked, theirs, oursRate / theirs))
+    } else {
+        print("  aws cloudtrail validate-logs: skipped (scripts/setup installs the AWS CLI into \(tools)/awscli)")
+    }
+} else {
+    print("  integrity: skipped (moto_server missing: pip install 'moto[server]')")
+}

@@ -10,11 +10,14 @@
 // 5. journal: a record that decodes re-encodes to bytes that decode to the same record.
 // 6. hec: an ack answer acknowledges only ids the query asked for; an event's time, read from any
 //    bytes, is either absent or a time HEC's envelope can carry.
+// 7. digest: no bytes pass as a digest signed by a key whose private half nobody has here; a finding
+//    record made of any bytes becomes one line of valid JSON in every codec.
 import Codecs
 import Foundation
 @testable import AWS
 @testable import Engine
 import HTTP
+import Integrity
 @testable import Journal
 @testable import Outputs
 import SNSSignature
@@ -211,6 +214,38 @@ public func fuzzJournal(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
     case 3: roundTrip(BackfillCursor.decode) { $0.encode() }
     case 4: roundTrip({ try OutputRecords.decode("file", $0) }) { $0.encode() }
     default: roundTrip(OutputHealth.decode) { $0.encode() }
+    }
+    return 0
+}
+
+/// A public key from scripts/signed_trails.py (its private half was never kept): the fuzzer's digests
+/// name its fingerprint, so they reach the RSA check, which nothing here can pass.
+let fuzzPublicKeys = try! PublicKeySet(
+    json: Array(#"{"PublicKeyList":[{"Value":"MIIBCgKCAQEAu+SNI6kH5418XAU7tF34jRdgg6t9cafWG0pLUlr6KLn0o8EBinMuGlFaPlwkETmkF0f25u6KzZOQMPbnx+hC6kEup3BU9fyQkrjYzNRnrUTP5l668BdEF3rojrmdeW1SD6AgnKvtEoKbwAL5bfU1FhIFvwEbyJawBwr/4fxlkOIEdkN93+UOxaUPOZpcAgwrRaxYoW9XaauvIf8M3LT7fhsqXWxafD4vguuBFhUlhQ/MEb+6QFopA613KUPJNjjCEApIfplke0H2ffUdbWKaH3t8Q18b4RLJEkTg3TuALl3cUs70Iu/lR87V4x7U3Ahdw6EW79hwqp6/BG5LLFdrUwIDAQAB","Fingerprint":"9aa3c361746570e66dd7f81acbbfff30"}]}"#.utf8), source: "fuzz")
+
+/// CloudTrail digests (integrity): any bytes as a stored digest (gzip'd or not) with a signature taken
+/// from them, as a public key list and as S3 keys; and any bytes as a finding record, in every codec.
+@_cdecl("ctb_fuzz_digest")
+public func fuzzDigest(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
+    let input = bytes(data, size)
+    let text = String(decoding: input, as: UTF8.self)
+    _ = DigestKey(text)
+    _ = LogKey(text)
+    _ = try? PublicKeySet(json: input, source: "fuzz")
+    let key = "AWSLogs/111111111111/CloudTrail-Digest/eu-west-1/2026/11/30/111111111111_CloudTrail-Digest_eu-west-1_main_us-east-1_20261130T010000Z.json.gz"
+    if let o = try? DigestObject.fromStored(bucket: "trails", key: key, gzipped: input, metadata: ["signature": Hex.encode(input.suffix(256))]),
+        let body = try? o.body()
+    {
+        precondition(Audit.verdict(o, body, keys: fuzzPublicKeys) != nil, "a digest verified without the private key")
+        _ = Audit.digests([key: .loaded(o)], bucket: "trails", keys: { _ in fuzzPublicKeys }, since: nil)
+    }
+    input.withUnsafeBytes { raw in
+        let record = RecordView(index: 0, bytes: raw, eventTime: nil, eventID: nil)
+        for kind in CodecKind.allCases {
+            var out: [UInt8] = []
+            guard FindingEncoder(options: CodecOptions(kind: kind), bucket: "b", key: "k").encode(record, to: &out) != nil else { continue }
+            precondition(!out.contains(0x0a) && (try? JSONSerialization.jsonObject(with: Data(out))) != nil, "\(kind): a finding's event is not one line of JSON")
+        }
     }
     return 0
 }
