@@ -227,7 +227,7 @@ let fuzzPublicKeys = try! PublicKeySet(
 /// from them, as a public key list and as S3 keys; and any bytes as a finding record, in every codec.
 @_cdecl("ctb_fuzz_digest")
 public func fuzzDigest(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
-    let input = bytes(data, size)
+    let input = Array(bytes(data, size))
     let text = String(decoding: input, as: UTF8.self)
     _ = DigestKey(text)
     _ = LogKey(text)
