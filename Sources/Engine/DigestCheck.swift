@@ -111,16 +111,18 @@ struct DigestCheck: Sendable {
                 body = nil
             }
         }
+        // Remembered valid or not: its successor must not report an invalid one a second time.
+        verdict.seen = object.map { IntegrityDigestSeen(sha256: Hex.decode($0.sha256) ?? [], signature: $0.signature ?? "", valid: body != nil) }
         guard let object, let body else { return finish(verdict, findings, valid: false, bucket: bucket, key: key, endTime: nil) }
-        verdict.seen = IntegrityDigestSeen(sha256: Hex.decode(object.sha256) ?? [], signature: object.signature ?? "")
 
         // The link to the previous digest: it must exist and be the one this digest recorded.
         var predecessorVerified = body.previousDigestS3Object == nil
         if let previous = body.previousDigestS3Object {
             let previousBucket = body.previousDigestS3Bucket ?? bucket
             if let seen = try journal.digestSeen(bucket: previousBucket, key: previous) {
-                predecessorVerified = true
-                if let recorded = body.previousDigestHashValue, recorded.lowercased() != Hex.encode(seen.sha256) {
+                // Checked here already: an invalid one was reported then.
+                predecessorVerified = seen.valid
+                if seen.valid, let recorded = body.previousDigestHashValue, recorded.lowercased() != Hex.encode(seen.sha256) {
                     findings.append(Finding(kind: .digestInvalid, bucket: previousBucket, key: previous, detail: "its SHA-256 is not the one \(key) recorded"))
                 }
             } else {

@@ -7,7 +7,7 @@ import Foundation
 //   "L" log id            → sha256(32) scope delivered(8) stored(8) bucket key   a fetched log awaiting its digest
 //   "S" scope 0 delivered(8) sha256(log id) → log id                            the same, by scope and delivery time
 //   "V" log id            → stored(8)                                           listed by a digest before it was fetched here
-//   "D" digest id         → sha256(32) stored(8) signature                      a digest seen (its successor checks the link)
+//   "D" digest id         → sha256(32) stored(8) signature valid(1)             a digest checked (its successor checks the link)
 //   "C" name              → count(8)                                            findings by kind; verified digests and logs
 //   "F" stored(8) digest(8) seq(4) → finding (JSON)                             the latest findings, for `journal status`
 //   "K" region            → stored(8) then each page (varint length, bytes)     CloudTrail's public keys as ListPublicKeys gave them
@@ -39,13 +39,16 @@ public struct IntegrityLog: Sendable, Equatable {
     }
 }
 
-/// A digest this journal saw: what its successor's link is checked against.
+/// A digest this journal checked: what its successor's link is checked against.
 public struct IntegrityDigestSeen: Sendable, Equatable {
     public var sha256: [UInt8]
     public var signature: String
-    public init(sha256: [UInt8], signature: String) {
+    /// Whether it verified (an invalid one was reported when it was checked: its successor says no more).
+    public var valid: Bool
+    public init(sha256: [UInt8], signature: String, valid: Bool = true) {
         self.sha256 = sha256
         self.signature = signature
+        self.valid = valid
     }
 }
 
@@ -53,7 +56,8 @@ public struct IntegrityDigestSeen: Sendable, Equatable {
 public struct IntegrityVerdict: Sendable {
     public var bucket: String
     public var key: String
-    /// The digest's own SHA-256 and signature (only a valid digest is remembered for its successor).
+    /// The digest's own SHA-256, signature and validity, remembered for its successor (nil when it could
+    /// not even be read).
     public var seen: IntegrityDigestSeen?
     /// Logs the digest listed with a matching hash: they leave the ledger (or are marked, when this
     /// instance has not fetched them yet, so their fetch adds nothing).
@@ -118,14 +122,15 @@ extension Journal {
         }
     }
 
-    /// A digest this journal verified (nil: never seen, or not valid).
+    /// A digest this journal checked (nil: never seen).
     public func digestSeen(bucket: String, key: String) throws -> IntegrityDigestSeen? {
         try read { txn in
             guard let db = txn.dbs.integrity, let v = try txn.get(db, [UInt8(ascii: "D")] + KeyBuilder.key([bucket, key])) else { return nil }
             var r = ByteReader(v)
             let sha = try (0..<32).map { _ in try r.byte() }
             _ = try r.bigEndian64()
-            return IntegrityDigestSeen(sha256: sha, signature: try r.string())
+            let signature = try r.string()
+            return IntegrityDigestSeen(sha256: sha, signature: signature, valid: r.isAtEnd ? true : try r.bool())
         }
     }
 
@@ -250,8 +255,9 @@ enum Ledger {
             w.bytes += seen.sha256
             w.bigEndian(UInt64(bitPattern: now))
             w.string(seen.signature)
+            w.bool(seen.valid)
             try txn.put(db, [UInt8(ascii: "D")] + KeyBuilder.key([verdict.bucket, verdict.key]), w.bytes)
-            try count(txn, "digests_verified", 1)
+            if seen.valid { try count(txn, "digests_verified", 1) }
         }
         try count(txn, "logs_verified", UInt64(verdict.verified.count))
         var seq: UInt32 = 0

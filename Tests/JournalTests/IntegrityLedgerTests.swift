@@ -61,9 +61,13 @@ struct IntegrityLedgerTests {
         // Two verdicts at the same instant (verdicts sharing a group commit share its clock) keep both
         // findings: neither overwrites the other's entry.
         var other = IntegrityVerdict(bucket: "b", key: "d2")
-        other.findings = [("digest_missing", Array("{\"kind\":\"digest_missing\"}".utf8))]
+        other.seen = IntegrityDigestSeen(sha256: Array(repeating: 9, count: 32), signature: "cd", valid: false)
+        other.findings = [("digest_invalid", Array("{\"kind\":\"digest_invalid\"}".utf8))]
         try await fetch(journal, "d2", integrity: .digest(other), id: 7)
         #expect(try journal.integrityStatus().recent.count == 3)
+        // An invalid digest is remembered as such (its successor reports nothing more) and not counted.
+        #expect(try journal.digestSeen(bucket: "b", key: "d2")?.valid == false)
+        #expect(try journal.integrityStatus().counts["digests_verified"] == 1)
 
         // The log the digest verified before this journal fetched it adds nothing when it is fetched.
         try await fetch(journal, "later", integrity: .log(log("later", at: 150)), id: 6)
