@@ -4,6 +4,7 @@ import Foundation
 import Integrity
 import Logging
 import Stages
+import Synchronization
 
 /// `cloudtrailbeat verify`: CloudTrail's log-file validation over a whole bucket — every account,
 /// region and trail at once — with many requests in flight.
@@ -22,6 +23,9 @@ public struct Verify: Sendable {
         public var until: Date?
         /// Requests in flight.
         public var concurrency = 32
+        /// `--state FILE`: the hashes of logs already fetched, appended as they are taken; a run that
+        /// finds the file resumes (those logs are not fetched again).
+        public var statePath: String?
         public init() {}
     }
 
@@ -102,13 +106,19 @@ public struct Verify: Sendable {
 
         // Each log a valid digest lists: hashed as it streams.
         let listed = Audit.listedLogs(valid)
+        let state = try options.statePath.map(VerifyState.init)
+        if let state, state.count > 0 { progress("verify: resuming: \(state.count) logs hashed by an earlier run are not fetched again") }
         let observed = try await concurrentMap(listed, limit: options.concurrency) { log -> (LogObservation, UInt64) in
-            try await s3.uncompressedSHA256(bucket: log.bucket, key: log.key)
+            if let hash = state?.hash(bucket: log.bucket, key: log.key) { return (.hash(hash), 0) }
+            let seen = try await s3.uncompressedSHA256(bucket: log.bucket, key: log.key)
+            if case .hash(let h) = seen.0 { try state?.record(bucket: log.bucket, key: log.key, hash: h) }
+            return seen
         }
+        try state?.close()
         var report = AuditReport()
         for (log, (seen, bytes)) in zip(listed, observed) {
             counts.bytesFetched += bytes
-            if seen != .missing { counts.logsFetched += 1 }
+            if seen != .missing && bytes > 0 { counts.logsFetched += 1 }
             if let f = Audit.log(bucket: log.bucket, key: log.key, expected: log.hash, digest: log.digest, seen) { findings.append(f) } else { report.validLogs += 1 }
         }
         findings += Audit.notCovered(logsInBucket: logKeys, bucket: bucket, valid: valid)
@@ -191,6 +201,61 @@ extension Verify {
         let objects = counts.digestsListed + counts.logsFetched
         lines.append(String(format: "%d objects (%d digests, %d logs fetched, %.1f MiB) in %.1f s: %.0f objects/s", objects, counts.digestsListed, counts.logsFetched, Double(counts.bytesFetched) / 1048576, seconds, Double(objects) / max(seconds, 0.001)))
         return lines.joined(separator: "\n")
+    }
+}
+
+/// `verify --state FILE`: one line per log hashed (`<sha256> <bucket>/<key>`), appended as hashes are
+/// taken and synced every 256 lines, so an interrupted run resumes without fetching those logs again.
+/// A torn last line (a kill mid-write) is ignored. The lock guards the table and the file together.
+final class VerifyState: Sendable {
+    private struct Table {
+        var hashes: [String: String] = [:]
+        var unsynced = 0
+        var handle: FileHandle
+    }
+    private let table: Mutex<Table>
+
+    init(path: String) throws {
+        if !FileManager.default.fileExists(atPath: path), !FileManager.default.createFile(atPath: path, contents: nil) {
+            throw ConfigError(file: path, key: "--state", message: "cannot create '\(path)'")
+        }
+        guard let data = FileManager.default.contents(atPath: path), let handle = FileHandle(forWritingAtPath: path) else {
+            throw ConfigError(file: path, key: "--state", message: "cannot read and write '\(path)'")
+        }
+        // Whole lines only: a torn last one (a kill mid-write) is cut off, so it cannot swallow the next.
+        let whole = data.lastIndex(of: 0x0a).map { $0 + 1 } ?? 0
+        var hashes: [String: String] = [:]
+        for line in data.prefix(whole).split(separator: 0x0a) where line.count > 66 && line[line.startIndex + 64] == 0x20 {
+            let hash = String(decoding: line.prefix(64), as: UTF8.self)
+            guard Hex.decode(hash)?.count == 32 else { continue }
+            hashes[String(decoding: line.dropFirst(65), as: UTF8.self)] = hash
+        }
+        try handle.truncate(atOffset: UInt64(whole))
+        try handle.seekToEnd()
+        table = Mutex(Table(hashes: hashes, handle: handle))
+    }
+
+    var count: Int { table.withLock { $0.hashes.count } }
+
+    func hash(bucket: String, key: String) -> String? { table.withLock { $0.hashes[bucket + "/" + key] } }
+
+    func record(bucket: String, key: String, hash: String) throws {
+        try table.withLock { t in
+            t.hashes[bucket + "/" + key] = hash
+            try t.handle.write(contentsOf: Data("\(hash) \(bucket)/\(key)\n".utf8))
+            t.unsynced += 1
+            if t.unsynced >= 256 {
+                try t.handle.synchronize()
+                t.unsynced = 0
+            }
+        }
+    }
+
+    func close() throws {
+        try table.withLock { t in
+            try t.handle.synchronize()
+            try t.handle.close()
+        }
     }
 }
 

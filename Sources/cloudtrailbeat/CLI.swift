@@ -249,6 +249,9 @@ struct VerifyCommand: AsyncParsableCommand {
     @Option(help: "Requests in flight.")
     var concurrency: Int = 32
 
+    @Option(help: "Keep the hashes of the logs fetched in this file, and resume from it: logs it holds are not fetched again.")
+    var state: String?
+
     @Flag(help: "Print one JSON object: {\"digests\": {valid, invalid, missing}, \"logs\": {valid, modified, missing, not_covered}}.")
     var json = false
 
@@ -282,6 +285,7 @@ struct VerifyCommand: AsyncParsableCommand {
         o.since = since.flatMap(Run.day)
         o.until = until.flatMap(Run.day).map { $0.addingTimeInterval(86399) }
         o.concurrency = concurrency
+        o.statePath = state
         let quiet = json
         let started = Date()
         do {

@@ -151,6 +151,30 @@ func awsCLI() throws -> String {
         #expect(keys(l["missing"]) == Set(cliLogs.filter { $0.value == "INVALID: not found" }.keys))
     }
 
+    @Test func verifyResumesFromItsStateWithoutFetchingTheLogsAgain() throws {
+        let stack = try TrailsStack(buckets: [("intact", false)])
+        let state = stack.dir.sub("verify.state")
+        func logGets() -> Int {
+            ((try? String(contentsOfFile: "/tmp/ctb-moto-\(stack.moto.port).log", encoding: .utf8)) ?? "")
+                .split(separator: "\n").filter { $0.contains("\"GET /intact/") && $0.contains("/CloudTrail/") }.count
+        }
+        let (first, report) = try stack.verify("intact", ["--state", state])
+        #expect(first == 0)
+        let fetched = logGets()
+        #expect(fetched == 37, "every listed log fetched once")
+        // Interrupted mid-write: a torn last line is ignored, and the next run appends after it.
+        let handle = try #require(FileHandle(forWritingAtPath: state))
+        try handle.seekToEnd()
+        try handle.write(contentsOf: Data("0123abcd".utf8))
+        try handle.close()
+        let (second, resumed) = try stack.verify("intact", ["--state", state])
+        #expect(second == 0)
+        #expect(logGets() == fetched, "no log fetched again")
+        #expect(TrailsStack.shape(resumed) == TrailsStack.shape(report))
+        let lines = try String(contentsOfFile: state, encoding: .utf8).split(separator: "\n", omittingEmptySubsequences: false)
+        #expect(lines.count == 38 && lines.last == "", "37 whole lines, the torn one cut off")
+    }
+
     @Test func usageAndConfigurationErrorsExitTwo() throws {
         let stack = try TrailsStack(buckets: [("tampered", false)])
         #expect(try stack.run(["verify", "-c", stack.dir.sub("c.yml")]).0 == 2, "no -b")
