@@ -299,7 +299,14 @@ public final class Backfill: @unchecked Sendable {
                 regions += try await children(service)
             }
         }
-        return regions.sorted()
+        return regions.sorted(by: Backfill.walkedBefore)
+    }
+
+    /// The order partitions are walked in: key order, but digests (listed for integrity validation) after
+    /// every log, so that each digest finds the logs it lists journaled and waits for their fetch rather
+    /// than download them a second time.
+    static func walkedBefore(_ a: String, _ b: String) -> Bool {
+        (a.contains("/CloudTrail-Digest/") ? 1 : 0, a) < (b.contains("/CloudTrail-Digest/") ? 1 : 0, b)
     }
 
     /// What the last completed pass found: objects journaled (or enqueued), objects skipped as listed
@@ -362,7 +369,7 @@ public final class Backfill: @unchecked Sendable {
                     .merging(horizon > 0 ? ["newSince": "\(Date(timeIntervalSince1970: Double(horizon) / 1000).formatted(.iso8601))"] : [:]) { a, _ in a },
                 source: LogStage.backfill.rawValue)
         }
-        let open = cursors.filter { $0.partition != "" && !$0.complete }
+        let open = cursors.filter { $0.partition != "" && !$0.complete }.sorted { Backfill.walkedBefore($0.partition, $1.partition) }
         lock.withLock {
             skippedEarlier = 0
             refusedAccounts = 0

@@ -576,9 +576,17 @@ public final class Engine: Service, @unchecked Sendable {
     /// commits with them (the journal's invariant 10).
     private func checkDigest(_ object: ObjectState, _ check: DigestCheck) async throws {
         let ref = object.ref
-        // Logs of its account and region delivered before it, still to be fetched here, are hashed by
-        // their own fetch first, and the earlier digests of its chain are checked first: the digest
-        // waits (no attempt counted) rather than download logs twice or check its chain out of order.
+        // Logs of its account and region delivered before it, still to be fetched here (or, in a backfill,
+        // still to be listed), are hashed by their own fetch first, and the earlier digests of its chain
+        // are checked first: the digest waits (no attempt counted) rather than download logs twice or
+        // check its chain out of order.
+        if let d = DigestKey(ref.key), let backfill,
+            let listing = try journal.cursors(job: backfill.job).first(where: { !$0.complete && $0.partition.hasPrefix(d.logsPrefix) })
+        {
+            lock.withLock { retryAfter[ref] = Date().addingTimeInterval(2) }
+            logger.debug("digest waits for the listing of the logs before it", metadata: ["object": "\(ref)", "partition": "\(listing.partition)"], source: LogStage.fetch.rawValue)
+            return
+        }
         if let d = DigestKey(ref.key),
             let waiting = try journal.firstObject(bucket: ref.bucket, keyPrefix: d.logsPrefix, in: [.received], where: { o in
                 (LogKey(o.ref.key)?.delivered).map { $0 < d.end } ?? false

@@ -186,6 +186,36 @@ func awsCLI() throws -> String {
     }
 }
 
+extension TrailsStack {
+    /// The findings `expected.json` of `bucket` implies, as "kind key".
+    func wantedFindings(_ bucket: String) throws -> Set<String> {
+        let expected = try self.expected(bucket)
+        var want: Set<String> = []
+        for (part, kinds) in [("digests", ["invalid": "digest_invalid", "missing": "digest_missing"]),
+                              ("logs", ["modified": "log_modified", "missing": "log_missing", "not_covered": "log_not_covered"])] {
+            for (name, kind) in kinds {
+                for key in (expected[part] as? [String: Any])?[name] as? [String] ?? [] { want.insert("\(kind) \(key)") }
+            }
+        }
+        return want
+    }
+
+    /// The CloudTrailIntegrity events in a file output's directory: "kind key" → the distinct events
+    /// (time, digest, detail) shipped for it.
+    func findingEvents(_ dir: String) throws -> [String: Set<String>] {
+        var events: [String: Set<String>] = [:]
+        for file in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] {
+            for line in try String(contentsOfFile: dir + "/" + file, encoding: .utf8).split(separator: "\n") {
+                guard let e = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], e["type"] as? String == "CloudTrailIntegrity",
+                    let i = e["integrity"] as? [String: Any], let kind = i["kind"] as? String, let key = i["key"] as? String
+                else { continue }
+                events["\(kind) \(key)", default: []].insert("\(e["@timestamp"] ?? "") \(i["digest"] ?? "") \(i["detail"] ?? "")")
+            }
+        }
+        return events
+    }
+}
+
 /// Continuous validation in queue mode: the same tampering, seen as notifications arrive (logs first,
 /// then the late file's backfill digest, then the hour digests, as CloudTrail delivers them), with the
 /// consumer killed at random moments while it checks the digests.
@@ -274,22 +304,8 @@ func awsCLI() throws -> String {
         // Exactly the findings the tampering implies: one event each (a replayed delivery repeats the same
         // event, with the same id — never a second finding of the same thing).
         let expected = try stack.expected("trails")
-        var want: Set<String> = []
-        for (part, kinds) in [("digests", ["invalid": "digest_invalid", "missing": "digest_missing"]),
-                              ("logs", ["modified": "log_modified", "missing": "log_missing", "not_covered": "log_not_covered"])] {
-            for (name, kind) in kinds {
-                for key in (expected[part] as? [String: Any])?[name] as? [String] ?? [] { want.insert("\(kind) \(key)") }
-            }
-        }
-        var events: [String: Set<String>] = [:]  // "kind key" → the ids it was shipped with
-        for file in (try? FileManager.default.contentsOfDirectory(atPath: stack.dir.sub("out"))) ?? [] {
-            for line in try String(contentsOfFile: stack.dir.sub("out") + "/" + file, encoding: .utf8).split(separator: "\n") {
-                guard let e = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], e["type"] as? String == "CloudTrailIntegrity",
-                    let i = e["integrity"] as? [String: Any], let kind = i["kind"] as? String, let key = i["key"] as? String
-                else { continue }
-                events["\(kind) \(key)", default: []].insert("\(e["@timestamp"] ?? "") \(i["digest"] ?? "") \(i["detail"] ?? "")")
-            }
-        }
+        let want = try stack.wantedFindings("trails")
+        let events = try stack.findingEvents(stack.dir.sub("out"))
         #expect(Set(events.keys) == want, "kills: \(kills)")
         #expect(events.values.allSatisfy { $0.count == 1 }, "a finding raised twice: \(events.filter { $0.value.count > 1 })")
 
@@ -321,5 +337,41 @@ func awsCLI() throws -> String {
         #expect(samples["cloudtrailbeat_integrity_findings_total{kind=\"digest_missing\"}"] == 1)
         #expect(samples["cloudtrailbeat_integrity_digests_verified_total"] == Double(counts["digests_verified"] ?? -1))
         #expect(samples["cloudtrailbeat_integrity_logs_pending"] == 0)
+    }
+
+    /// A backfill (`-b bucket`) with integrity on lists the digests after the logs and reaches the same
+    /// findings, each once.
+    @Test func aBackfillFindsTheSameTampering() throws {
+        let stack = try TrailsStack(buckets: [("trails", true)])
+        let config = stack.dir.sub("backfill.yml")
+        try """
+            input:
+              aws_region: us-east-1
+              endpoint: \(stack.moto.url)
+            integrity:
+              enabled: true
+              public_keys_file: \(stack.dir.sub("trails"))/public-keys.json
+            journal:
+              path: \(stack.dir.sub("backfill-journal"))
+            output:
+              file:
+                path: \(stack.dir.sub("backfill-out"))
+
+            """.write(toFile: config, atomically: true, encoding: .utf8)
+        // The account's own trail, then the organisation trail under its prefix (a backfill takes one
+        // trail prefix at a time).
+        let (code, _, err) = try stack.run(["-c", config, "-b", "trails"])
+        #expect(code == 0, "\(err.suffix(1500))")
+        #expect(err.contains("integrity 8 digests and 20 logs verified, 7 findings"), "\(err.suffix(600))")
+        let (orgCode, _, orgErr) = try stack.run(["-c", config, "-b", "trails", "-p", "org/"])
+        #expect(orgCode == 0, "\(orgErr.suffix(1500))")
+        #expect(orgErr.contains("integrity 3 digests and 9 logs verified, 4 findings"), "\(orgErr.suffix(600))")
+        let events = try stack.findingEvents(stack.dir.sub("backfill-out"))
+        #expect(Set(events.keys) == (try stack.wantedFindings("trails")))
+        #expect(events.values.allSatisfy { $0.count == 1 })
+        // Each listed log was fetched once: its digest waited for the log's own fetch.
+        let gets = ((try? String(contentsOfFile: "/tmp/ctb-moto-\(stack.moto.port).log", encoding: .utf8)) ?? "")
+            .split(separator: "\n").filter { $0.contains("\"GET /trails/") && $0.contains("/CloudTrail/") && $0.contains("\" 200 ") }
+        #expect(gets.count == 37, "no log downloaded twice: \(gets.count) GETs")
     }
 }
