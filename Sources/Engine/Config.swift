@@ -142,17 +142,19 @@ public struct Config: Sendable {
     static let known: [String: Set<String>] = schemaKeys.reduce(into: [:]) { all, keys in all.merge(keys) { a, b in a.union(b) } }
 
     /// Loads and validates a YAML file, with `-E key=value` overrides applied on top.
-    public static func load(path: String, overrides: [String] = []) throws -> Config {
+    ///
+    /// - Parameter requireOutput: false for commands that ship nothing (`verify` needs only `input`).
+    public static func load(path: String, overrides: [String] = [], requireOutput: Bool = true) throws -> Config {
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
             throw ConfigError(file: path, key: nil, message: "cannot read the configuration file")
         }
-        return try parse(text, file: path, overrides: overrides)
+        return try parse(text, file: path, overrides: overrides, requireOutput: requireOutput)
     }
 
     /// Parses and validates a configuration. `overrides` are Beats-style `-E` settings: `key=value`
     /// with a dotted key (`output.elasticsearch.hosts`) and a YAML value (`["h:9200"]`, `true`,
     /// `30s`), each replacing what the file says. An error about an overridden key says so.
-    public static func parse(_ text: String, file: String, overrides: [String] = []) throws -> Config {
+    public static func parse(_ text: String, file: String, overrides: [String] = [], requireOutput: Bool = true) throws -> Config {
         let set = try overrides.map { o -> (key: String, value: Any) in
             guard let eq = o.firstIndex(of: "="), eq != o.startIndex else {
                 throw ConfigError(file: file, key: nil, message: "-E '\(o)': expected key=value (e.g. -E output.elasticsearch.hosts=[\"h:9200\"])")
@@ -162,7 +164,7 @@ public struct Config: Sendable {
             return (String(o[..<eq]).trimmingCharacters(in: .whitespaces), value)
         }
         do {
-            return try parse(text, file: file, set: set)
+            return try parse(text, file: file, set: set, requireOutput: requireOutput)
         } catch var e as ConfigError {
             if let key = e.key, let o = set.first(where: { key == $0.key || key.hasPrefix($0.key + ".") || $0.key.hasPrefix(key + ".") }) {
                 e.message += " (set by -E \(o.key))"
@@ -171,7 +173,7 @@ public struct Config: Sendable {
         }
     }
 
-    static func parse(_ text: String, file: String, set overrides: [(key: String, value: Any)]) throws -> Config {
+    static func parse(_ text: String, file: String, set overrides: [(key: String, value: Any)], requireOutput: Bool = true) throws -> Config {
         let root: Any?
         do {
             root = try YAMLLoading.load(text)
@@ -238,7 +240,7 @@ public struct Config: Sendable {
             }
         }
         if let f = c.fileOutput { c.fileOutput?.path = resolve(f.path) }
-        if c.outputNames.isEmpty {
+        if requireOutput && c.outputNames.isEmpty {
             throw ConfigError(file: file, key: "output", message: "no output is configured: add output.file, output.console, output.elasticsearch, output.logstash, output.redis or output.splunk")
         }
         return c

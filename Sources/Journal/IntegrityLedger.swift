@@ -62,7 +62,8 @@ public struct IntegrityVerdict: Sendable {
     /// Logs the digest listed with a matching hash: they leave the ledger (or are marked, when this
     /// instance has not fetched them yet, so their fetch adds nothing).
     public var verified: [(bucket: String, key: String)] = []
-    /// Logs the digest listed that were modified or missing: they leave the ledger (their finding says it).
+    /// Logs the digest listed that were modified or missing: they leave the ledger (their finding says
+    /// it), or are marked like verified ones when not fetched here yet.
     public var settled: [(bucket: String, key: String)] = []
     /// Pending logs reported as listed by no digest: they leave the ledger.
     public var notCovered: [(bucket: String, key: String)] = []
@@ -246,10 +247,12 @@ enum Ledger {
         let now = txn.clock()
         var stamp = ByteWriter()
         stamp.bigEndian(UInt64(bitPattern: now))
-        for log in verdict.verified where !(try removeLog(txn, log.bucket, log.key)) {
+        // A listed log this journal has not fetched yet is marked: the digest has spoken of it, and its
+        // fetch, when it comes, must not make it pending again (a second finding about it).
+        for log in verdict.verified + verdict.settled where !(try removeLog(txn, log.bucket, log.key)) {
             try txn.put(db, [UInt8(ascii: "V")] + logID(log.bucket, log.key), stamp.bytes)
         }
-        for log in verdict.settled + verdict.notCovered { try removeLog(txn, log.bucket, log.key) }
+        for log in verdict.notCovered { try removeLog(txn, log.bucket, log.key) }
         if let seen = verdict.seen {
             var w = ByteWriter()
             w.bytes += seen.sha256

@@ -271,7 +271,7 @@ struct VerifyCommand: AsyncParsableCommand {
 
     func run() async throws {
         let c: Config
-        do { c = try Config.load(path: config, overrides: overrides) } catch let e as ConfigError {
+        do { c = try Config.load(path: config, overrides: overrides, requireOutput: false) } catch let e as ConfigError {
             FileHandle.standardError.write(Data("cloudtrailbeat: configuration error: \(e)\n".utf8))
             throw ExitCode(2)
         }

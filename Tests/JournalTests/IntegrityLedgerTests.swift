@@ -69,9 +69,15 @@ struct IntegrityLedgerTests {
         #expect(try journal.digestSeen(bucket: "b", key: "d2")?.valid == false)
         #expect(try journal.integrityStatus().counts["digests_verified"] == 1)
 
-        // The log the digest verified before this journal fetched it adds nothing when it is fetched.
+        // A log the digest verified before this journal fetched it adds nothing when it is fetched; nor
+        // does one it found modified (its finding was raised: no second one as "listed by none").
         try await fetch(journal, "later", integrity: .log(log("later", at: 150)), id: 6)
         #expect(try journal.pendingLog(bucket: "b", key: "later") == nil)
+        var third = IntegrityVerdict(bucket: "b", key: "d3")
+        third.settled = [("b", "tampered-later")]
+        try await fetch(journal, "d3", integrity: .digest(third), id: 8)
+        try await fetch(journal, "tampered-later", integrity: .log(log("tampered-later", at: 160)), id: 9)
+        #expect(try journal.pendingLog(bucket: "b", key: "tampered-later") == nil)
     }
 
     @Test func gcDropsWhatWaitedPastRetentionAndReadOnlyOpensOfOldJournalsSeeNoLedger() async throws {
