@@ -273,9 +273,7 @@ public enum Bootstrap {
         let keys = try publicKeys(c, aws, files: publicKeyFiles)
         let fetch: @Sendable (String, Date, Date) async throws -> PublicKeySet = { region, from, to in
             if let fixed = keys.fixed { return fixed }
-            var set = PublicKeySet()
-            for page in try await keys.pages(region, from, to) { set.merge(try PublicKeySet(json: page, source: "ListPublicKeys in \(region)")) }
-            return set
+            return try PublicKeySet(pages: try await keys.pages(region, from, to), source: "ListPublicKeys in \(region)")
         }
         return try await Verify(s3: aws.s3, bucket: bucket, options: options, publicKeys: fetch, progress: progress).run()
     }

@@ -234,9 +234,10 @@ public struct Config: Sendable {
         }
         c.journal.path = resolve(c.journal.path)
         if let f = c.integrity.publicKeysFile {
-            c.integrity.publicKeysFile = resolve(f)
-            guard FileManager.default.isReadableFile(atPath: resolve(f)) else {
-                throw ConfigError(file: file, key: "integrity.public_keys_file", message: "cannot read '\(resolve(f))'")
+            let path = resolve(f)
+            c.integrity.publicKeysFile = path
+            guard FileManager.default.isReadableFile(atPath: path) else {
+                throw ConfigError(file: file, key: "integrity.public_keys_file", message: "cannot read '\(path)'")
             }
         }
         if let f = c.fileOutput { c.fileOutput?.path = resolve(f.path) }

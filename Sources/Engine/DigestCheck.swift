@@ -48,7 +48,7 @@ final class PublicKeyCache: Sendable {
         }
         var keys = PublicKeySet()
         if let stored = try journal?.cachedPublicKeys(region: region) {
-            for page in stored.pages { keys.merge((try? PublicKeySet(json: page, source: "the journal's copy")) ?? PublicKeySet()) }
+            keys = (try? PublicKeySet(pages: stored.pages, source: "the journal's copy")) ?? PublicKeySet()
             if keys.key(fingerprint: fingerprint) != nil {
                 remember(region, keys)
                 return keys
@@ -56,7 +56,7 @@ final class PublicKeyCache: Sendable {
         }
         // A month around the digest covers rotations on either side.
         let pages = try await fetch(region, time.addingTimeInterval(-30 * 86400), max(time, Date()).addingTimeInterval(3600))
-        for page in pages { keys.merge(try PublicKeySet(json: page, source: "ListPublicKeys in \(region)")) }
+        keys.merge(try PublicKeySet(pages: pages, source: "ListPublicKeys in \(region)"))
         try await journal?.cachePublicKeys(region: region, pages: pages)
         remember(region, keys)
         return keys
@@ -126,7 +126,7 @@ struct DigestCheck: Sendable {
                     findings.append(Finding(kind: .digestInvalid, bucket: previousBucket, key: previous, detail: "its SHA-256 is not the one \(key) recorded"))
                 }
             } else {
-                switch try await hash(bucket: previousBucket, key: previous) {
+                switch try await s3.uncompressedSHA256(bucket: previousBucket, key: previous).0 {
                 case .missing:
                     findings.append(Finding(kind: .digestMissing, bucket: previousBucket, key: previous, detail: "not found: \(key) names it as its previous digest"))
                 case .hash(let h):
@@ -143,7 +143,7 @@ struct DigestCheck: Sendable {
         let listed = body.logFiles
         let observed = try await concurrentMap(listed, limit: concurrency) { log -> (LogObservation, Bool) in
             if let pending = try journal.pendingLog(bucket: log.s3Bucket, key: log.s3Object) { return (.hash(Hex.encode(pending.sha256)), true) }
-            return (try await hash(bucket: log.s3Bucket, key: log.s3Object), false)
+            return (try await s3.uncompressedSHA256(bucket: log.s3Bucket, key: log.s3Object).0, false)
         }
         for (log, (seen, _)) in zip(listed, observed) {
             if let f = Audit.log(bucket: log.s3Bucket, key: log.s3Object, expected: log.hashValue.lowercased(), digest: key, seen) {
@@ -194,6 +194,4 @@ struct DigestCheck: Sendable {
         body += Array("]}".utf8)
         return Outcome(body: body, findings: findings.sorted(), verdict: verdict, valid: valid)
     }
-
-    func hash(bucket: String, key: String) async throws -> LogObservation { try await s3.uncompressedSHA256(bucket: bucket, key: key).0 }
 }

@@ -580,22 +580,9 @@ public final class Engine: Service, @unchecked Sendable {
         // still to be listed), are hashed by their own fetch first, and the earlier digests of its chain
         // are checked first: the digest waits (no attempt counted) rather than download logs twice or
         // check its chain out of order.
-        if let d = DigestKey(ref.key), let backfill,
-            let listing = try journal.cursors(job: backfill.job).first(where: { !$0.complete && $0.partition.hasPrefix(d.logsPrefix) })
-        {
+        if let d = DigestKey(ref.key), let waitingFor = try digestWaitsFor(d, in: ref.bucket) {
             lock.withLock { retryAfter[ref] = Date().addingTimeInterval(2) }
-            logger.debug("digest waits for the listing of the logs before it", metadata: ["object": "\(ref)", "partition": "\(listing.partition)"], source: LogStage.fetch.rawValue)
-            return
-        }
-        if let d = DigestKey(ref.key),
-            let waiting = try journal.firstObject(bucket: ref.bucket, keyPrefix: d.logsPrefix, in: [.received], where: { o in
-                (LogKey(o.ref.key)?.delivered).map { $0 < d.end } ?? false
-            }) ?? journal.firstObject(bucket: ref.bucket, keyPrefix: d.digestsPrefix, in: [.received], where: { o in
-                DigestKey(o.ref.key).map { $0.chain == d.chain && $0.end < d.end } ?? false
-            })
-        {
-            lock.withLock { retryAfter[ref] = Date().addingTimeInterval(2) }
-            logger.debug("digest waits for the logs before it", metadata: ["object": "\(ref)", "log": "\(waiting.ref)"], source: LogStage.fetch.rawValue)
+            logger.debug("digest waits for what comes before it", metadata: ["object": "\(ref)", "for": "\(waitingFor)"], source: LogStage.fetch.rawValue)
             return
         }
         let ticket = try await journal.startFetch(ref)
@@ -626,6 +613,21 @@ public final class Engine: Service, @unchecked Sendable {
         } catch {
             try await fetchFailed(ref, ticket, error, head: [])
         }
+    }
+
+    /// What a digest must wait for (nil: nothing): its account and region's logs still being listed (a
+    /// backfill) or still to be fetched, delivered before it; or an earlier digest of its chain unchecked.
+    private func digestWaitsFor(_ d: DigestKey, in bucket: String) throws -> String? {
+        if let backfill, let listing = try journal.cursors(job: backfill.job).first(where: { !$0.complete && $0.partition.hasPrefix(d.logsPrefix) }) {
+            return "the listing of \(listing.partition)"
+        }
+        let log = try journal.firstObject(bucket: bucket, keyPrefix: d.logsPrefix, in: [.received]) { o in
+            (LogKey(o.ref.key)?.delivered).map { $0 < d.end } ?? false
+        }
+        let digest = try log == nil ? journal.firstObject(bucket: bucket, keyPrefix: d.digestsPrefix, in: [.received]) { o in
+            DigestKey(o.ref.key).map { $0.chain == d.chain && $0.end < d.end } ?? false
+        } : nil
+        return (log ?? digest).map { "\($0.ref)" }
     }
 
     /// What a failed fetch leads to, by the error's ``Disposition`` (Failures): `quarantine` sets the

@@ -60,6 +60,12 @@ public struct PublicKeySet: Sendable {
         self.keys = keys
     }
 
+    /// From several answers of `ListPublicKeys` (its pages), merged.
+    public init(pages: [[UInt8]], source: String) throws {
+        self.init()
+        for page in pages { merge(try PublicKeySet(json: page, source: source)) }
+    }
+
     /// CloudTrail's `Value` is the DER in base64 (as the API sends it and the CLI prints it); a value
     /// base64'd once more (an SDK that decoded the blob, then printed it again) is accepted too.
     static func der(fromBase64 text: String) -> [UInt8]? {
