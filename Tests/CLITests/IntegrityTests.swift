@@ -287,9 +287,15 @@ extension TrailsStack {
         // fetch and its verdict, or inside the delivery of its findings.
         var slow = stack.env
         slow["CLOUDTRAILBEAT_DEBUG_COMMIT_DELAY_MS"] = "150"
-        for _ in 0..<4 {
+        func verified() throws -> Int { ((try status()["integrity"] as? [String: Any])?["counts"] as? [String: Int])?["digests_verified"] ?? 0 }
+        for _ in 0..<3 {
+            let before = try verified()
             let p = try ChildProcess(binary(), ["-c", config], environment: slow, stderrPath: stack.dir.sub("killed-\(kills).log"))
-            usleep(UInt32.random(in: 600_000...2_500_000, using: &rng))
+            // Killed soon after this run's first verdict commits: inside the checks, whatever the
+            // machine's speed (a fixed delay let a fast run finish all of them before the kill).
+            let deadline = Date().addingTimeInterval(30)
+            while try verified() == before && Date() < deadline { usleep(50_000) }
+            usleep(UInt32.random(in: 0...100_000, using: &rng))
             p.kill(SIGKILL)
             _ = p.wait()
             kills += 1
