@@ -171,7 +171,8 @@ public final class Backfill: @unchecked Sendable {
         /// the day they are delivered).
         public var polling = false
         public var workers = 4
-        /// Pause listing while this many objects wait in the journal.
+        /// Pause listing while this many objects wait in the journal (the CLI sets four rounds of
+        /// `input.fetch_concurrency`, so the next page is listed while the current one is fetched).
         public var maxPending = 256
         /// `input.accounts` (and `input.buckets`): objects of other accounts are not journaled nor sent.
         public var policy = SourcePolicy()
@@ -425,8 +426,12 @@ public final class Backfill: @unchecked Sendable {
             try Task.checkCancellation()
             if !options.enqueue {
                 // Backpressure: bounded objects in flight, and no listing while the journal is near max_size.
-                while try journal.countObjects(in: [.received, .fetched, .emitting]) >= options.maxPending || journal.nearlyFull() {
-                    try await Task.sleep(nanoseconds: 100_000_000)
+                while true {
+                    let generation = journal.changes.generation
+                    guard try journal.countObjects(in: [.received, .fetched, .emitting]) >= options.maxPending || journal.nearlyFull() else { break }
+                    // Woken by a commit, at most every 20 ms (counting scans the objects).
+                    await journal.changes.wait(since: generation, timeout: 0.5)
+                    try await Task.sleep(nanoseconds: 20_000_000)
                 }
             }
             // The partition's own start in this pass, by the source's clock: the next pass's horizon. A

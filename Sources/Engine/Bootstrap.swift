@@ -153,7 +153,10 @@ public enum Bootstrap {
 
     /// Opens everything and runs until stopped or drained. Returns the process exit code.
     public static func run(config c: Config, drain: Bool, backfill request: BackfillRequest? = nil, logger: Logger) async throws -> Int32 {
-        let http = HTTPClient()
+        // Every download of the fetch pool in flight, and room for SQS, STS and the rest beside them.
+        var transfers = HTTPClient.Configuration()
+        transfers.maxConcurrent = c.input.fetchConcurrency + 16
+        let http = HTTPClient(configuration: transfers)
         if let request, let root = request.localRoot {
             // A local copy needs no AWS at all (unless its keys are to be enqueued).
             guard !request.options.enqueue else {
@@ -216,6 +219,7 @@ public enum Bootstrap {
             o.polling = true
             o.policy = c.input.policy
             o.workers = c.input.workers
+            o.maxPending = max(256, 4 * c.input.fetchConcurrency)
             o.digests = c.integrity.enabled
             let engine = Engine(config: c, options: .init(drain: drain), journal: journal, sqs: nil, s3: s3, outputs: try outputs(c), http: http, logger: logger)
             try enableIntegrity(engine, c, aws, journal)

@@ -222,6 +222,7 @@ extension Config {
                 .wholeSeconds("visibility_timeout", \.visibilityTimeout, in: 2...43200),
                 .int("max_receive_count", \.maxReceiveCount, in: 0...1000),
                 .int("workers", \.workers, in: 1...64),
+                .int("fetch_concurrency", \.fetchConcurrency, in: 1...1024),
                 .wholeSeconds("wait_time", \.waitTime, in: 0...20),
                 .boolOrAuto("leave_poison_to_dlq", \.leavePoisonToDLQ),
                 .string("profile", \.profile),

@@ -92,7 +92,14 @@ public final class Engine: Service, @unchecked Sendable {
     /// ReceiveMessage calls that failed in a row, across receivers (for the backoff and --drain).
     private var receiveFailures = 0
     private var lastReceive = Date.distantPast
-    public private(set) var counters = Counters()
+    /// What this run did. Under `lock`; read through ``counters``.
+    private var tally = Counters()
+    /// A copy of what this run did so far (for the metrics and the summary).
+    public var counters: Counters { lock.withLock { tally } }
+    /// Each output's latest delivery (events, objects it spanned), for the metrics. Under `lock`.
+    private var lastBatch: [String: (events: Int, objects: Int)] = [:]
+    /// Downloads in flight now and each output's latest batch, for the metrics.
+    var pipelineGauges: (fetches: Int, batches: [String: (events: Int, objects: Int)]) { lock.withLock { (fetching.count, lastBatch) } }
 
     public struct Counters: Sendable {
         public var messagesReceived = 0
@@ -211,7 +218,7 @@ public final class Engine: Service, @unchecked Sendable {
     /// What this run did, for people: `SQS 9 received, 8 deleted, …; S3 24 fetched (50.6 kB), …; file 402
     /// delivered, 0 filtered`. The SQS part only with a queue.
     func summary() -> String {
-        let c = lock.withLock { counters }
+        let c = counters
         var parts: [String] = []
         if sqs != nil {
             parts.append(
@@ -228,6 +235,9 @@ public final class Engine: Service, @unchecked Sendable {
             let found = c.integrityFindings.values.reduce(0, +)
             parts.append("integrity \(c.digestsVerified) digests and \(c.logsVerified) logs verified, \(found) finding\(found == 1 ? "" : "s")")
         }
+        let commits = journal.changes.commits
+        let objects = c.objectsFetched + c.objectsSkipped + c.objectsQuarantined
+        parts.append("journal \(commits) commits" + (objects > 0 ? String(format: " (%.2f per object)", Double(commits) / Double(objects)) : ""))
         return parts.joined(separator: "; ")
     }
 
@@ -305,9 +315,12 @@ public final class Engine: Service, @unchecked Sendable {
         while !isStopping {
             try Task.checkCancellation()
             // Backpressure: bounded objects in flight, and no intake while the journal is near max_size.
+            // Room for two rounds of the fetch pool: downloads never starve while messages are received.
+            let generation = journal.changes.generation
             let pending = try journal.countObjects(in: [.received, .fetched, .emitting])
-            if try pending >= config.input.workers * 16 || journal.nearlyFull() {
-                try await Task.sleep(nanoseconds: 100_000_000)
+            if try pending >= max(config.input.workers * 16, 2 * config.input.fetchConcurrency) || journal.nearlyFull() {
+                await journal.changes.wait(since: generation, timeout: 0.5)
+                try await Task.sleep(nanoseconds: 20_000_000)  // at most every 20 ms: counting scans the objects
                 continue
             }
             let messages: [SQSMessage]
@@ -357,7 +370,7 @@ public final class Engine: Service, @unchecked Sendable {
             lock.withLock {
                 lastPollEmpty = false
                 lastReceive = answered
-                counters.messagesReceived += messages.count
+                tally.messagesReceived += messages.count
                 for m in messages { handles[m.id] = HeldMessage(receiptHandle: m.receiptHandle, visibleAgainBy: deadline) }
             }
             for m in messages {
@@ -409,7 +422,7 @@ public final class Engine: Service, @unchecked Sendable {
             _ = try await journal.quarantineMessage(
                 id: m.id, receiptHandle: m.receiptHandle, receiveCount: m.receiveCount,
                 reason: "received \(m.receiveCount) times (input.max_receive_count is \(config.input.maxReceiveCount))", detail: m.body)
-            lock.withLock { counters.messagesQuarantined += 1 }
+            lock.withLock { tally.messagesQuarantined += 1 }
             logger.warning("poison message quarantined", metadata: ["message": "\(m.id)", "receiveCount": "\(m.receiveCount)"], source: LogStage.receive.rawValue)
             return
         }
@@ -421,8 +434,8 @@ public final class Engine: Service, @unchecked Sendable {
         if let refusal {
             _ = try await journal.quarantineMessage(id: m.id, receiptHandle: m.receiptHandle, receiveCount: m.receiveCount, reason: "refused: \(refusal.reason)", detail: m.body)
             lock.withLock {
-                counters.messagesQuarantined += 1
-                counters.refused[refusal.setting, default: 0] += 1
+                tally.messagesQuarantined += 1
+                tally.refused[refusal.setting, default: 0] += 1
             }
             logger.warning("message refused", metadata: ["message": "\(m.id)", "reason": "\(refusal.reason)"], source: LogStage.receive.rawValue)
             return
@@ -430,7 +443,7 @@ public final class Engine: Service, @unchecked Sendable {
         switch NotificationDecoder.decode(m.body) {
         case .unrecognised(let reason):
             _ = try await journal.quarantineMessage(id: m.id, receiptHandle: m.receiptHandle, receiveCount: m.receiveCount, reason: "unrecognised message: \(reason)", detail: m.body)
-            lock.withLock { counters.messagesQuarantined += 1 }
+            lock.withLock { tally.messagesQuarantined += 1 }
             logger.warning("unrecognised message quarantined", metadata: ["message": "\(m.id)", "reason": "\(reason)"], source: LogStage.receive.rawValue)
         case .nothingToDo(let reason):
             _ = try await journal.receive(ReceivedMessage(id: m.id, receiptHandle: m.receiptHandle, receiveCount: m.receiveCount, objects: []))
@@ -444,49 +457,51 @@ public final class Engine: Service, @unchecked Sendable {
 
     // MARK: Fetching
 
+    /// The fetch pool: one dispatcher claims `received` objects (key order, none in a backoff) in one
+    /// scan for every free slot of `input.fetch_concurrency`, and runs each download as its own child
+    /// task; it looks again when a commit changes the journal (a fetch ending, a receipt, a listing), or
+    /// after a second (a backoff ending). Invariants:
+    /// 1. An object is in `fetching` from its claim until its download's last commit returned; no two
+    ///    downloads of one object overlap, and the claim is re-checked against the journal (another
+    ///    download may have finished it after the scan's snapshot was taken).
+    /// 2. At most `fetch_concurrency` downloads run; each holds its own object's bytes only (a body is
+    ///    streamed into the journal in chunks), so memory is bounded by that number, not by the backlog.
+    /// 3. A child's failure other than a full journal ends the pool (and the engine), as before.
     private func fetchLoop() async throws {
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            for _ in 0..<config.input.workers { group.addTask { try await self.fetchWorker() } }
-            try await group.waitForAll()
+        let limit = config.input.fetchConcurrency
+        var position = ObjectScanPosition()
+        try await withThrowingDiscardingTaskGroup { group in
+            while true {
+                try Task.checkCancellation()
+                let generation = journal.changes.generation
+                let now = Date()
+                let free = limit - lock.withLock { fetching.count }
+                let claimed = try journal.objects(in: [.received], limit: free, from: &position) { o in
+                    lock.withLock { (retryAfter[o.ref].map { $0 <= now } ?? true) && fetching.insert(o.ref).inserted }
+                }
+                for object in claimed {
+                    group.addTask {
+                        defer { self.lock.withLock { _ = self.fetching.remove(object.ref) } }
+                        try await self.fetchClaimed(object.ref)
+                    }
+                }
+                if claimed.isEmpty || claimed.count == free {
+                    await journal.changes.wait(since: generation, timeout: 1)
+                }
+            }
         }
     }
 
-    /// Claims one `received` object at a time, the first no other worker has and no backoff holds back,
-    /// and fetches it.
-    private func fetchWorker() async throws {
-        try await claimLoop(
-            [.received],
-            claim: { o, now in !self.fetching.contains(o.ref) && (self.retryAfter[o.ref].map { $0 <= now } ?? true) && self.fetching.insert(o.ref).inserted },
-            release: { self.fetching.remove($0) },
-            due: { $0.stage == .received },
-            work: fetch)
-    }
-
-    /// The workers' loop: claims (under the lock) the first object of `stages` that `claim` takes, re-reads
-    /// it (another worker may have finished it since the scan), works on it if still `due`, and releases
-    /// the claim; sleeps 50 ms when nothing is claimable.
-    private func claimLoop(
-        _ stages: Set<ObjectStage>, claim: @escaping (ObjectState, Date) -> Bool, release: @escaping (ObjectRef) -> Void,
-        due: (ObjectState) -> Bool, work: (ObjectState) async throws -> Void
-    ) async throws {
-        while true {
-            try Task.checkCancellation()
-            let now = Date()
-            guard let claimed = try journal.firstObject(in: stages, where: { o in lock.withLock { claim(o, now) } })?.ref else {
-                try await Task.sleep(nanoseconds: 50_000_000)
-                continue
-            }
-            defer { lock.withLock { release(claimed) } }
-            guard let current = try journal.object(claimed), due(current) else { continue }
-            do {
-                try await work(current)
-            } catch let e as JournalError where e.code == .full {
-                // Nothing was committed; the object stays where it was and is claimed again once GC
-                // has freed room (bodies stop at nine tenths of max_size, so GC and acknowledgements
-                // keep theirs).
-                logger.debug("journal full: work waits for GC", metadata: ["object": "\(claimed)", "error": "\(e)"])
-                try await Task.sleep(nanoseconds: 1_000_000_000)
-            }
+    /// Fetches a claimed object if it is still `received`.
+    private func fetchClaimed(_ ref: ObjectRef) async throws {
+        guard let current = try journal.object(ref), current.stage == .received else { return }
+        do {
+            try await fetch(current)
+        } catch let e as JournalError where e.code == .full {
+            // Nothing was committed; the object stays where it was and is claimed again once GC has
+            // freed room (bodies stop at nine tenths of max_size, so GC and acknowledgements keep theirs).
+            logger.debug("journal full: work waits for GC", metadata: ["object": "\(ref)", "error": "\(e)"])
+            lock.withLock { retryAfter[ref] = Date().addingTimeInterval(1) }
         }
     }
 
@@ -496,12 +511,12 @@ public final class Engine: Service, @unchecked Sendable {
         let checked = kind == .digest && digestCheck != nil && !ref.bucket.hasPrefix("file://") && s3 != nil
         if kind == .digest && !checked {
             _ = try await journal.complete(ref, note: "digest file: integrity data, not emitted")
-            lock.withLock { counters.objectsSkipped += 1 }
+            lock.withLock { tally.objectsSkipped += 1 }
             return
         }
         if kind == .other {
             _ = try await journal.complete(ref, note: "not a CloudTrail log (by its key); skipped")
-            lock.withLock { counters.objectsSkipped += 1 }
+            lock.withLock { tally.objectsSkipped += 1 }
             return
         }
         let local = ref.bucket.hasPrefix("file://")
@@ -509,7 +524,7 @@ public final class Engine: Service, @unchecked Sendable {
         // What this instance may read (input.buckets, input.accounts): refused before any request.
         let policy = config.input.policy
         if let refusal = local ? policy.refusal(accountOf: ref.key) : policy.refusal(bucket: ref.bucket, key: ref.key) {
-            lock.withLock { counters.refused[refusal.hasPrefix("bucket") ? "bucket" : "account", default: 0] += 1 }
+            lock.withLock { tally.refused[refusal.hasPrefix("bucket") ? "bucket" : "account", default: 0] += 1 }
             try await quarantine(ref, "refused: \(refusal)")
             return
         }
@@ -544,7 +559,7 @@ public final class Engine: Service, @unchecked Sendable {
             let count = try decoder.finish()
             if let forged {
                 _ = try await journal.fetchFailed(ticket, error: forged)
-                lock.withLock { counters.refused["account", default: 0] += 1 }
+                lock.withLock { tally.refused["account", default: 0] += 1 }
                 try await quarantine(ref, "refused: \(forged)")
                 return
             }
@@ -556,8 +571,8 @@ public final class Engine: Service, @unchecked Sendable {
             }
             let state = try await writer.finish(recordCount: count, integrity: integrity)
             let paused: Date? = lock.withLock {
-                counters.objectsFetched += 1
-                counters.bytesDownloaded += Int(writer.bytesWritten)
+                tally.objectsFetched += 1
+                tally.bytesDownloaded += Int(writer.bytesWritten)
                 retryAfter[ref] = nil
                 defer { downloadsPausedSince = nil; pauseWarned = false }
                 return pauseWarned ? downloadsPausedSince : nil
@@ -599,12 +614,12 @@ public final class Engine: Service, @unchecked Sendable {
             try await writer.append(outcome.body)
             _ = try await writer.finish(recordCount: UInt64(outcome.findings.count), integrity: .digest(outcome.verdict))
             lock.withLock {
-                counters.objectsFetched += 1
-                counters.bytesDownloaded += stored.count
+                tally.objectsFetched += 1
+                tally.bytesDownloaded += stored.count
                 retryAfter[ref] = nil
-                if outcome.valid { counters.digestsVerified += 1 }
-                counters.logsVerified += outcome.verdict.verified.count
-                for f in outcome.findings { counters.integrityFindings[f.kind.rawValue, default: 0] += 1 }
+                if outcome.valid { tally.digestsVerified += 1 }
+                tally.logsVerified += outcome.verdict.verified.count
+                for f in outcome.findings { tally.integrityFindings[f.kind.rawValue, default: 0] += 1 }
             }
             for f in outcome.findings {
                 logger.warning("integrity: \(f.kind)", metadata: ["object": "s3://\(f.bucket)/\(f.key)", "detail": "\(f.detail)", "digest": "\(ref)"], source: LogStage.fetch.rawValue)
@@ -641,7 +656,7 @@ public final class Engine: Service, @unchecked Sendable {
             _ = try await journal.fetchFailed(ticket, error: reason)
             if let e = error as? SplitError, e.code == .notCloudTrailLog, ObjectClassifier.classify(head: (try? gunzipHead(head)) ?? head) == .digest {
                 _ = try await journal.complete(ref, note: "digest file (by content): not emitted")
-                lock.withLock { counters.objectsSkipped += 1 }
+                lock.withLock { tally.objectsSkipped += 1 }
                 return
             }
             switch error {
@@ -660,7 +675,7 @@ public final class Engine: Service, @unchecked Sendable {
             // Let the messages come back after the backoff rather than after their full visibility timeout.
             let held = lock.withLock { state.messages.compactMap { id in handles.removeValue(forKey: id)?.receiptHandle } }
             for handle in held { try? await sqs?.changeVisibility(handle, timeout: Int(delay)) }
-            lock.withLock { counters.messagesReturned += held.count }
+            lock.withLock { tally.messagesReturned += held.count }
             logger.warning("fetch failed; retrying", metadata: ["object": "\(ref)", "error": "\(reason)", "in": "\(delay)s"], source: LogStage.fetch.rawValue)
         case .wait where error is JournalError:
             _ = try? await journal.fetchFailed(ticket, error: reason)
@@ -727,148 +742,52 @@ public final class Engine: Service, @unchecked Sendable {
 
     private func quarantine(_ ref: ObjectRef, _ reason: String) async throws {
         _ = try await journal.quarantineObject(ref, reason: reason)
-        lock.withLock { counters.objectsQuarantined += 1 }
+        lock.withLock { tally.objectsQuarantined += 1 }
         logger.warning("object quarantined", metadata: ["object": "\(ref)", "reason": "\(reason)"], source: LogStage.fetch.rawValue)
     }
 
     // MARK: Emitting
 
-    /// Runs the output's `worker` emitters; each claims one object at a time, in key order, so an
-    /// output works on up to `worker` objects at once (each object's records stay in order).
+    /// Runs the output's `worker` batchers (Batcher.swift): each claims objects in key order and fills
+    /// every delivery from as many as are ready, so an output works on up to `worker` batches at once
+    /// (each object's records stay in order).
     private func emitLoop(_ pump: OutputPump) async throws {
-        let workers = config.workers(forOutput: pump.output.name)
+        let name = pump.output.name
+        let workers = config.workers(forOutput: name)
+        let due: @Sendable (ObjectState) -> Bool = { o in o.cursor(name) < (o.recordCount ?? 0) }
+        let hooks = Batcher.Hooks(
+            claim: { [self] n, position in
+                // The first objects (in key order: for CloudTrail's keys, account, region, then time) with
+                // records this output has not acknowledged and no other batcher holds, re-read after the
+                // claim (another batcher may have finished one since the scan).
+                let claimed = try journal.objects(in: [.fetched, .emitting], limit: n, from: &position) { o in
+                    lock.withLock { due(o) && emitting.insert(EmitClaim(output: name, object: o.ref)).inserted }
+                }
+                return try claimed.compactMap { o in
+                    if let current = try journal.object(o.ref), due(current) { return current }
+                    lock.withLock { _ = emitting.remove(EmitClaim(output: name, object: o.ref)) }
+                    return nil
+                }
+            },
+            release: { [self] ref in lock.withLock { _ = emitting.remove(EmitClaim(output: name, object: ref)) } },
+            quarantine: { [self] ref, reason in try await quarantine(ref, reason) },
+            counted: { [self] events, filtered, objects in
+                lock.withLock {
+                    tally.recordsAcknowledged[name, default: 0] += events
+                    if filtered > 0 { tally.recordsFiltered[name, default: 0] += filtered }
+                    if events > 0 { lastBatch[name] = (events, objects) }
+                }
+            })
         try await withThrowingTaskGroup(of: Void.self) { group in
-            for _ in 0..<workers { group.addTask { try await self.emitWorker(pump) } }
+            for _ in 0..<workers {
+                group.addTask {
+                    try await Batcher(
+                        pump: pump, journal: self.journal, options: self.config.codec(forOutput: name), filter: self.config.filter(forOutput: name),
+                        logger: self.logger, hooks: hooks
+                    ).run()
+                }
+            }
             try await group.waitForAll()
-        }
-    }
-
-    /// The first object (in key order: for CloudTrail's keys, account, region, then time) with records this
-    /// output has not acknowledged and no other emitter holds. Backpressure bounds how many objects wait,
-    /// so none waits long.
-    private func emitWorker(_ pump: OutputPump) async throws {
-        let name = pump.output.name
-        let due = { (o: ObjectState) in o.cursor(name) < (o.recordCount ?? 0) }
-        try await claimLoop(
-            [.fetched, .emitting],
-            claim: { o, _ in due(o) && self.emitting.insert(EmitClaim(output: name, object: o.ref)).inserted },
-            release: { self.emitting.remove(EmitClaim(output: name, object: $0)) },
-            due: due,
-            work: { try await self.emit($0, pump) })
-    }
-
-    /// Sends an object's records from the output's cursor, decoding the stored body chunk by chunk.
-    ///
-    /// Two stages overlap: while one batch is being delivered and its acknowledgement committed, the
-    /// next batch is decoded and built. At most one batch is in flight, so acknowledgements stay in
-    /// order and memory stays at two batches.
-    ///
-    /// Records the output's filter drops become no event, but count as handled: an acknowledgement
-    /// moves the cursor to the first record not yet handled, which is past the dropped records before
-    /// it, and records dropped after the last event are acknowledged without a delivery.
-    private func emit(_ object: ObjectState, _ pump: OutputPump) async throws {
-        let name = pump.output.name
-        guard let body = object.body, let total = object.recordCount else { return }
-        let start = Int(object.cursor(name))
-        var encoder = EventEncoder(
-            options: config.codec(forOutput: name), filter: config.filter(forOutput: name),
-            bucket: object.ref.bucket, key: object.ref.key, receivedAt: object.firstSeen)
-        // A digest checked by integrity validation holds findings, not CloudTrail records.
-        let findings = ObjectClassifier.classify(key: object.ref.key) == .digest
-            ? FindingEncoder(options: config.codec(forOutput: name), bucket: object.ref.bucket, key: object.ref.key) : nil
-        let decoder = LogDecoder()
-        // The log file, as Splunk's `source` names it (a local copy's "bucket" is its directory's URL).
-        let source = object.ref.bucket.contains("/") ? object.ref.bucket + "/" + object.ref.key : "s3://\(object.ref.bucket)/\(object.ref.key)"
-        var pending: [OutputEvent] = []
-        var pendingIndex: [Int] = []  // each pending event's record index
-        var seen = start  // one past the last record taken (shipped or dropped)
-        var queued = start  // records below this are in a delivery handed out, or dropped before one
-        var delivered = start  // the cursor as last acknowledged
-        let batch = pump.output.maxBatch
-        pending.reserveCapacity(batch)
-        var inFlight: Task<Int, any Error>?
-        /// Records before the output's cursor were acknowledged already; the rest become events.
-        func take(_ record: RecordView) {
-            guard record.index >= UInt64(start) else { return }
-            seen = Int(record.index) + 1
-            var out: [UInt8] = []  // the encoder reserves what its codec needs
-            guard let info = findings?.encode(record, to: &out) ?? encoder.encode(record, to: &out) else { return }
-            pending.append(OutputEvent(id: info.id, json: out, timestamp: info.timestamp, source: source))
-            pendingIndex.append(Int(record.index))
-        }
-        /// Waits for the batch in flight; returns once its acknowledgement is committed.
-        func settle() async throws {
-            guard let task = inFlight else { return }
-            inFlight = nil
-            // The delivery is an unstructured task: pass a cancellation (shutdown_timeout) on to it.
-            delivered = try await withTaskCancellationHandler { try await task.value } onCancel: { task.cancel() }
-        }
-        func flush(_ all: Bool) async throws {
-            while pending.count >= batch || (all && !pending.isEmpty) {
-                let count = min(batch, pending.count)
-                let slice = Array(pending.prefix(count))
-                let indices = Array(pendingIndex.prefix(count))
-                pending.removeFirst(count)
-                pendingIndex.removeFirst(count)
-                // Every record in [first, end) is in this slice or was dropped by the filter.
-                let first = queued, end = pendingIndex.first ?? seen
-                try await settle()
-                queued = end
-                inFlight = Task {
-                    var lastHandled = 0, lastCursor = first
-                    try await pump.deliver(slice) { n in
-                        // The cursor moves to the first event not yet handled; what it passes beyond the
-                        // handled events was dropped by the filter.
-                        let cursor = n < slice.count ? indices[n] : end
-                        let dropped = (cursor - lastCursor) - (n - lastHandled)
-                        lastHandled = n
-                        lastCursor = cursor
-                        _ = try await self.journal.acknowledge(
-                            Acknowledgement(object: object.ref, output: name, count: UInt64(cursor), filtered: UInt64(max(0, dropped))))
-                    }
-                    self.lock.withLock {
-                        self.counters.recordsAcknowledged[name, default: 0] += slice.count
-                        if end - first > slice.count { self.counters.recordsFiltered[name, default: 0] += end - first - slice.count }
-                    }
-                    return end
-                }
-            }
-            if all && seen > queued {
-                // Dropped records after the last event (or an object the filter dropped whole).
-                try await settle()
-                _ = try await journal.acknowledge(Acknowledgement(object: object.ref, output: name, count: UInt64(seen), filtered: UInt64(seen - queued)))
-                lock.withLock { counters.recordsFiltered[name, default: 0] += seen - queued }
-                queued = seen
-                delivered = seen
-            }
-        }
-        do {
-            for index in 0..<body.chunks {
-                try Task.checkCancellation()
-                guard let chunk = try journal.bodyChunk(body, index) else {
-                    try await settle()
-                    try await quarantine(object.ref, "stored body chunk \(index) is missing")
-                    return
-                }
-                try decoder.push(chunk, take)
-                try await flush(false)
-                journal.releaseMappedPages()
-            }
-            try decoder.finish(take)
-            try await flush(true)
-            try await settle()
-        } catch {
-            // Never leave a delivery running past this call: it would acknowledge into a closing journal.
-            if let task = inFlight {
-                task.cancel()
-                _ = try? await task.value
-            }
-            throw error
-        }
-        journal.releaseMappedPages()
-        logger.debug("emitted", metadata: ["object": "\(object.ref)", "output": "\(name)", "records": "\(delivered - start)", "from": "\(start)"], source: LogStage.emit.rawValue)
-        if delivered < Int(total) {
-            logger.error("the stored body yielded fewer records than counted at fetch", metadata: ["object": "\(object.ref)", "counted": "\(total)", "found": "\(delivered)"], source: LogStage.emit.rawValue)
         }
     }
 
@@ -878,9 +797,10 @@ public final class Engine: Service, @unchecked Sendable {
         guard let sqs else { return }
         while true {
             try Task.checkCancellation()
+            let generation = journal.changes.generation
             let ready = try journal.messages(in: [.complete, .quarantined])
             if ready.isEmpty {
-                try await Task.sleep(nanoseconds: 100_000_000)
+                await journal.changes.wait(since: generation, timeout: 1)
                 continue
             }
             let leavePoison = lock.withLock { self.leavePoison }
@@ -918,7 +838,7 @@ public final class Engine: Service, @unchecked Sendable {
                                 forget.append(m.id)
                             }
                         }
-                        lock.withLock { counters.messagesDeleted += toDelete.count - failures.count }
+                        lock.withLock { tally.messagesDeleted += toDelete.count - failures.count }
                     } catch let e as AWSError {
                         logger.warning("SQS DeleteMessageBatch failed", metadata: ["error": "\(e)"], source: LogStage.delete.rawValue)
                         try await Task.sleep(nanoseconds: 1_000_000_000)
@@ -962,7 +882,7 @@ public final class Engine: Service, @unchecked Sendable {
                     let failures = try await sqs.changeVisibilityBatch(group.map { ($0.handle, config.input.visibilityTimeout) })
                     logger.debug("visibility extended", metadata: ["messages": "\(group.count - failures.count)", "timeout": "\(config.input.visibilityTimeout)s"], source: LogStage.visibility.rawValue)
                     lock.withLock {
-                        counters.visibilityExtensions += group.count - failures.count
+                        tally.visibilityExtensions += group.count - failures.count
                         for (i, entry) in group.enumerated() {
                             // The handle may have been replaced (redelivery) or dropped meanwhile.
                             guard handles[entry.id]?.receiptHandle == entry.handle else { continue }

@@ -41,6 +41,14 @@ final class EngineMetrics: @unchecked Sendable {
                 gauge("cloudtrailbeat_output_failing", [("output", name)], pump.isFailing ? 1 : 0)
                 if let hec = pump.output as? SplunkHECOutput { gauge("cloudtrailbeat_output_acks_pending", [("output", name)], hec.outstandingAcks) }
             }
+            let (inFlight, batches) = engine.pipelineGauges
+            gauge("cloudtrailbeat_fetches_in_flight", [], inFlight)
+            gauge("cloudtrailbeat_fetch_concurrency", [], engine.config.input.fetchConcurrency)
+            count("cloudtrailbeat_journal_commits_total", [], Int(engine.journal.changes.commits))
+            for (name, b) in batches {
+                gauge("cloudtrailbeat_output_last_batch_events", [("output", name)], b.events)
+                gauge("cloudtrailbeat_output_last_batch_objects", [("output", name)], b.objects)
+            }
             if engine.digestCheck != nil, let integrity = try? engine.journal.integrityStatus() {
                 // From the journal's ledger, so they survive restarts and match `journal status`.
                 for kind in Finding.Kind.all {
@@ -57,6 +65,12 @@ final class EngineMetrics: @unchecked Sendable {
                 for state in MessageState.State.allCases {
                     gauge("cloudtrailbeat_journal_messages", [("state", state.description)], status.messagesByState[state] ?? 0)
                 }
+                for r in status.outputRecords {
+                    // From the journal, so they survive restarts: rate(delivered) / rate(deliveries) is the batch size.
+                    count("cloudtrailbeat_output_deliveries_total", [("output", r.output)], Int(r.deliveries))
+                    count("cloudtrailbeat_output_delivery_objects_total", [("output", r.output)], Int(r.deliveryObjects))
+                }
+                gauge("cloudtrailbeat_journal_fetches_in_progress", [], status.fetchesInProgress)
                 gauge("cloudtrailbeat_journal_used_bytes", [], status.disk.usedBytes)
                 gauge("cloudtrailbeat_journal_mapped_bytes", [], status.disk.mappedBytes)
                 gauge("cloudtrailbeat_journal_max_bytes", [], status.disk.maxBytes)
@@ -118,6 +132,14 @@ final class EngineMetrics: @unchecked Sendable {
         "cloudtrailbeat_s3_objects_skipped_total": "Objects skipped as not CloudTrail logs (digests, other files).",
         "cloudtrailbeat_s3_bytes_downloaded_total": "Bytes of log objects downloaded (compressed).",
         "cloudtrailbeat_output_records_acknowledged_total": "Records an output acknowledged (its receiver has them).",
+        "cloudtrailbeat_fetches_in_flight": "Downloads this process is running now (at most input.fetch_concurrency).",
+        "cloudtrailbeat_fetch_concurrency": "input.fetch_concurrency: the most downloads in flight at once.",
+        "cloudtrailbeat_journal_fetches_in_progress": "Downloads the journal records as started and not finished.",
+        "cloudtrailbeat_journal_commits_total": "Journal write transactions committed by this process (several transitions may share one).",
+        "cloudtrailbeat_output_last_batch_events": "Events in the output's latest delivery (a batch may span many objects).",
+        "cloudtrailbeat_output_last_batch_objects": "Objects the output's latest delivery spanned.",
+        "cloudtrailbeat_output_deliveries_total": "Deliveries (batches) the output acknowledged, since the journal was created.",
+        "cloudtrailbeat_output_delivery_objects_total": "Objects those deliveries touched, summed (divided by deliveries: objects per batch).",
         "cloudtrailbeat_records_filtered_total": "Records an output's filter dropped: acknowledged for that output without being sent.",
         "cloudtrailbeat_output_retries_total": "Deliveries an output retried after a failure.",
         "cloudtrailbeat_output_dead_letters_total": "Events an output refused permanently, written to the dead-letter file.",

@@ -84,8 +84,12 @@ public struct StatusReport: Sendable {
         var quarantineDropped: UInt64
         var retrying: [Retrying]
         var failingOutputs: [FailingOutput]
-        /// `{"output","delivered","filtered"}` per output since the journal was created.
+        /// `{"output","delivered","filtered","deliveries","deliveryObjects"}` per output since the journal
+        /// was created: `delivered / deliveries` is the batch size used, `deliveryObjects / deliveries`
+        /// the objects one delivery spanned.
         var records: [OutputRecords]
+        /// Downloads started and not yet finished (the fetch pool's work in flight).
+        var fetchesInProgress: Int
         var backfill: [Backfill]
         var oldestUnacknowledged: String?
         var oldestUnacknowledgedAgeSeconds: Double?
@@ -141,6 +145,7 @@ public struct StatusReport: Sendable {
             },
             failingOutputs: s.failingOutputs.map { .init(output: $0.output, lastError: $0.lastError, since: Self.iso($0.since), updated: Self.iso($0.updated)) },
             records: s.outputRecords,
+            fetchesInProgress: s.fetchesInProgress,
             backfill: s.backfill.map {
                 .init(
                     job: $0.job, partition: $0.partition, pass: $0.pass, forced: $0.forced, lastKey: $0.lastKey, listed: $0.listed,
@@ -190,8 +195,14 @@ public struct StatusReport: Sendable {
                         + "\(c.listed) objects, \(Self.bytes(Int(c.listedBytes))), last key \(c.lastKey ?? "-")")
             }
         }
+        lines.append("fetching   \(s.fetchesInProgress) download\(s.fetchesInProgress == 1 ? "" : "s") in flight")
         for r in s.outputRecords {
-            lines.append("records    \(r.output): \(r.delivered) delivered, \(r.filtered) dropped by its filter")
+            var line = "records    \(r.output): \(r.delivered) delivered, \(r.filtered) dropped by its filter"
+            if r.deliveries > 0 {
+                let d = Double(r.deliveries)
+                line += String(format: "; %llu deliveries, %.1f events and %.1f objects each on average", r.deliveries, Double(r.delivered) / d, Double(r.deliveryObjects) / d)
+            }
+            lines.append(line)
         }
         if s.failingOutputs.isEmpty {
             lines.append("outputs    no delivery failing")

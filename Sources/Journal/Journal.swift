@@ -99,6 +99,8 @@ public final class Journal: @unchecked Sendable {
     let dbs: Databases
     let resizeLock = ReadWriteLock()
     private let writer = WriterThread()
+    /// Signals every write batch's end, so stages wait for changes instead of polling, and counts commits.
+    public let changes = JournalChanges()
     /// The map's size; changes only under `resizeLock` held for writing.
     private(set) var mapSize: Int
     private let state = NSLock()
@@ -361,6 +363,7 @@ public final class Journal: @unchecked Sendable {
         for (i, r) in batch.enumerated() {
             r.complete(results[i] ?? .failure(JournalError(.lmdb, operation: "write", path: path)))
         }
+        changes.signal()
     }
 
     private func execute(_ batch: [WriterThread.Request], _ indices: [Int], _ results: inout [Result<Any, any Error>?]) {
@@ -399,6 +402,7 @@ public final class Journal: @unchecked Sendable {
                 switch env.commit(txn) {
                 case .success:
                     noteCommit(full: false)
+                    changes.committed()
                     for i in active { results[i] = .success(values[i]!) }
                     return
                 case .failure(.mapFull):

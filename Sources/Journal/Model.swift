@@ -419,6 +419,12 @@ public struct BackfillCursor: Sendable, Equatable {
     }
 }
 
+/// Where a claimer's last scan of the objects stopped (``Journal/objects(in:limit:from:where:)``).
+public struct ObjectScanPosition: Sendable {
+    var key: [UInt8]?
+    public init() {}
+}
+
 /// One output's acknowledgement: `output` now has the first `count` records of `object`.
 public struct Acknowledgement: Sendable, Equatable {
     public var object: ObjectRef
@@ -438,42 +444,62 @@ public struct Acknowledgement: Sendable, Equatable {
 
 /// Records an output has handled since the journal was created: delivered (its receiver has them) and
 /// dropped by its filter. Kept in `meta`, updated in the transaction that moves the output's cursors,
-/// so the two always add up to what the cursors passed, across crashes.
+/// so the two always add up to what the cursors passed, across crashes. Also the deliveries that moved
+/// them and the objects each touched, so `delivered / deliveries` is the batch size actually used.
 public struct OutputRecords: Sendable, Equatable, Codable {
     public var output: String
     public var delivered: UInt64
     public var filtered: UInt64
+    /// Deliveries (batches the output acknowledged whole) recorded with ``Journal/acknowledge(_:delivery:)``.
+    public var deliveries: UInt64
+    /// The objects those deliveries touched, summed over deliveries (a batch across three objects adds 3).
+    public var deliveryObjects: UInt64
 
-    public init(output: String, delivered: UInt64, filtered: UInt64) {
+    public init(output: String, delivered: UInt64, filtered: UInt64, deliveries: UInt64 = 0, deliveryObjects: UInt64 = 0) {
         self.output = output
         self.delivered = delivered
         self.filtered = filtered
+        self.deliveries = deliveries
+        self.deliveryObjects = deliveryObjects
     }
 
+    /// Version 1: delivered, filtered; then (since deliveries were counted) deliveries and objects, which
+    /// an older build's decoder, reading the first two, leaves alone.
     func encode() -> [UInt8] {
-        var w = ByteWriter(capacity: 24)
+        var w = ByteWriter(capacity: 32)
         w.byte(1)
         w.varint(delivered)
         w.varint(filtered)
+        w.varint(deliveries)
+        w.varint(deliveryObjects)
         return w.bytes
     }
 
     static func key(_ output: String) -> [UInt8] { keyPrefix + Array(output.utf8) }
     static let keyPrefix = Array("output-records/".utf8)
 
-    /// Adds `delivered` and `filtered` records to the output's totals.
-    static func add(_ txn: WriteContext, output: String, delivered: UInt64, filtered: UInt64) throws {
+    /// Adds `delivered` and `filtered` records (and a delivery across `objects` objects) to the output's totals.
+    static func add(_ txn: WriteContext, output: String, delivered: UInt64, filtered: UInt64, delivery objects: UInt64? = nil) throws {
         let key = key(output)
         var totals = try txn.get(txn.dbs.meta, key).map { try decode(output, $0) } ?? OutputRecords(output: output, delivered: 0, filtered: 0)
         totals.delivered += delivered
         totals.filtered += filtered
+        if let objects {
+            totals.deliveries += 1
+            totals.deliveryObjects += objects
+        }
         try txn.put(txn.dbs.meta, key, totals.encode())
     }
 
     static func decode(_ output: String, _ bytes: [UInt8]) throws -> OutputRecords {
         var r = ByteReader(bytes)
         guard try r.byte() == 1 else { throw ByteReader.Truncated() }
-        return OutputRecords(output: output, delivered: try r.varint(), filtered: try r.varint())
+        var totals = OutputRecords(output: output, delivered: try r.varint(), filtered: try r.varint())
+        if !r.isAtEnd {
+            totals.deliveries = try r.varint()
+            totals.deliveryObjects = try r.varint()
+        }
+        return totals
     }
 
     /// Every output's totals, in name order.
@@ -586,8 +612,10 @@ public struct JournalStatus: Sendable {
     public var retrying: [ObjectState]
     /// Outputs whose deliveries are failing now, with the error (their events wait in the journal).
     public var failingOutputs: [OutputHealth]
-    /// Per output: records delivered and records its filter dropped.
+    /// Per output: records delivered and records its filter dropped, deliveries and the objects they touched.
     public var outputRecords: [OutputRecords]
+    /// Downloads started and not yet finished (the journal's `fetching` entries): the fetches in flight.
+    public var fetchesInProgress: Int = 0
     public var backfill: [BackfillCursor]
     /// The time the oldest item not yet acknowledged by every output was first seen.
     public var oldestUnacknowledged: Timestamp?

@@ -39,6 +39,56 @@ extension Journal {
         try firstObject(from: [], in: stages, where: accept)
     }
 
+    /// Objects (in key order) of the given stages that `accept` takes, at most `limit`: what a
+    /// dispatcher claims in one scan for several workers. `accept` may claim as it goes.
+    ///
+    /// With `position`, the scan starts after the object it names and wraps around to the first key,
+    /// and `position` moves to the last object taken: a claimer that holds many objects does not pass
+    /// over (and decode) the ones it holds at every scan.
+    public func objects(
+        in stages: Set<ObjectStage>, limit: Int, from position: inout ObjectScanPosition, where accept: (ObjectState) -> Bool
+    ) throws -> [ObjectState] {
+        guard limit > 0 else { return [] }
+        let after = position.key
+        let (found, last) = try read { txn -> ([ObjectState], [UInt8]?) in
+            var out: [ObjectState] = []
+            var last: [UInt8]?
+            func visit(_ k: UnsafeRawBufferPointer, _ v: UnsafeRawBufferPointer) throws -> Bool {
+                if let stage = ObjectState.peekStage(v), !stages.contains(stage) { return true }
+                let state = try txn.decode(txn.dbs.objects, Array(k), Array(v), ObjectState.decode)
+                if stages.contains(state.stage) && accept(state) {
+                    out.append(state)
+                    last = Array(k)
+                }
+                return out.count < limit
+            }
+            if let after {
+                // After `after` to the end, then from the start up to and including it.
+                try txn.scan(txn.dbs.objects, from: after) { k, v in
+                    if k.elementsEqual(after) { return true }
+                    return try visit(k, v)
+                }
+                if out.count < limit {
+                    try txn.scan(txn.dbs.objects) { k, v in
+                        guard k.lexicographicallyPrecedes(after) || k.elementsEqual(after) else { return false }
+                        return try visit(k, v)
+                    }
+                }
+            } else {
+                try txn.scan(txn.dbs.objects) { k, v in try visit(k, v) }
+            }
+            return (out, last)
+        }
+        if let last { position.key = last }
+        return found
+    }
+
+    /// Objects of the given stages that `accept` takes, at most `limit`, from the first key.
+    public func objects(in stages: Set<ObjectStage>, limit: Int, where accept: (ObjectState) -> Bool) throws -> [ObjectState] {
+        var position = ObjectScanPosition()
+        return try objects(in: stages, limit: limit, from: &position, where: accept)
+    }
+
     /// The first object of `bucket` whose key starts with `keyPrefix`, of the given stages, that `accept`
     /// takes: a scan of that key range only.
     public func firstObject(bucket: String, keyPrefix: String, in stages: Set<ObjectStage>, where accept: (ObjectState) -> Bool) throws -> ObjectState? {
@@ -233,7 +283,7 @@ extension Journal {
             }
             return JournalStatus(
                 path: path, formatVersion: version, objectsByStage: byStage, messagesByState: byState,
-                quarantined: Array(quarantined.prefix(listLimit)), quarantineDropped: try Transitions.quarantineDropped(txn), retrying: Array(retrying.prefix(listLimit)), failingOutputs: try OutputHealth.all(txn), outputRecords: try OutputRecords.all(txn), backfill: cursors,
+                quarantined: Array(quarantined.prefix(listLimit)), quarantineDropped: try Transitions.quarantineDropped(txn), retrying: Array(retrying.prefix(listLimit)), failingOutputs: try OutputHealth.all(txn), outputRecords: try OutputRecords.all(txn), fetchesInProgress: try txn.count(txn.dbs.fetching), backfill: cursors,
                 oldestUnacknowledged: oldest, doneMarkers: try txn.count(txn.dbs.done),
                 bodiesAwaitingGC: awaiting, storedBodyBytes: storedBytes, bodyChunks: try txn.count(txn.dbs.bodies),
                 disk: .init(

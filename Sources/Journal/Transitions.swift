@@ -157,6 +157,17 @@ extension Journal {
         try await write { txn in try acks.map { try Transitions.acknowledge(txn, $0) } }
     }
 
+    /// Records one output's acknowledgements of a batch (it may span several objects) in one
+    /// transaction, and, when `delivery` is given, counts one delivery across that many objects in the
+    /// output's totals (how `journal status` and the metrics know the batch sizes actually used).
+    public func acknowledge(_ acks: [Acknowledgement], output: String, delivery objects: Int?) async throws -> [ObjectState] {
+        try await write { txn in
+            let states = try acks.map { try Transitions.acknowledge(txn, $0) }
+            if let objects { try OutputRecords.add(txn, output: output, delivered: 0, filtered: 0, delivery: UInt64(objects)) }
+            return states
+        }
+    }
+
     /// Finishes an object that has nothing to emit (e.g. a digest file), with a note saying why.
     public func complete(_ ref: ObjectRef, note: String) async throws -> ObjectState {
         try await write { try Transitions.complete($0, ref, note) }

@@ -109,7 +109,8 @@ public struct EventBuilder: Sendable {
 
     /// The minute of a CloudTrail file name (`…_20261128T2205Z_…`), as a 24-byte timestamp.
     static func keyTimestamp(_ key: String) -> [UInt8]? {
-        let name = Array(key.split(separator: "/").last.map(String.init)?.utf8 ?? "".utf8)
+        let bytes = Array(key.utf8)
+        let name = Array(bytes[(bytes.lastIndex(of: UInt8(ascii: "/")).map { $0 + 1 } ?? 0)...])
         guard name.count >= 15 else { return nil }
         var i = 0
         while i + 15 <= name.count {

@@ -202,6 +202,7 @@ struct Run: AsyncParsableCommand {
                 o.enqueue = enqueue
                 o.pageSize = pageSize
                 o.workers = c.input.workers
+                o.maxPending = max(256, 4 * c.input.fetchConcurrency)
                 o.policy = c.input.policy
                 request = Bootstrap.BackfillRequest(target: target, options: o)
             }

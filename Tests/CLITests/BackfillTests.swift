@@ -133,7 +133,9 @@ struct BackfillTests {
         let interrupted = stack.listCalls().count - start
         let got = try stack.emitted("killed")
         #expect(Set(got) == expected, "no record lost")
-        #expect(Double(interrupted) <= 1.5 * Double(uninterrupted), "\(interrupted) List calls vs \(uninterrupted) uninterrupted")
+        // A kill repeats at most the page each walker had in flight (input.workers: 4 partitions at once),
+        // since every listed page commits with its cursor (docs/backfill.md).
+        #expect(interrupted <= uninterrupted + kills * 4, "\(interrupted) List calls vs \(uninterrupted) uninterrupted, \(kills) kills")
         let finalGets = stack.gets()
         for (key, count) in fetchedGets { #expect(finalGets[key] == count, "\(key) fetched again after its fetch was committed") }
         print("backfill kill loop: \(kills) kills, \(expected.count) records, List calls \(interrupted) vs \(uninterrupted) uninterrupted, \(fetchedGets.count) objects fetched before a kill")

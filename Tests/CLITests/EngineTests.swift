@@ -363,6 +363,45 @@ struct EngineScaleTests {
         #expect((stats["items"] as? [String])?.count == expected.count, "no record sent twice")
     }
 
+    /// kill -9 while batches spanning many small objects are in flight (the receiver holds each bulk
+    /// request 1.5 s): the next run delivers every record, and what reaches the receiver twice is at most
+    /// the one batch each of the output's two batchers (`worker: 2`) had in flight: their objects'
+    /// cursors had not moved.
+    @Test func aKillDuringACrossObjectBatchLosesNothingAndResendsOnlyThatBatch() throws {
+        let stack = try BackfillStack(objects: 120)
+        let es = try fixtureServer("OutputsTests/Fixtures/es_server.py", ["1.5"], name: "es")
+        let config = try stack.config("kill-batch", output: """
+              elasticsearch:
+                hosts: ["\(es.url)"]
+                bulk_max_size: 40
+                worker: 2
+
+            """)
+        let engine = try stack.start(["-c", config, "-b", stack.dir.sub("local")])
+        // The first bulk requests answered; the next ones are then in the receiver's 1.5 s.
+        let deadline = Date().addingTimeInterval(60)
+        while (try esStats(es)["requests"] as? Int ?? 0) < 1 && Date() < deadline { usleep(20_000) }
+        usleep(400_000)
+        engine.kill()
+        #expect(!engine.wait().exited, "killed, not finished")
+        let first = try esStats(es)
+        let firstItems = first["items"] as? [String] ?? []
+        let answered = first["requests"] as? Int ?? 0
+        #expect((1...2).contains(answered) && firstItems.count == 40 * answered, "full batches of 40 answered before the kill: \(answered) requests, \(firstItems.count) items")
+        let docs = first["docs"] as? [String: [String: Any]] ?? [:]
+        let objects = Set(firstItems.prefix(40).compactMap { id in docs.first { $0.key.hasSuffix("/" + id) }.flatMap { ($0.value["s3"] as? [String: Any])?["key"] as? String } })
+        #expect(objects.count >= 10, "the first batch spans many objects (1–4 records each): \(objects.count)")
+
+        #expect(try stack.run(["-c", config, "-b", stack.dir.sub("local")]) == 0)
+        let stats = try esStats(es)
+        let expected = try stack.expected()
+        let items = stats["items"] as? [String] ?? []
+        #expect((stats["docs"] as? [String: Any])?.count == expected.count, "every record indexed: \((stats["docs"] as? [String: Any])?.count ?? 0) of \(expected.count)")
+        let duplicates = items.count - Set(items).count
+        #expect(duplicates <= 2 * 40, "only the batches in flight at the kill were sent again: \(duplicates) duplicates")
+        #expect(Set(items).count == expected.count)
+    }
+
     /// A spot interruption notice (IMDSv2 `spot/instance-action`) shuts the engine down gracefully:
     /// exit 0 before the work is done, and the next start finishes it with nothing lost.
     @Test func aSpotNoticeStopsGracefullyAndTheNextRunFinishes() throws {
@@ -602,6 +641,15 @@ struct MetricsTests {
             #expect(stable["cloudtrailbeat_journal_messages{state=\"\(state)\"}"].map(Int.init) == n, "messages \(state)")
         }
         #expect(Int(scrape(port)["cloudtrailbeat_journal_quarantined"] ?? -1) == (status["quarantined"] as? [Any])?.count)
+        // The fetch pool and the batches actually used: the same deliveries in both, and batches that span objects.
+        let after = scrape(port)
+        #expect(after["cloudtrailbeat_fetch_concurrency"] == 64 && after["cloudtrailbeat_fetches_in_flight"] == 0, "fetch gauges: \(after.filter { $0.key.contains("fetch") })")
+        #expect(Int(after["cloudtrailbeat_journal_fetches_in_progress"] ?? -1) == status["fetchesInProgress"] as? Int)
+        let records = (status["records"] as? [[String: Any]] ?? []).first { $0["output"] as? String == "file" } ?? [:]
+        let deliveries = records["deliveries"] as? Int ?? 0
+        #expect(deliveries > 0 && Int(after["cloudtrailbeat_output_deliveries_total{output=\"file\"}"] ?? -1) == deliveries)
+        #expect(Int(after["cloudtrailbeat_output_delivery_objects_total{output=\"file\"}"] ?? -1) == records["deliveryObjects"] as? Int)
+        #expect((after["cloudtrailbeat_output_last_batch_events{output=\"file\"}"] ?? 0) > 0 && (after["cloudtrailbeat_journal_commits_total"] ?? 0) > 0)
         // Every metric says what it is: a HELP and a TYPE line each.
         let exposition = text(port)
         let names = Set(scrape(port).keys.map { String($0.prefix { $0 != "{" }) })

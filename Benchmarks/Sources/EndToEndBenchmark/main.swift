@@ -16,6 +16,11 @@
 //    acknowledgement, redis) against its protocol test server: records/s and the ratio to the file output.
 // 5. Integrity: what hashing every log costs end to end (target <= 10 %), and `verify` over >= 2 000
 //    signed logs against `aws cloudtrail validate-logs`, objects/s.
+// 6. Far-away S3: >= 500 small objects in moto behind a loopback proxy adding 60 and 120 ms to every
+//    request (Benchmarks/latency_proxy.py); `cloudtrailbeat -b` with its defaults against `aws s3 sync`
+//    of the same bucket through the same proxy (AWS CLI defaults: 10 requests at once, download only).
+//    Target >= 2x. And the queue path through the same proxy: SNS → SQS notifications for >= 500 small
+//    objects, objects/s with defaults.
 import BenchmarkSupport
 import Foundation
 
@@ -181,8 +186,33 @@ for _ in 0..<(quick ? 1 : 3) {
     smallJq.append(shell("xargs -a \(base)/small.list zcat | jq -c '.Records[]' > \(base)/jq-small.out"))
 }
 let ts = median(smallOurs), tj = median(smallJq)
-print(String(format: "  %d small objects (%d records): %.0f objects/s, %.0f records/s; %.2fx zcat | jq (%.0f objects/s)",
-             smallCount, smallRecords, Double(smallCount) / ts, Double(smallRecords) / ts, tj / ts, Double(smallCount) / tj))
+print(String(format: "  %d small objects (%d records): %.0f objects/s, %.0f records/s; %.2fx zcat | jq (%.0f objects/s) (target >= 1.5x) %@",
+             smallCount, smallRecords, Double(smallCount) / ts, Double(smallRecords) / ts, tj / ts, Double(smallCount) / tj, tj / ts >= 1.5 ? "met" : "MISSED"))
+print("  small objects: \(commitsPerObject()) journal commits per object; \(fsyncsPerObject(["-c", config("small-run"), "-b", smallRoot], objects: smallCount))")
+
+/// The stop summary's "journal N commits (X per object)" of the latest run.
+func commitsPerObject() -> String {
+    let log = (try? String(contentsOfFile: base + "/engine.log", encoding: .utf8)) ?? ""
+    guard let line = log.split(separator: "\n").last(where: { $0.contains(" commits (") }),
+        let r = line.range(of: " commits ("), let end = line[r.upperBound...].firstIndex(of: " ") else { return "?" }
+    return String(line[r.upperBound..<end])
+}
+
+/// fsync and fdatasync calls per object of one more run, counted by strace (journal commits and the
+/// file output's syncs), when strace is installed.
+func fsyncsPerObject(_ arguments: [String], objects: Int) -> String {
+    guard system("command -v strace >/dev/null") == 0 else { return "fsyncs per object: not counted (strace missing)" }
+    let out = base + "/strace.txt"
+    let argv = ([binary] + arguments).map { "'\($0)'" }.joined(separator: " ")
+    guard system("strace -f -c -e trace=fsync,fdatasync -o '\(out)' \(argv) >/dev/null 2>&1") == 0,
+        let text = try? String(contentsOfFile: out, encoding: .utf8) else { return "fsyncs per object: strace failed" }
+    var calls = 0
+    for line in text.split(separator: "\n") {
+        let f = line.split(separator: " ", omittingEmptySubsequences: true)
+        if let name = f.last, name == "fsync" || name == "fdatasync", f.count >= 5, let n = Int(f[3]) { calls += n }
+    }
+    return String(format: "%.2f fsync/fdatasync calls per object (strace)", Double(calls) / Double(objects))
+}
 
 // MARK: 2. Memory on one 1 GiB object
 let bigMB = quick ? 128 : 1024
@@ -384,4 +414,73 @@ if system("command -v moto_server >/dev/null") == 0 {
     }
 } else {
     print("  integrity: skipped (moto_server missing: pip install 'moto[server]')")
+}
+
+// MARK: 6. Far-away S3: many small objects, every request 60 or 120 ms away
+if system("command -v moto_server >/dev/null") == 0 {
+    func freePort() -> Int { count("python3 -c 'import socket; s = socket.socket(); s.bind((\"127.0.0.1\", 0)); print(s.getsockname()[1])'") }
+    let port = freePort()
+    guard let moto = server(["moto_server", "-H", "127.0.0.1", "-p", String(port)], port: port) else { fatalError("moto_server did not start") }
+    defer { moto.terminate() }
+    let endpoint = "http://127.0.0.1:\(port)"
+    let aws = ["AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b", "AWS_REGION": "us-east-1"]
+    let farCount = quick ? 200 : 600
+    let upload = """
+        import boto3, os
+        from concurrent.futures import ThreadPoolExecutor
+        from botocore.config import Config
+        c = boto3.client('s3', endpoint_url='\(endpoint)', region_name='us-east-1', aws_access_key_id='a', aws_secret_access_key='b',
+                         config=Config(max_pool_connections=16))
+        c.create_bucket(Bucket='far-bench')
+        root = '\(smallRoot)'
+        files = sorted(os.path.join(d, n) for d, _, names in os.walk(root) for n in names)[:\(farCount)]
+        with ThreadPoolExecutor(16) as pool:
+            list(pool.map(lambda p: c.upload_file(p, 'far-bench', os.path.relpath(p, root)), files))
+        """
+    try upload.write(toFile: base + "/far-upload.py", atomically: true, encoding: .utf8)
+    precondition(system("python3 \(base)/far-upload.py > \(base)/far-upload.log 2>&1") == 0, "uploading the small objects to moto failed")
+    let tools = ProcessInfo.processInfo.environment["CLOUDTRAILBEAT_TOOLS"] ?? (ProcessInfo.processInfo.environment["HOME"] ?? "/root") + "/.cache/cloudtrailbeat"
+    let awsCLI = tools + "/awscli/bin/aws"
+    let queueDir = base + "/far-queue"
+    for delay in [60, 120] {
+        let proxyPort = freePort()
+        guard let proxy = server(["python3", repo + "/Benchmarks/latency_proxy.py", String(proxyPort), String(port), String(delay)], port: proxyPort) else {
+            fatalError("latency_proxy.py did not start")
+        }
+        defer { proxy.terminate() }
+        let far = "http://127.0.0.1:\(proxyPort)"
+        let ours = run(["-c", config("far-\(delay)", extra: "input:\n  aws_region: us-east-1\n  endpoint: \(far)\n"), "-b", "far-bench"], environment: aws)
+        let oursRate = Double(farCount) / ours.seconds
+        var line = String(format: "  S3 %d ms away, %d small objects: cloudtrailbeat -b %.0f objects/s (%@ commits/object)", delay, farCount, oursRate, commitsPerObject())
+        if FileManager.default.isExecutableFile(atPath: awsCLI) {
+            let target = base + "/far-sync-\(delay)"
+            let t = shell("AWS_ACCESS_KEY_ID=a AWS_SECRET_ACCESS_KEY=b AWS_DEFAULT_REGION=us-east-1 '\(awsCLI)' s3 sync s3://far-bench '\(target)' --endpoint-url \(far) --only-show-errors")
+            let synced = count("find '\(target)' -type f | wc -l")
+            precondition(synced == farCount, "aws s3 sync copied \(synced) of \(farCount) objects")
+            let theirs = Double(farCount) / t
+            line += String(format: "; aws s3 sync %.0f objects/s; %.2fx (target >= 2x) %@", theirs, oursRate / theirs, oursRate / theirs >= 2 ? "met" : "MISSED")
+        } else {
+            line += "; aws s3 sync: skipped (scripts/setup installs the AWS CLI into \(tools)/awscli)"
+        }
+        print(line)
+
+        // The queue path through the same proxy: notifications (SNS → SQS, three keys each) for small objects.
+        try? FileManager.default.removeItem(atPath: queueDir)
+        precondition(system("python3 '\(repo)/scripts/demo_aws.py' setup --endpoint \(endpoint) --dir '\(queueDir)' --objects \(quick ? 150 : 510) > \(base)/far-setup.log 2>&1") == 0, "demo_aws.py setup failed")
+        var env: [String: String] = [:]
+        for l in try String(contentsOfFile: queueDir + "/env", encoding: .utf8).split(separator: "\n") {
+            let kv = l.replacingOccurrences(of: "export ", with: "").split(separator: "=", maxSplits: 1)
+            env[String(kv[0])] = String(kv[1])
+        }
+        // The demo's configuration with the stand-in behind the proxy and the engine's defaults.
+        let yml = try String(contentsOfFile: queueDir + "/cloudtrailbeat.yml", encoding: .utf8)
+            .replacingOccurrences(of: endpoint, with: far).replacingOccurrences(of: "  workers: 2\n", with: "").replacingOccurrences(of: "  visibility_timeout: 30\n", with: "")
+        try yml.write(toFile: queueDir + "/far.yml", atomically: true, encoding: .utf8)
+        let objects = quick ? 150 : 510
+        let q = run(["-c", queueDir + "/far.yml", "--drain"], environment: env)
+        print(String(format: "  queue path, S3 and SQS %d ms away: %d objects in %.1f s, %.0f objects/s with defaults (%@ commits/object)",
+                     delay, objects, q.seconds, Double(objects) / q.seconds, commitsPerObject()))
+    }
+} else {
+    print("  far-away S3: skipped (moto_server missing: pip install 'moto[server]')")
 }
