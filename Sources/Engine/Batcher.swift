@@ -143,8 +143,10 @@ final class Batcher {
                 await abandon()
                 throw error
             }
-            // Nothing claimable and nothing pending: wait for a commit (a fetch finishing), 1 s at most.
+            // Nothing claimable and nothing pending: wait for a commit (a fetch finishing), 1 s at most,
+            // then 2 ms more, so that one scan of the journal answers the commits of a busy moment.
             await journal.changes.wait(since: generation, timeout: 1)
+            try await Task.sleep(nanoseconds: 2_000_000)
         }
     }
 

@@ -487,6 +487,8 @@ public final class Engine: Service, @unchecked Sendable {
                 }
                 if claimed.isEmpty || claimed.count == free {
                     await journal.changes.wait(since: generation, timeout: 1)
+                    // Nothing was claimable: let a busy moment's commits pass, so that one scan answers them.
+                    if claimed.isEmpty && free > 0 { try await Task.sleep(nanoseconds: 2_000_000) }
                 }
             }
         }
