@@ -1,6 +1,10 @@
 import Foundation
 import HTTP
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// What S3 says of an object.
 public struct S3ObjectInfo: Sendable, Equatable {
     public var etag: String?
@@ -63,13 +67,23 @@ public struct S3ListPage: Sendable {
     }
 
     /// An HTTP date (RFC 9110's IMF-fixdate, `Wed, 02 Dec 2026 12:45:00 GMT`).
+    /// Parsed by hand (every GetObject answer has one; a DateFormatter each cost more than the request).
     static func httpDate(_ text: String?) -> Date? {
         guard let text else { return nil }
-        let f = DateFormatter()
-        f.locale = Locale(identifier: "en_US_POSIX")
-        f.timeZone = TimeZone(identifier: "GMT")
-        f.dateFormat = "EEE, dd MMM yyyy HH:mm:ss zzz"
-        return f.date(from: text)
+        let f = text.split(separator: " ")
+        let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+        guard f.count == 6, f[5] == "GMT", let day = Int32(f[1]), let month = months.firstIndex(of: String(f[2])), let year = Int32(f[3]) else { return nil }
+        let clock = f[4].split(separator: ":")
+        guard clock.count == 3, let h = Int32(clock[0]), let m = Int32(clock[1]), let sec = Int32(clock[2]),
+            (1...31).contains(day), (0...23).contains(h), (0...59).contains(m), (0...60).contains(sec) else { return nil }
+        var parts = tm()
+        parts.tm_year = year - 1900
+        parts.tm_mon = Int32(month)
+        parts.tm_mday = day
+        parts.tm_hour = h
+        parts.tm_min = m
+        parts.tm_sec = sec
+        return Date(timeIntervalSince1970: TimeInterval(timegm(&parts)))
     }
 }
 

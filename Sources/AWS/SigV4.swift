@@ -2,6 +2,10 @@ import Crypto
 import Foundation
 import HTTP
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// AWS credentials. Their description never shows the secret or the session token.
 public struct Credentials: Sendable, Equatable, CustomStringConvertible, CustomDebugStringConvertible {
     public var accessKeyID: String
@@ -157,12 +161,31 @@ public enum SigV4 {
     }
 
     /// `20150830T123600Z` for a date.
+    /// Formatted by hand: a DateFormatter per request was a tenth of the CPU of fetching small objects.
     public static func amzDate(_ date: Date) -> String {
-        let f = DateFormatter()
-        f.locale = Locale(identifier: "en_US_POSIX")
-        f.timeZone = TimeZone(identifier: "UTC")
-        f.dateFormat = "yyyyMMdd'T'HHmmss'Z'"
-        return f.string(from: date)
+        var t = time_t(date.timeIntervalSince1970.rounded(.down))
+        var parts = tm()
+        gmtime_r(&t, &parts)
+        var out: [UInt8] = []
+        out.reserveCapacity(16)
+        func digits(_ value: Int32, _ width: Int) {
+            var v = Int(value)
+            var d = [UInt8](repeating: UInt8(ascii: "0"), count: width)
+            for i in stride(from: width - 1, through: 0, by: -1) {
+                d[i] = UInt8(ascii: "0") + UInt8(v % 10)
+                v /= 10
+            }
+            out += d
+        }
+        digits(parts.tm_year + 1900, 4)
+        digits(parts.tm_mon + 1, 2)
+        digits(parts.tm_mday, 2)
+        out.append(UInt8(ascii: "T"))
+        digits(parts.tm_hour, 2)
+        digits(parts.tm_min, 2)
+        digits(parts.tm_sec, 2)
+        out.append(UInt8(ascii: "Z"))
+        return String(decoding: out, as: UTF8.self)
     }
 
     /// Signs a request: adds `X-Amz-Date` (when absent), `X-Amz-Security-Token` for session

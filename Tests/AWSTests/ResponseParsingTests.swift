@@ -37,3 +37,21 @@ struct ResponseParsingTests {
         #expect(XMLTree.parse([0x3c, 0x00, 0x61, 0x00, 0x2f, 0x00, 0x3e, 0x00]) == nil, "NUL bytes (UTF-16)")
     }
 }
+
+/// The hand-written date formats of the request path (SigV4's X-Amz-Date, S3's Last-Modified).
+@Suite("AWS dates")
+struct AWSDateTests {
+    @Test func amzDateIsUTCToTheSecond() {
+        #expect(SigV4.amzDate(Date(timeIntervalSince1970: 1_440_938_160)) == "20150830T123600Z")
+        #expect(SigV4.amzDate(Date(timeIntervalSince1970: 1_796_215_500.9)) == "20261202T124500Z")
+        #expect(SigV4.amzDate(Date(timeIntervalSince1970: 0)) == "19700101T000000Z")
+    }
+
+    @Test func httpDatesParseAndNonsenseDoesNot() {
+        #expect(S3ListPage.httpDate("Wed, 02 Dec 2026 12:45:00 GMT") == Date(timeIntervalSince1970: 1_796_215_500))
+        #expect(S3ListPage.httpDate("Thu, 29 Feb 2024 23:59:59 GMT") == Date(timeIntervalSince1970: 1_709_251_199))
+        for bad in ["", "Wed, 02 Dec 2026 12:45:00 UTC", "Wed, 02 Foo 2026 12:45:00 GMT", "Wed, 32 Dec 2026 12:45:00 GMT", "Wed, 02 Dec 2026 12:45 GMT", "garbage"] {
+            #expect(S3ListPage.httpDate(bad) == nil, "\(bad)")
+        }
+    }
+}

@@ -15,22 +15,20 @@ import Testing
 @testable import Engine
 
 /// Records every batch; takes at most `perCall` events per call (a receiver that answers in parts).
-final class RecordingOutput: Output, @unchecked Sendable {
-    // @unchecked: every field is behind `lock`.
+final class RecordingOutput: Output {
     let name = "rec"
     let maxBatch: Int
     let perCall: Int
-    private let lock = NSLock()
-    private var _calls: [[String]] = []
+    private let taken = Mutex<[[String]]>([])
     init(maxBatch: Int, perCall: Int) {
         self.maxBatch = maxBatch
         self.perCall = perCall
     }
-    var calls: [[String]] { lock.withLock { _calls } }
+    var calls: [[String]] { taken.withLock { $0 } }
     func deliver(_ batch: [OutputEvent]) async throws -> DeliveryReport {
-        let taken = Array(batch.prefix(perCall))
-        lock.withLock { _calls.append(taken.map { String(decoding: $0.json, as: UTF8.self) }) }
-        return DeliveryReport(handled: taken.count)
+        let part = Array(batch.prefix(perCall))
+        taken.withLock { $0.append(part.map { String(decoding: $0.json, as: UTF8.self) }) }
+        return DeliveryReport(handled: part.count)
     }
     func close() async {}
 }

@@ -464,9 +464,19 @@ if system("command -v moto_server >/dev/null") == 0 {
         }
         print(line)
 
-        // The queue path through the same proxy: notifications (SNS → SQS, three keys each) for small objects.
+        // The queue path through the same proxy: notifications (SNS → SQS, three keys each) for small
+        // objects, in a moto of its own (the demo's set-up makes its user, bucket and queue afresh).
+        let queuePort = freePort()
+        guard let queueMoto = server(["moto_server", "-H", "127.0.0.1", "-p", String(queuePort)], port: queuePort) else { fatalError("moto_server did not start") }
+        defer { queueMoto.terminate() }
+        let queueProxyPort = freePort()
+        guard let queueProxy = server(["python3", repo + "/Benchmarks/latency_proxy.py", String(queueProxyPort), String(queuePort), String(delay)], port: queueProxyPort) else {
+            fatalError("latency_proxy.py did not start")
+        }
+        defer { queueProxy.terminate() }
+        let queueEndpoint = "http://127.0.0.1:\(queuePort)", queueFar = "http://127.0.0.1:\(queueProxyPort)"
         try? FileManager.default.removeItem(atPath: queueDir)
-        precondition(system("python3 '\(repo)/scripts/demo_aws.py' setup --endpoint \(endpoint) --dir '\(queueDir)' --objects \(quick ? 150 : 510) > \(base)/far-setup.log 2>&1") == 0, "demo_aws.py setup failed")
+        precondition(system("python3 '\(repo)/scripts/demo_aws.py' setup --endpoint \(queueEndpoint) --dir '\(queueDir)' --objects \(quick ? 150 : 510) > \(base)/far-setup.log 2>&1") == 0, "demo_aws.py setup failed")
         var env: [String: String] = [:]
         for l in try String(contentsOfFile: queueDir + "/env", encoding: .utf8).split(separator: "\n") {
             let kv = l.replacingOccurrences(of: "export ", with: "").split(separator: "=", maxSplits: 1)
@@ -474,7 +484,7 @@ if system("command -v moto_server >/dev/null") == 0 {
         }
         // The demo's configuration with the stand-in behind the proxy and the engine's defaults.
         let yml = try String(contentsOfFile: queueDir + "/cloudtrailbeat.yml", encoding: .utf8)
-            .replacingOccurrences(of: endpoint, with: far).replacingOccurrences(of: "  workers: 2\n", with: "").replacingOccurrences(of: "  visibility_timeout: 30\n", with: "")
+            .replacingOccurrences(of: queueEndpoint, with: queueFar).replacingOccurrences(of: "  workers: 2\n", with: "").replacingOccurrences(of: "  visibility_timeout: 30\n", with: "")
         try yml.write(toFile: queueDir + "/far.yml", atomically: true, encoding: .utf8)
         let objects = quick ? 150 : 510
         let q = run(["-c", queueDir + "/far.yml", "--drain"], environment: env)
