@@ -31,7 +31,7 @@ public struct Config: Sendable {
         public var workers = 4
         /// `fetch_concurrency`: downloads in flight at once, independent of `workers` (a far-away bucket
         /// needs many in flight to fill its link; each small object holds only its own bytes).
-        public var fetchConcurrency = 64
+        public var fetchConcurrency = 128
         public var waitTime = 20
         /// Whether quarantined messages stay in the queue for its redrive policy to move to the
         /// dead-letter queue; nil (`auto`, the default): when the queue has a redrive policy.

@@ -193,7 +193,7 @@ public final class Engine: Service, @unchecked Sendable {
                     }
                     let ticker = Task { await progress.run() }
                     defer { ticker.cancel() }
-                    while try !self.drained() { try await Task.sleep(nanoseconds: 50_000_000) }
+                    while try !self.drained() { try await Task.sleep(nanoseconds: 20_000_000) }
                     progress.summary()
                     try await Task.sleep(nanoseconds: .max / 2)  // the watch loop ends the run
                 }
@@ -245,7 +245,7 @@ public final class Engine: Service, @unchecked Sendable {
 
     private func watchLoop() async throws {
         while true {
-            try await Task.sleep(nanoseconds: 50_000_000)
+            try await Task.sleep(nanoseconds: 20_000_000)
             if isStopping {
                 logger.info("stopping: intake stopped, in-flight work ends at its next checkpoint")
                 return

@@ -643,7 +643,7 @@ struct MetricsTests {
         #expect(Int(scrape(port)["cloudtrailbeat_journal_quarantined"] ?? -1) == (status["quarantined"] as? [Any])?.count)
         // The fetch pool and the batches actually used: the same deliveries in both, and batches that span objects.
         let after = scrape(port)
-        #expect(after["cloudtrailbeat_fetch_concurrency"] == 64 && after["cloudtrailbeat_fetches_in_flight"] == 0, "fetch gauges: \(after.filter { $0.key.contains("fetch") })")
+        #expect(after["cloudtrailbeat_fetch_concurrency"] == 128 && after["cloudtrailbeat_fetches_in_flight"] == 0, "fetch gauges: \(after.filter { $0.key.contains("fetch") })")
         #expect(Int(after["cloudtrailbeat_journal_fetches_in_progress"] ?? -1) == status["fetchesInProgress"] as? Int)
         let records = (status["records"] as? [[String: Any]] ?? []).first { $0["output"] as? String == "file" } ?? [:]
         let deliveries = records["deliveries"] as? Int ?? 0
