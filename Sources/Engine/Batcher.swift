@@ -35,8 +35,9 @@ final class Batcher {
     /// What the batcher needs from the engine.
     struct Hooks: Sendable {
         /// Claims up to `n` objects this output has records of (in key order from `position`, none another
-        /// batcher of the output holds), each re-read after the claim; none when none is ready.
-        var claim: @Sendable (_ n: Int, _ position: inout ObjectScanPosition) throws -> [ObjectState]
+        /// batcher of the output holds), stopping once they hold `records` records not yet acknowledged;
+        /// each re-read after the claim; none when none is ready.
+        var claim: @Sendable (_ n: Int, _ records: Int, _ position: inout ObjectScanPosition) throws -> [ObjectState]
         /// Gives a claim back.
         var release: @Sendable (ObjectRef) -> Void
         /// Sets an object aside with the reason (a stored chunk is missing).
@@ -155,7 +156,8 @@ final class Batcher {
     /// Reads the next ready object into the batch (sending full batches on the way); when none is ready,
     /// sends what is pending. Returns whether there was anything to do.
     private func step() async throws -> Bool {
-        if claimed.isEmpty { claimed = try hooks.claim(Batcher.claimsPerScan, &position) }
+        // What the next batch needs, not more: the output's other batchers take the rest.
+        if claimed.isEmpty { claimed = try hooks.claim(Batcher.claimsPerScan, max(1, batch - pending.count), &position) }
         if !claimed.isEmpty {
             let object = claimed.removeFirst()
             guard let body = object.body, let total = object.recordCount else {

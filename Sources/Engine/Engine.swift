@@ -59,12 +59,12 @@ public final class Engine: Service, @unchecked Sendable {
 
     private let lock = NSLock()
     private var stopping = false
-    private var fetching: Set<ObjectRef> = []
+    private var fetching: Set<ObjectKey> = []
     /// (output, object) pairs an emitter is working on.
     private var emitting: Set<EmitClaim> = []
     private struct EmitClaim: Hashable {
         var output: String
-        var object: ObjectRef
+        var object: ObjectKey
     }
     private var retryAfter: [ObjectRef: Date] = [:]
     /// Messages this process holds in flight, by id: the receipt handle the heartbeat extends with, and
@@ -476,12 +476,12 @@ public final class Engine: Service, @unchecked Sendable {
                 let generation = journal.changes.generation
                 let now = Date()
                 let free = limit - lock.withLock { fetching.count }
-                let claimed = try journal.objects(in: [.received], limit: free, from: &position) { o in
-                    lock.withLock { (retryAfter[o.ref].map { $0 <= now } ?? true) && fetching.insert(o.ref).inserted }
+                let claimed = try journal.objects(in: [.received], limit: free, from: &position, skipping: { key in lock.withLock { fetching.contains(key) } }) { o in
+                    lock.withLock { (retryAfter[o.ref].map { $0 <= now } ?? true) && fetching.insert(o.ref.journalKey).inserted }
                 }
                 for object in claimed {
                     group.addTask {
-                        defer { self.lock.withLock { _ = self.fetching.remove(object.ref) } }
+                        defer { self.lock.withLock { _ = self.fetching.remove(object.ref.journalKey) } }
                         try await self.fetchClaimed(object.ref)
                     }
                 }
@@ -758,20 +758,24 @@ public final class Engine: Service, @unchecked Sendable {
         let workers = config.workers(forOutput: name)
         let due: @Sendable (ObjectState) -> Bool = { o in o.cursor(name) < (o.recordCount ?? 0) }
         let hooks = Batcher.Hooks(
-            claim: { [self] n, position in
+            claim: { [self] n, records, position in
                 // The first objects (in key order: for CloudTrail's keys, account, region, then time) with
                 // records this output has not acknowledged and no other batcher holds, re-read after the
                 // claim (another batcher may have finished one since the scan).
-                let claimed = try journal.objects(in: [.fetched, .emitting], limit: n, from: &position) { o in
-                    lock.withLock { due(o) && emitting.insert(EmitClaim(output: name, object: o.ref)).inserted }
+                let held = { [self] (key: ObjectKey) in lock.withLock { emitting.contains(EmitClaim(output: name, object: key)) } }
+                var taken = 0
+                let claimed = try journal.objects(in: [.fetched, .emitting], limit: n, from: &position, skipping: held, enough: { taken >= records }) { o in
+                    guard lock.withLock({ due(o) && emitting.insert(EmitClaim(output: name, object: o.ref.journalKey)).inserted }) else { return false }
+                    taken += Int((o.recordCount ?? 0) - o.cursor(name))
+                    return true
                 }
                 return try claimed.compactMap { o in
                     if let current = try journal.object(o.ref), due(current) { return current }
-                    lock.withLock { _ = emitting.remove(EmitClaim(output: name, object: o.ref)) }
+                    lock.withLock { _ = emitting.remove(EmitClaim(output: name, object: o.ref.journalKey)) }
                     return nil
                 }
             },
-            release: { [self] ref in lock.withLock { _ = emitting.remove(EmitClaim(output: name, object: ref)) } },
+            release: { [self] ref in lock.withLock { _ = emitting.remove(EmitClaim(output: name, object: ref.journalKey)) } },
             quarantine: { [self] ref, reason in try await quarantine(ref, reason) },
             counted: { [self] events, filtered, objects in
                 lock.withLock {

@@ -419,7 +419,18 @@ public struct BackfillCursor: Sendable, Equatable {
     }
 }
 
-/// Where a claimer's last scan of the objects stopped (``Journal/objects(in:limit:from:where:)``).
+/// An object's key in the journal: what a claimer holds, so that a scan can pass over the objects it
+/// holds without decoding them (``Journal/objects(in:limit:from:skipping:where:)``).
+public struct ObjectKey: Hashable, Sendable {
+    let bytes: [UInt8]
+}
+
+extension ObjectRef {
+    /// The object's key in the journal.
+    public var journalKey: ObjectKey { ObjectKey(bytes: storageKey) }
+}
+
+/// Where a claimer's last scan of the objects stopped (``Journal/objects(in:limit:from:skipping:where:)``).
 public struct ObjectScanPosition: Sendable {
     var key: [UInt8]?
     public init() {}

@@ -45,8 +45,13 @@ extension Journal {
     /// With `position`, the scan starts after the object it names and wraps around to the first key,
     /// and `position` moves to the last object taken: a claimer that holds many objects does not pass
     /// over (and decode) the ones it holds at every scan.
+    /// `skipping` is asked first, with the object's key only: what it skips (the objects a claimer
+    /// holds) is neither decoded nor offered to `accept`.
+    /// `enough` is asked after each object taken: true ends the scan before `limit` (a claimer that
+    /// has what it needs).
     public func objects(
-        in stages: Set<ObjectStage>, limit: Int, from position: inout ObjectScanPosition, where accept: (ObjectState) -> Bool
+        in stages: Set<ObjectStage>, limit: Int, from position: inout ObjectScanPosition, skipping: (ObjectKey) -> Bool = { _ in false },
+        enough: () -> Bool = { false }, where accept: (ObjectState) -> Bool
     ) throws -> [ObjectState] {
         guard limit > 0 else { return [] }
         let after = position.key
@@ -55,10 +60,13 @@ extension Journal {
             var last: [UInt8]?
             func visit(_ k: UnsafeRawBufferPointer, _ v: UnsafeRawBufferPointer) throws -> Bool {
                 if let stage = ObjectState.peekStage(v), !stages.contains(stage) { return true }
-                let state = try txn.decode(txn.dbs.objects, Array(k), Array(v), ObjectState.decode)
+                let key = Array(k)
+                if skipping(ObjectKey(bytes: key)) { return true }
+                let state = try txn.decode(txn.dbs.objects, key, Array(v), ObjectState.decode)
                 if stages.contains(state.stage) && accept(state) {
                     out.append(state)
-                    last = Array(k)
+                    last = key
+                    if enough() { return false }
                 }
                 return out.count < limit
             }
@@ -68,7 +76,7 @@ extension Journal {
                     if k.elementsEqual(after) { return true }
                     return try visit(k, v)
                 }
-                if out.count < limit {
+                if out.count < limit && (out.isEmpty || !enough()) {
                     try txn.scan(txn.dbs.objects) { k, v in
                         guard k.lexicographicallyPrecedes(after) || k.elementsEqual(after) else { return false }
                         return try visit(k, v)

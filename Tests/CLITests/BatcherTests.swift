@@ -64,7 +64,7 @@ struct BatcherTests {
         let held = Mutex(Set<ObjectRef>())
         let pump = OutputPump(output: output, deadLetters: nil)
         let hooks = Batcher.Hooks(
-            claim: { n, position in
+            claim: { n, _, position in
                 try journal.objects(in: [.fetched, .emitting], limit: n, from: &position) { o in held.withLock { $0.insert(o.ref).inserted } }
             },
             release: { ref in _ = held.withLock { $0.remove(ref) } },
@@ -122,7 +122,7 @@ struct BatcherTests {
         let slow = RecordingOutput(maxBatch: 40, perCall: 1)
         let held = Mutex(Set<ObjectRef>())
         let hooks = Batcher.Hooks(
-            claim: { n, position in try journal.objects(in: [.fetched, .emitting], limit: n, from: &position) { o in held.withLock { $0.insert(o.ref).inserted } } },
+            claim: { n, _, position in try journal.objects(in: [.fetched, .emitting], limit: n, from: &position) { o in held.withLock { $0.insert(o.ref).inserted } } },
             release: { ref in _ = held.withLock { $0.remove(ref) } },
             quarantine: { _, _ in }, counted: { _, _, _ in })
         let first = Task {

@@ -386,11 +386,12 @@ struct EngineScaleTests {
         #expect(!engine.wait().exited, "killed, not finished")
         let first = try esStats(es)
         let firstItems = first["items"] as? [String] ?? []
+        // A batcher sends what it has when nothing else is ready (it never waits to fill a batch).
         let answered = first["requests"] as? Int ?? 0
-        #expect((1...2).contains(answered) && firstItems.count == 40 * answered, "full batches of 40 answered before the kill: \(answered) requests, \(firstItems.count) items")
+        #expect((1...2).contains(answered) && firstItems.count <= 40 * answered && firstItems.count > 4 * answered, "batches answered before the kill: \(answered) requests, \(firstItems.count) items")
         let docs = first["docs"] as? [String: [String: Any]] ?? [:]
-        let objects = Set(firstItems.prefix(40).compactMap { id in docs.first { $0.key.hasSuffix("/" + id) }.flatMap { ($0.value["s3"] as? [String: Any])?["key"] as? String } })
-        #expect(objects.count >= 10, "the first batch spans many objects (1–4 records each): \(objects.count)")
+        let objects = Set(firstItems.compactMap { id in docs.first { $0.key.hasSuffix("/" + id) }.flatMap { ($0.value["s3"] as? [String: Any])?["key"] as? String } })
+        #expect(objects.count >= 3 * answered, "each batch spans several objects (1–4 records each): \(objects.count) in \(answered)")
 
         #expect(try stack.run(["-c", config, "-b", stack.dir.sub("local")]) == 0)
         let stats = try esStats(es)
