@@ -29,12 +29,17 @@ struct LocalReadError: Error, ClassifiedError {
 /// The crash-safe queue pipeline. Every arrow is a committed journal transition:
 ///
 /// SQS receive → `receive` (message and objects journaled before anything else) → fetch (download into
-/// the journal while gunzipping, validating and counting records) → `finishFetch` → per output: emit
-/// from the stored body at that output's cursor, `acknowledge` after each delivery → all objects of a
-/// message finished → DeleteMessageBatch → `messagesDeleted`.
+/// the journal while gunzipping, validating and counting records; up to `input.fetch_concurrency` at
+/// once) → `finishFetch` → per output: batches filled from as many stored bodies as are ready, each from
+/// that output's cursor (Batcher.swift), one `acknowledge` transaction per delivery for every object it
+/// touched → all objects of a message finished → DeleteMessageBatch → `messagesDeleted`.
 ///
 /// A restart resumes from the journal alone: fetched objects are never downloaded again, each output
 /// resumes at its cursor, finished messages are deleted (an expired receipt handle is expected then).
+///
+/// `@unchecked Sendable`: every mutable field is read and written under `lock` (the claim sets, the
+/// backoffs, the held receipt handles, the counters), except those set once before ``run()`` starts
+/// (`backfill`, `snsVerifier`, `digestCheck`, `pollInterval`).
 public final class Engine: Service, @unchecked Sendable {
     public struct Options: Sendable {
         /// Exit once a long poll returns no message and no journaled work is left.
