@@ -461,7 +461,7 @@ public struct OutputRecords: Sendable, Equatable, Codable {
     public var output: String
     public var delivered: UInt64
     public var filtered: UInt64
-    /// Deliveries (batches the output acknowledged whole) recorded with ``Journal/acknowledge(_:delivery:)``.
+    /// Deliveries (batches the output acknowledged whole) recorded with ``Journal/acknowledge(_:output:delivery:)``.
     public var deliveries: UInt64
     /// The objects those deliveries touched, summed over deliveries (a batch across three objects adds 3).
     public var deliveryObjects: UInt64
