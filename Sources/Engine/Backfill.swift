@@ -430,8 +430,8 @@ public final class Backfill: @unchecked Sendable {
                     let generation = journal.changes.generation
                     guard try journal.countObjects(in: [.received, .fetched, .emitting]) >= options.maxPending || journal.nearlyFull() else { break }
                     // Woken by a commit, at most every 20 ms (counting scans the objects).
-                    await journal.changes.wait(since: generation, timeout: 0.5)
-                    try await Task.sleep(nanoseconds: 20_000_000)
+                    await journal.changes.wait(since: generation, timeout: 0.5, pause: 0.02)
+                    try Task.checkCancellation()
                 }
             }
             // The partition's own start in this pass, by the source's clock: the next pass's horizon. A

@@ -148,8 +148,7 @@ final class Batcher {
             // then 10 ms more. An empty scan passes over every object held (by this batcher and the
             // others), so one scan answers a busy moment's commits, and what arrived meanwhile makes
             // the next batch larger.
-            await journal.changes.wait(since: generation, timeout: 1)
-            try await Task.sleep(nanoseconds: 10_000_000)
+            await journal.changes.wait(since: generation, timeout: 1, pause: 0.01)
         }
     }
 
@@ -214,7 +213,7 @@ final class Batcher {
                 metadata: ["object": "\(r.object.ref)", "counted": "\(r.total)", "found": "\(r.seen)"], source: LogStage.emit.rawValue)
         }
         // An object with nothing pending and nothing to acknowledge (all sent before) is released now.
-        try await releaseSettled()
+        releaseSettled()
     }
 
     /// Sends full batches (and, with `all`, the rest; records the filter dropped with no event after
@@ -261,7 +260,7 @@ final class Batcher {
                     r.queued = r.seen
                     r.delivered = r.seen
                 }
-                try await releaseSettled()
+                releaseSettled()
             }
         }
     }
@@ -314,11 +313,11 @@ final class Batcher {
         for segment in segments {
             if let r = open.first(where: { $0.object.ref == segment.object }) { r.delivered = max(r.delivered, segment.to) }
         }
-        try await releaseSettled()
+        releaseSettled()
     }
 
     /// Releases the claims of objects read whole whose every record is acknowledged.
-    private func releaseSettled() async throws {
+    private func releaseSettled() {
         let done = open.filter { $0.read && $0.delivered >= $0.seen && $0.queued >= $0.seen }
         for r in done {
             logger.debug("emitted", metadata: ["object": "\(r.object.ref)", "output": "\(name)", "records": "\(r.seen - r.start)", "from": "\(r.start)"], source: LogStage.emit.rawValue)

@@ -324,8 +324,7 @@ public final class Engine: Service, @unchecked Sendable {
             let generation = journal.changes.generation
             let pending = try journal.countObjects(in: [.received, .fetched, .emitting])
             if try pending >= max(config.input.workers * 16, 2 * config.input.fetchConcurrency) || journal.nearlyFull() {
-                await journal.changes.wait(since: generation, timeout: 0.5)
-                try await Task.sleep(nanoseconds: 20_000_000)  // at most every 20 ms: counting scans the objects
+                await journal.changes.wait(since: generation, timeout: 0.5, pause: 0.02)  // counting scans the objects
                 continue
             }
             let messages: [SQSMessage]
@@ -491,9 +490,8 @@ public final class Engine: Service, @unchecked Sendable {
                     }
                 }
                 if claimed.isEmpty || claimed.count == free {
-                    await journal.changes.wait(since: generation, timeout: 1)
-                    // Nothing was claimable: let a busy moment's commits pass, so that one scan answers them.
-                    if claimed.isEmpty && free > 0 { try await Task.sleep(nanoseconds: 2_000_000) }
+                    // When nothing was claimable, a busy moment's commits pass first, so that one scan answers them.
+                    await journal.changes.wait(since: generation, timeout: 1, pause: claimed.isEmpty && free > 0 ? 0.002 : 0)
                 }
             }
         }

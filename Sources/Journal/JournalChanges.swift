@@ -67,8 +67,15 @@ public final class JournalChanges: Sendable {
     }
 
     /// Returns once the generation differs from `since` (at once if it already does), after `timeout`
-    /// seconds, or when the task is cancelled.
-    public func wait(since generation: UInt64, timeout: Double) async {
+    /// seconds, or when the task is cancelled; with `pause`, that many seconds later (unless cancelled),
+    /// so that a stage whose look at the journal is costly (a scan) answers a busy moment's commits
+    /// with one look.
+    public func wait(since generation: UInt64, timeout: Double, pause: Double = 0) async {
+        await wait(since: generation, timeout: timeout)
+        if pause > 0 { try? await Task.sleep(nanoseconds: UInt64(pause * 1e9)) }
+    }
+
+    private func wait(since generation: UInt64, timeout: Double) async {
         let id = state.withLock { s -> UInt64 in
             s.nextID &+= 1
             s.waiters[s.nextID] = s.generation == generation ? .announced : .early

@@ -91,12 +91,6 @@ extension Journal {
         return found
     }
 
-    /// Objects of the given stages that `accept` takes, at most `limit`, from the first key.
-    public func objects(in stages: Set<ObjectStage>, limit: Int, where accept: (ObjectState) -> Bool) throws -> [ObjectState] {
-        var position = ObjectScanPosition()
-        return try objects(in: stages, limit: limit, from: &position, where: accept)
-    }
-
     /// The first object of `bucket` whose key starts with `keyPrefix`, of the given stages, that `accept`
     /// takes: a scan of that key range only.
     public func firstObject(bucket: String, keyPrefix: String, in stages: Set<ObjectStage>, where accept: (ObjectState) -> Bool) throws -> ObjectState? {
