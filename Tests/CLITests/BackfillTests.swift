@@ -119,6 +119,7 @@ struct BackfillTests {
             let end = p.wait()
             if end.exited { break }  // it finished before the kill
             kills += 1
+            stack.moto.settle()
             var options = Journal.Options()
             options.readOnly = true
             let journal = try Journal(path: stack.dir.sub("killed") + "/journal", options: options)

@@ -55,6 +55,9 @@ public final class LocalServer: @unchecked Sendable {
     public let pid: pid_t
     public let port: Int
     public var url: String { "http://127.0.0.1:\(port)" }
+    /// Where the server's standard error goes (moto logs a line per answered request there).
+    public var logPath: String { "/tmp/ctb-\(name)-\(port).log" }
+    private let name: String
 
     public init(_ argv: [String], port: Int, environment: [String: String] = [:], name: String, installHint: String) throws {
         guard let path = LocalServer.which(argv[0]) else {
@@ -76,6 +79,7 @@ public final class LocalServer: @unchecked Sendable {
         guard posix_spawn(&child, path, &actions, nil, cargs, cenv) == 0 else { throw ServerError(message: "cannot start \(name)") }
         pid = child
         self.port = port
+        self.name = name
         let deadline = Date().addingTimeInterval(30)
         while !canConnect(port) {
             var status: Int32 = 0
@@ -85,6 +89,20 @@ public final class LocalServer: @unchecked Sendable {
             }
             guard Date() < deadline else { kill(pid, SIGKILL); throw ServerError(message: "\(name) did not listen on \(port)") }
             usleep(50_000)
+        }
+    }
+
+    /// Waits until the server has logged nothing new for half a second (at most 30 s). Requests a
+    /// killed client left queued (a fetch pool's worth) are still answered, and logged, after the kill:
+    /// counting the log before they are would credit them to the client's next run.
+    public func settle() {
+        func size() -> Int { ((try? FileManager.default.attributesOfItem(atPath: logPath))?[.size] as? Int) ?? 0 }
+        var last = size(), quiet = 0
+        for _ in 0..<300 where quiet < 5 {
+            usleep(100_000)
+            let now = size()
+            quiet = now == last ? quiet + 1 : 0
+            last = now
         }
     }
 
