@@ -398,14 +398,19 @@ struct SSOProfileTests {
             "clientSecret": "client-secret-1", "registrationExpiresAt": registration,
         ]
         try jsonText(stale).write(toFile: cache, atomically: true, encoding: .utf8)
+        let before = Date()
         let c = try await home.chain(profile: "dev", ["AWS_ENDPOINT_URL": portal.url]).credentials()
+        let after = Date()
         #expect(c.accessKeyID == "ASIASSO9012")
         #expect(try await SSOProfileTests.requests(portal).map { $0["path"] as? String } == ["/token", "/federation/credentials"])
         let written = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: cache))) as? [String: Any] ?? [:]
         #expect(written["accessToken"] as? String == "good-token-123" && written["refreshToken"] as? String == "refresh-1-next")
         #expect(written["clientId"] as? String == "client-1" && written["registrationExpiresAt"] as? String == registration)
         let expiresAt = (written["expiresAt"] as? String).flatMap { ISO8601DateFormatter().date(from: $0) }
-        #expect(expiresAt.map { abs($0.timeIntervalSinceNow - 28800) < 60 } == true, "\(written["expiresAt"] ?? "none")")
+        // The portal's expiresIn (8 h) from the refresh, which happened between `before` and `after` (ISO
+        // 8601 keeps whole seconds). Not from now: on a loaded machine a test may wait minutes to resume.
+        #expect(expiresAt.map { $0 >= before.addingTimeInterval(28800 - 1) && $0 <= after.addingTimeInterval(28800 + 1) } == true,
+                "\(written["expiresAt"] ?? "none") not 8 h after the refresh (\(before)…\(after))")
         let mode = try FileManager.default.attributesOfItem(atPath: cache)[.posixPermissions] as? Int
         #expect(mode == 0o600)
 

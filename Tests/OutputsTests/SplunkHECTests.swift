@@ -230,7 +230,7 @@ struct SplunkHECTests {
         let started = Date()
         task.cancel()
         await #expect(throws: CancellationError.self) { _ = try await task.value }
-        #expect(Date().timeIntervalSince(started) < 60 && output.outstandingAcks == 0, "resumed by its cancellation, not by an ack or a timeout")
+        #expect(Date().timeIntervalSince(started) < 600 && output.outstandingAcks == 0, "resumed by its cancellation, not by an ack or the 3600 s timeout (minutes of starvation on two cores are not one)")
         let second = Task { try await output.deliver(records(2..<4)) }
         try await waitUntilOutstanding(1)
         #expect(output.outstandingAcks == 1)
