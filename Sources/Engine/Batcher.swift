@@ -16,7 +16,8 @@
 //    first record not yet handled; cursors only grow (the journal's invariant 5).
 // 3. At most one batch is in flight per batcher, and the next is built while it is delivered. So
 //    acknowledgements commit in order, a crash re-sends at most the batch in flight (per batcher), and
-//    memory is two batches of events plus one stored chunk of the object being read.
+//    memory is two batches of events plus one stored chunk of the object being read (or its records,
+//    when its fetch handed them over in memory: DecodedBodies.swift, at most `maxObjectBytes`).
 // 4. A batcher never waits for records to fill a batch: when no other object is ready it sends what it
 //    has. Batches grow with the backlog, not with added latency.
 // 5. Records the output's filter drops count as handled: they move their object's cursor with the next
@@ -44,6 +45,9 @@ final class Batcher {
         var quarantine: @Sendable (ObjectRef, String) async throws -> Void
         /// Counts a delivery: events sent, records dropped by the filter, objects touched.
         var counted: @Sendable (_ events: Int, _ filtered: Int, _ objects: Int) -> Void
+        /// The records its fetch split from a stored body, when still in memory (DecodedBodies.swift);
+        /// nil: decode the stored body.
+        var decoded: @Sendable (_ body: UInt64) -> DecodedRecords? = { _ in nil }
     }
 
     /// A claimed object, its records read in order.
@@ -179,8 +183,6 @@ final class Batcher {
     private func read(_ r: Reading) async throws {
         let owner = ObjectIdentifier(r)
         let start = r.seen
-        // Local: a claimed object keeps no gunzip buffers once read (a batch may hold thousands).
-        let decoder = LogDecoder()
         func take(_ record: RecordView) {
             guard record.index >= UInt64(start) else { return }
             r.seen = Int(record.index) + 1
@@ -190,6 +192,15 @@ final class Batcher {
             pendingOwner.append(owner)
             pendingIndex.append(Int(record.index))
         }
+        if let records = hooks.decoded(r.body.id) {
+            // Split at fetch, from the bytes the stored body holds (DecodedBodies' invariant 1).
+            records.forEach(from: start, take)
+            try await flush(all: false)
+            finishReading(r)
+            return
+        }
+        // Local: a claimed object keeps no gunzip buffers once read (a batch may hold thousands).
+        let decoder = LogDecoder()
         for index in 0..<r.body.chunks {
             try Task.checkCancellation()
             guard let chunk = try journal.bodyChunk(r.body, index) else {
@@ -205,8 +216,13 @@ final class Batcher {
             journal.releaseMappedPages()
         }
         try decoder.finish(take)
-        r.read = true
         journal.releaseMappedPages()
+        finishReading(r)
+    }
+
+    /// `r` was read whole: checks its count, and releases it when nothing of it awaits acknowledgement.
+    private func finishReading(_ r: Reading) {
+        r.read = true
         if r.seen < r.total {
             logger.error(
                 "the stored body yielded fewer records than counted at fetch",

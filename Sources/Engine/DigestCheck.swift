@@ -113,7 +113,7 @@ struct DigestCheck: Sendable {
         }
         // Remembered valid or not: its successor must not report an invalid one a second time.
         verdict.seen = object.map { IntegrityDigestSeen(sha256: Hex.decode($0.sha256) ?? [], signature: $0.signature ?? "", valid: body != nil) }
-        guard let object, let body else { return finish(verdict, findings, valid: false, bucket: bucket, key: key, endTime: nil) }
+        guard object != nil, let body else { return finish(verdict, findings, valid: false, bucket: bucket, key: key, endTime: nil) }
 
         // The link to the previous digest: it must exist and be the one this digest recorded.
         var predecessorVerified = body.previousDigestS3Object == nil

@@ -58,6 +58,8 @@ public final class Engine: Service, @unchecked Sendable {
     /// A backfill walking existing logs (queue mode when nil).
     public var backfill: Backfill?
     let metrics = EngineMetrics()
+    /// Small objects' records split at fetch, for the batchers (DecodedBodies.swift): 16 MiB at most.
+    let decodedBodies: DecodedBodies
 
     /// The Prometheus text exposition of this engine (for the `http` endpoint).
     public func metricsText() -> String { metrics.render(engine: self) }
@@ -136,6 +138,7 @@ public final class Engine: Service, @unchecked Sendable {
         self.s3 = s3
         self.http = http
         self.logger = logger
+        decodedBodies = DecodedBodies(capacity: 16 << 20, maxObjectBytes: 256 << 10, readers: outputs.count)
         let dead = DeadLetterFile(path: journal.path + "/dead-letter.ndjson")
         pumps = outputs.map { output in
             // A failing output is logged and recorded in the journal (for `journal status`) when it
@@ -545,23 +548,27 @@ public final class Engine: Service, @unchecked Sendable {
         let logKey = digestCheck == nil || kind != .log ? nil : LogKey(ref.key)
         let decoder = LogDecoder(hashing: logKey != nil)
         var head: [UInt8] = []
+        // A small log's records, for the batchers (DecodedBodies.swift); an object listed as large is not tried.
+        var collector = kind == .log && (object.size ?? 0) <= UInt64(decodedBodies.maxObjectBytes) ? DecodedRecords.Collector(limit: decodedBodies.maxObjectBytes) : nil
+        let onRecord: (RecordView) -> Void = { record in
+            collector?.add(record)
+            // A record for another account than the key's: a forged file (input.accounts).
+            guard let keyAccount, forged == nil, recordTree?.parse(record.bytes) == true, let tree = recordTree else { return }
+            let recipient = tree.member(RecordTree.root, "recipientAccountId").flatMap { tree.string($0) }
+            forged = policy.refusal(recipientAccount: recipient, keyAccount: keyAccount, record: record.index)
+        }
         do {
             let consume: ([UInt8]) async throws -> Void = { chunk in
                 if head.count < 8192 { head += chunk.prefix(8192 - head.count) }
                 try await writer.append(chunk)
-                try decoder.push(chunk) { record in
-                    // A record for another account than the key's: a forged file (input.accounts).
-                    guard let keyAccount, forged == nil, recordTree?.parse(record.bytes) == true, let tree = recordTree else { return }
-                    let recipient = tree.member(RecordTree.root, "recipientAccountId").flatMap { tree.string($0) }
-                    forged = policy.refusal(recipientAccount: recipient, keyAccount: keyAccount, record: record.index)
-                }
+                try decoder.push(chunk, onRecord)
             }
             if local {
                 try await readLocal(String(ref.bucket.dropFirst("file://".count)) + "/" + ref.key, consume)
             } else {
                 try await s3!.get(bucket: ref.bucket, key: ref.key, consume: consume)
             }
-            let count = try decoder.finish()
+            let count = try decoder.finish(onRecord)
             if let forged {
                 _ = try await journal.fetchFailed(ticket, error: forged)
                 lock.withLock { tally.refused["account", default: 0] += 1 }
@@ -575,6 +582,10 @@ public final class Engine: Service, @unchecked Sendable {
                 }
             }
             let state = try await writer.finish(recordCount: count, integrity: integrity)
+            // Only now that the body is stored (DecodedBodies' invariant 1).
+            if let records = collector?.records(count: count), let body = state.body, state.stage == .fetched {
+                decodedBodies.add(records, body: body.id)
+            }
             let paused: Date? = lock.withLock {
                 tally.objectsFetched += 1
                 tally.bytesDownloaded += Int(writer.bytesWritten)
@@ -786,7 +797,8 @@ public final class Engine: Service, @unchecked Sendable {
                     if filtered > 0 { tally.recordsFiltered[name, default: 0] += filtered }
                     if events > 0 { lastBatch[name] = (events, objects) }
                 }
-            })
+            },
+            decoded: { [decodedBodies] body in decodedBodies.take(body: body) })
         try await withThrowingTaskGroup(of: Void.self) { group in
             for _ in 0..<workers {
                 group.addTask {

@@ -45,6 +45,10 @@ final class EngineMetrics: @unchecked Sendable {
             gauge("cloudtrailbeat_fetches_in_flight", [], inFlight)
             gauge("cloudtrailbeat_fetch_concurrency", [], engine.config.input.fetchConcurrency)
             count("cloudtrailbeat_journal_commits_total", [], Int(engine.journal.changes.commits))
+            let decoded = engine.decodedBodies.usage
+            gauge("cloudtrailbeat_decoded_bodies_bytes", [], decoded.bytes)
+            count("cloudtrailbeat_object_readings_total", [("from", "memory")], decoded.hits)
+            count("cloudtrailbeat_object_readings_total", [("from", "journal")], decoded.misses)
             for (name, b) in batches {
                 gauge("cloudtrailbeat_output_last_batch_events", [("output", name)], b.events)
                 gauge("cloudtrailbeat_output_last_batch_objects", [("output", name)], b.objects)
@@ -135,6 +139,8 @@ final class EngineMetrics: @unchecked Sendable {
         "cloudtrailbeat_fetches_in_flight": "Downloads this process is running now (at most input.fetch_concurrency).",
         "cloudtrailbeat_fetch_concurrency": "input.fetch_concurrency: the most downloads in flight at once.",
         "cloudtrailbeat_journal_fetches_in_progress": "Downloads the journal records as started and not finished.",
+        "cloudtrailbeat_decoded_bodies_bytes": "Records of small objects split at fetch and held in memory for the outputs (at most 16 MiB).",
+        "cloudtrailbeat_object_readings_total": "Objects an output read: from the records their fetch split (memory) or by decoding the stored body (journal).",
         "cloudtrailbeat_journal_commits_total": "Journal write transactions committed by this process (several transitions may share one).",
         "cloudtrailbeat_output_last_batch_events": "Events in the output's latest delivery (a batch may span many objects).",
         "cloudtrailbeat_output_last_batch_objects": "Objects the output's latest delivery spanned.",

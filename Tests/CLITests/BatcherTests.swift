@@ -37,7 +37,9 @@ final class RecordingOutput: Output {
 struct BatcherTests {
     /// `objects` small logs of 1–4 records each, fetched into a fresh journal whose only output is `rec`.
     /// Each record's eventName is `o<object>r<record>`; every third object's records are all `Skip`.
-    static func journal(_ dir: TempDir, objects: Int) async throws -> (Journal, [ObjectRef], [String]) {
+    /// With `decoded`, the records of every other object (as a fetch would split them from the bytes
+    /// stored) wait there for the batcher, as in the engine.
+    static func journal(_ dir: TempDir, objects: Int, decoded: DecodedBodies? = nil) async throws -> (Journal, [ObjectRef], [String]) {
         var options = Journal.Options()
         options.outputs = ["rec"]
         let journal = try Journal(path: dir.sub("journal"), options: options)
@@ -53,14 +55,22 @@ struct BatcherTests {
             }
             let ticket = try await journal.startFetch(ref)
             let writer = journal.bodyWriter(ticket)
-            try await writer.append(Array("{\"Records\":[\(records.joined(separator: ","))]}".utf8))
-            _ = try await writer.finish(recordCount: UInt64(n))
+            let body = Array("{\"Records\":[\(records.joined(separator: ","))]}".utf8)
+            try await writer.append(body)
+            let state = try await writer.finish(recordCount: UInt64(n))
+            if let decoded, i % 2 == 0 {
+                var collector = DecodedRecords.Collector(limit: 1 << 20)
+                let decoder = LogDecoder()
+                try decoder.push(body) { collector.add($0) }
+                let count = try decoder.finish { collector.add($0) }
+                decoded.add(try #require(collector.records(count: count)), body: try #require(state.body).id)
+            }
         }
         return (journal, refs, names)
     }
 
     /// Runs one batcher until every object is done (or 20 s pass), then stops it.
-    static func drain(_ journal: Journal, _ output: RecordingOutput, filter: RecordFilter?) async throws {
+    static func drain(_ journal: Journal, _ output: RecordingOutput, filter: RecordFilter?, decoded: DecodedBodies? = nil) async throws {
         let held = Mutex(Set<ObjectRef>())
         let pump = OutputPump(output: output, deadLetters: nil)
         let hooks = Batcher.Hooks(
@@ -69,7 +79,8 @@ struct BatcherTests {
             },
             release: { ref in _ = held.withLock { $0.remove(ref) } },
             quarantine: { ref, reason in _ = try await journal.quarantineObject(ref, reason: reason) },
-            counted: { _, _, _ in })
+            counted: { _, _, _ in },
+            decoded: { body in decoded?.take(body: body) })
         let batcher = Task {
             try await Batcher(pump: pump, journal: journal, options: CodecOptions(), filter: filter, logger: Logger(label: "test"), hooks: hooks).run()
         }
@@ -85,14 +96,22 @@ struct BatcherTests {
         return String(json[r.upperBound...].prefix { $0 != "\"" })
     }
 
-    @Test(arguments: [(maxBatch: 50, perCall: 50), (maxBatch: 50, perCall: 7), (maxBatch: 3, perCall: 2)])
-    func everyRecordOnceInOrderAcrossObjects(maxBatch: Int, perCall: Int) async throws {
+    /// With `inMemory`, half the objects' records come from their fetch (DecodedBodies), the other half
+    /// from their stored bodies: the same deliveries either way.
+    @Test(arguments: [(maxBatch: 50, perCall: 50, inMemory: false), (maxBatch: 50, perCall: 50, inMemory: true),
+                      (maxBatch: 50, perCall: 7, inMemory: false), (maxBatch: 3, perCall: 2, inMemory: true)])
+    func everyRecordOnceInOrderAcrossObjects(maxBatch: Int, perCall: Int, inMemory: Bool) async throws {
         let dir = TempDir("batcher")
-        let (journal, refs, names) = try await BatcherTests.journal(dir, objects: 90)
+        let decoded = inMemory ? DecodedBodies(capacity: 1 << 20, readers: 1) : nil
+        let (journal, refs, names) = try await BatcherTests.journal(dir, objects: 90, decoded: decoded)
         defer { journal.close() }
         let output = RecordingOutput(maxBatch: maxBatch, perCall: perCall)
         let filter = RecordFilter(exclude: [["eventName": ["Skip"]]])
-        try await BatcherTests.drain(journal, output, filter: filter)
+        try await BatcherTests.drain(journal, output, filter: filter, decoded: decoded)
+        if let decoded {
+            let usage = decoded.usage
+            #expect(usage.hits == 45 && usage.misses == 45 && usage.entries == 0 && usage.bytes == 0, "\(usage)")
+        }
 
         let sent = output.calls.flatMap { $0 }.map(BatcherTests.eventName)
         #expect(sent == names, "every kept record once, objects in key order, each object's records in order")

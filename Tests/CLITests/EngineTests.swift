@@ -652,6 +652,9 @@ struct MetricsTests {
         #expect(deliveries > 0 && Int(after["cloudtrailbeat_output_deliveries_total{output=\"file\"}"] ?? -1) == deliveries)
         #expect(Int(after["cloudtrailbeat_output_delivery_objects_total{output=\"file\"}"] ?? -1) == records["deliveryObjects"] as? Int)
         #expect((after["cloudtrailbeat_output_last_batch_events{output=\"file\"}"] ?? 0) > 0 && (after["cloudtrailbeat_journal_commits_total"] ?? 0) > 0)
+        // Small logs' records came from their fetch, and none is left in memory once all were read.
+        let fromMemory = after["cloudtrailbeat_object_readings_total{from=\"memory\"}"] ?? 0
+        #expect(fromMemory > 0 && after["cloudtrailbeat_decoded_bodies_bytes"] == 0, "\(after.filter { $0.key.contains("reading") || $0.key.contains("decoded") })")
         // Every metric says what it is: a HELP and a TYPE line each.
         let exposition = text(port)
         let names = Set(scrape(port).keys.map { String($0.prefix { $0 != "{" }) })
