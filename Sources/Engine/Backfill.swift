@@ -427,10 +427,10 @@ public final class Backfill: @unchecked Sendable {
             if !options.enqueue {
                 // Backpressure: bounded objects in flight, and no listing while the journal is near max_size.
                 while true {
-                    let generation = journal.changes.generation
+                    let generation = journal.changes.generation(.finished)
                     guard try journal.countObjects(in: [.received, .fetched, .emitting]) >= options.maxPending || journal.nearlyFull() else { break }
-                    // Woken by a commit, at most every 20 ms (counting scans the objects).
-                    await journal.changes.wait(since: generation, timeout: 0.5, pause: 0.02)
+                    // Woken by objects finishing or GC freeing pages, at most every 20 ms (counting scans the objects).
+                    await journal.changes.wait(.finished, since: generation, timeout: 0.5, pause: 0.02)
                     try Task.checkCancellation()
                 }
             }

@@ -136,7 +136,7 @@ final class Batcher {
     func run() async throws {
         while true {
             try Task.checkCancellation()
-            let generation = journal.changes.generation
+            let generation = journal.changes.generation(.fetched)
             do {
                 if try await step() { continue }
             } catch let e as JournalError where e.code == .full {
@@ -148,11 +148,11 @@ final class Batcher {
                 await abandon()
                 throw error
             }
-            // Nothing claimable and nothing pending: wait for a commit (a fetch finishing), 1 s at most,
-            // then 10 ms more. An empty scan passes over every object held (by this batcher and the
-            // others), so one scan answers a busy moment's commits, and what arrived meanwhile makes
-            // the next batch larger.
-            await journal.changes.wait(since: generation, timeout: 1, pause: 0.01)
+            // Nothing claimable and nothing pending: wait for an object to become fetched, 1 s at most
+            // (a claim another batcher gave back without a commit), then 10 ms more. An empty scan
+            // passes over every object held (by this batcher and the others), so one scan answers a
+            // busy moment's fetches, and what arrived meanwhile makes the next batch larger.
+            await journal.changes.wait(.fetched, since: generation, timeout: 1, pause: 0.01)
         }
     }
 

@@ -324,10 +324,11 @@ public final class Engine: Service, @unchecked Sendable {
             try Task.checkCancellation()
             // Backpressure: bounded objects in flight, and no intake while the journal is near max_size.
             // Room for two rounds of the fetch pool: downloads never starve while messages are received.
-            let generation = journal.changes.generation
+            let generation = journal.changes.generation(.finished)
             let pending = try journal.countObjects(in: [.received, .fetched, .emitting])
             if try pending >= max(config.input.workers * 16, 2 * config.input.fetchConcurrency) || journal.nearlyFull() {
-                await journal.changes.wait(since: generation, timeout: 0.5, pause: 0.02)  // counting scans the objects
+                // Room comes from objects finishing and GC freeing pages; counting scans the objects.
+                await journal.changes.wait(.finished, since: generation, timeout: 0.5, pause: 0.02)
                 continue
             }
             let messages: [SQSMessage]
@@ -480,7 +481,10 @@ public final class Engine: Service, @unchecked Sendable {
         try await withThrowingDiscardingTaskGroup { group in
             while true {
                 try Task.checkCancellation()
-                let generation = journal.changes.generation
+                // New work is an object becoming received; a free slot, a download ending (its last
+                // commit touches one of the three).
+                let newWork = journal.changes.generation(.received)
+                let slotFreed = journal.changes.generation([.received, .fetched, .finished])
                 let now = Date()
                 let free = limit - lock.withLock { fetching.count }
                 let claimed = try journal.objects(in: [.received], limit: free, from: &position, skipping: { key in lock.withLock { fetching.contains(key) } }) { o in
@@ -492,9 +496,11 @@ public final class Engine: Service, @unchecked Sendable {
                         try await self.fetchClaimed(object.ref)
                     }
                 }
-                if claimed.isEmpty || claimed.count == free {
-                    // When nothing was claimable, a busy moment's commits pass first, so that one scan answers them.
-                    await journal.changes.wait(since: generation, timeout: 1, pause: claimed.isEmpty && free > 0 ? 0.002 : 0)
+                if claimed.count == free {
+                    await journal.changes.wait([.received, .fetched, .finished], since: slotFreed, timeout: 1)
+                } else if claimed.isEmpty {
+                    // A busy moment's listings pass first, so that one scan answers them.
+                    await journal.changes.wait(.received, since: newWork, timeout: 1, pause: 0.002)
                 }
             }
         }
@@ -818,10 +824,10 @@ public final class Engine: Service, @unchecked Sendable {
         guard let sqs else { return }
         while true {
             try Task.checkCancellation()
-            let generation = journal.changes.generation
+            let generation = journal.changes.generation(.finished)
             let ready = try journal.messages(in: [.complete, .quarantined])
             if ready.isEmpty {
-                await journal.changes.wait(since: generation, timeout: 1)
+                await journal.changes.wait(.finished, since: generation, timeout: 1)
                 continue
             }
             let leavePoison = lock.withLock { self.leavePoison }

@@ -361,14 +361,19 @@ public final class Journal: @unchecked Sendable {
             return
         }
         var results = [Result<Any, any Error>?](repeating: nil, count: batch.count)
-        execute(batch, Array(batch.indices), &results)
+        var touched: JournalChanges.Topics = []
+        execute(batch, Array(batch.indices), &results, &touched)
         for (i, r) in batch.enumerated() {
             r.complete(results[i] ?? .failure(JournalError(.lmdb, operation: "write", path: path)))
         }
-        changes.signal()
+        changes.signal(touched)
     }
 
-    private func execute(_ batch: [WriterThread.Request], _ indices: [Int], _ results: inout [Result<Any, any Error>?]) {
+    /// Runs `indices` of `batch` in as few transactions as possible; `touched` gains the topics of
+    /// those that committed.
+    private func execute(
+        _ batch: [WriterThread.Request], _ indices: [Int], _ results: inout [Result<Any, any Error>?], _ touched: inout JournalChanges.Topics
+    ) {
         var active = indices
         while !active.isEmpty {
             let txn: OpaquePointer
@@ -405,6 +410,7 @@ public final class Journal: @unchecked Sendable {
                 case .success:
                     noteCommit(full: false)
                     changes.committed()
+                    touched.formUnion(ctx.touched.topics)
                     for i in active { results[i] = .success(values[i]!) }
                     return
                 case .failure(.mapFull):
@@ -414,7 +420,7 @@ public final class Journal: @unchecked Sendable {
                     // (an acknowledgement, a GC pass) may still land; the rest fails with `.full`.
                     let free = diskLimit().free
                     if active.count > 1 {
-                        for i in active { execute(batch, [i], &results) }
+                        for i in active { execute(batch, [i], &results, &touched) }
                         return
                     }
                     noteCommit(full: true)
@@ -440,7 +446,7 @@ public final class Journal: @unchecked Sendable {
                 try grow()
             } catch {
                 if active.count > 1 {
-                    for i in active { execute(batch, [i], &results) }
+                    for i in active { execute(batch, [i], &results, &touched) }
                 } else {
                     noteCommit(full: true)
                     results[active[0]] = .failure(error)

@@ -314,6 +314,7 @@ enum Transitions {
                             ref: ref, stage: .received, size: discovered.size, recordCount: nil, body: nil,
                             cursors: [:], attempts: 0, lastError: nil, messages: [m.id], source: "sqs", note: nil,
                             firstSeen: now, updated: now))
+                    txn.touch(.received)
                     dispositions[ref] = .new
                 }
             }
@@ -336,6 +337,7 @@ enum Transitions {
         }
         message.state = .complete
         try txn.store(message)
+        txn.touch(.finished)
         return message
     }
 
@@ -353,6 +355,7 @@ enum Transitions {
         message.receiveCount = max(message.receiveCount, count)
         message.state = .quarantined
         try txn.store(message)
+        txn.touch(.finished)
         var entry = QuarantineEntry(
             kind: .message, object: nil, messageID: id, reason: reason, detail: detail.map { $0.utf8.count <= messageBodyLimit ? $0 : excerpt($0) },
             attempts: count, firstSeen: now, lastSeen: now)
@@ -411,6 +414,7 @@ enum Transitions {
         state.lastError = error
         state.updated = txn.clock()
         try txn.store(state)
+        txn.touch(.received)  // to be claimed again once its backoff ends
         return state
     }
 
@@ -445,6 +449,7 @@ enum Transitions {
             try finish(txn, &state)
         } else {
             try txn.store(state)
+            if state.stage == .fetched { txn.touch(.fetched) }
         }
         return state
     }
@@ -454,6 +459,7 @@ enum Transitions {
         let now = txn.clock()
         state.updated = now
         try txn.store(state)
+        txn.touch(.finished)
         if state.stage == .done {
             var w = ByteWriter(capacity: 8)
             w.bigEndian(UInt64(bitPattern: now))
@@ -529,6 +535,7 @@ enum Transitions {
                         ref: d.ref, stage: .received, size: d.size, recordCount: nil, body: nil, cursors: [:],
                         attempts: 0, lastError: nil, messages: [], source: "backfill:\(cursor.job)", note: nil,
                         firstSeen: now, updated: now))
+                txn.touch(.received)
                 result.new += 1
             }
         }
@@ -559,6 +566,7 @@ enum Transitions {
             state.firstSeen = previous.firstSeen
         }
         try txn.store(state)
+        txn.touch(.received)
         return true
     }
 
@@ -646,6 +654,8 @@ enum Transitions {
         }
         result.markersExpired = expired.count
         result.quarantineDropped = try boundQuarantine(txn)
+        // Pages freed: intake waiting for room (nine tenths of max_size) may go on.
+        if result.chunksFreed > 0 || result.objectsRemoved > 0 || !expired.isEmpty { txn.touch(.finished) }
         return result
     }
 

@@ -115,6 +115,11 @@ struct ReadContext {
     }
 }
 
+/// What a write transaction's transitions changed, for `JournalChanges` (signalled once it commits).
+final class TouchedTopics {
+    var topics: JournalChanges.Topics = []
+}
+
 /// A write transaction on the writer thread (valid only inside the closure that receives it).
 struct WriteContext {
     let env: LMDBEnvironment
@@ -123,6 +128,11 @@ struct WriteContext {
     let path: String
     let clock: @Sendable () -> Timestamp
     let options: Journal.Options
+    let touched = TouchedTopics()
+
+    /// Notes that this transaction made work for the stages waiting on `topics` (JournalChanges'
+    /// invariant 1): they are woken once it has committed.
+    func touch(_ topics: JournalChanges.Topics) { touched.topics.formUnion(topics) }
 
     var read: ReadContext { ReadContext(env: env, txn: txn, dbs: dbs, path: path) }
 

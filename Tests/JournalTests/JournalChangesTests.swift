@@ -1,0 +1,88 @@
+import Foundation
+import Testing
+import TestSupport
+
+@testable import Journal
+
+/// The change signal's topics (JournalChanges.swift): each transition moves the generation of the
+/// topics it makes work for, and a waiter wakes only for its own.
+@Suite("Journal change topics")
+struct JournalChangesTests {
+    typealias Topics = JournalChanges.Topics
+
+    /// The topics whose generation `step` moved. The writer signals after it has resumed its callers, so
+    /// every signal of the writes so far is awaited first and after: with one caller, each batch commits
+    /// once and signals once (`any` moves with every batch).
+    static func moved(_ j: Journal, _ step: () async throws -> Void) async throws -> Topics {
+        func signalled() async throws {
+            let deadline = Date().addingTimeInterval(10)
+            while j.changes.generation(.any) != j.changes.commits && Date() < deadline { try await Task.sleep(nanoseconds: 1_000_000) }
+            #expect(j.changes.generation(.any) == j.changes.commits)
+        }
+        let all: [Topics] = [.received, .fetched, .finished, .any]
+        try await signalled()
+        let before = all.map { j.changes.generation($0) }
+        try await step()
+        try await signalled()
+        var moved: Topics = []
+        for (t, g) in zip(all, before) where j.changes.generation(t) != g { moved.formUnion(t) }
+        return moved
+    }
+
+    @Test func eachTransitionMovesTheTopicsItMakesWorkFor() async throws {
+        let dir = TempDir("changes")
+        var options = Journal.Options()
+        options.outputs = ["out"]
+        let j = try Journal(path: dir.sub("j"), options: options)
+        defer { j.close() }
+        let a = ObjectRef(bucket: "b", key: "a", version: "v"), b = ObjectRef(bucket: "b", key: "b", version: "v")
+        #expect(try await Self.moved(j) {
+            _ = try await j.receive(ReceivedMessage(id: "m", receiptHandle: "h", receiveCount: 1, objects: [DiscoveredObject(a), DiscoveredObject(b)]))
+        } == [.received, .any])
+        var ticket: FetchTicket?
+        #expect(try await Self.moved(j) { ticket = try await j.startFetch(b) } == [.any], "a download starting is nobody's work")
+        let ticketB = try #require(ticket)
+        #expect(try await Self.moved(j) { _ = try await j.fetchFailed(ticketB, error: "timeout") } == [.received, .any], "back to wait for the pool")
+        let w = j.bodyWriter(try await j.startFetch(a))
+        try await w.append(Array("{\"Records\":[{},{}]}".utf8))
+        #expect(try await Self.moved(j) { _ = try await w.finish(recordCount: 2) } == [.fetched, .any], "records for the outputs")
+        #expect(try await Self.moved(j) {
+            _ = try await j.acknowledge([Acknowledgement(object: a, output: "out", count: 1)], output: "out", delivery: 1)
+        } == [.any], "a partial acknowledgement makes no new work")
+        #expect(try await Self.moved(j) {
+            _ = try await j.acknowledge([Acknowledgement(object: a, output: "out", count: 2)], output: "out", delivery: 1)
+        } == [.finished, .any], "the object finished")
+        #expect(try await Self.moved(j) { _ = try await j.quarantineObject(b, reason: "bad") } == [.finished, .any], "and with it the message")
+    }
+
+    @Test func aWaiterWakesForItsTopicsOnlyAndTheTimeoutIsAFallback() async throws {
+        let dir = TempDir("changes-wait")
+        var options = Journal.Options()
+        options.outputs = ["out"]
+        let j = try Journal(path: dir.sub("j"), options: options)
+        defer { j.close() }
+        let fetchedGeneration = j.changes.generation(.fetched)
+        let began = Date()
+        let waiter = Task { await j.changes.wait(.fetched, since: fetchedGeneration, timeout: 30) }
+        try await Task.sleep(nanoseconds: 50_000_000)
+        let ref = ObjectRef(bucket: "b", key: "k", version: "v")
+        _ = try await j.receive(ReceivedMessage(id: "m", receiptHandle: "h", receiveCount: 1, objects: [DiscoveredObject(ref)]))
+        let t = try await j.startFetch(ref)
+        try await Task.sleep(nanoseconds: 200_000_000)
+        #expect(j.changes.generation(.fetched) == fetchedGeneration, "nothing fetched yet")
+        let w = j.bodyWriter(t)
+        try await w.append(Array("{\"Records\":[{}]}".utf8))
+        _ = try await w.finish(recordCount: 1)
+        await waiter.value
+        let waited = Date().timeIntervalSince(began)
+        #expect(waited >= 0.25 && waited < 20, "woken by the fetch, not by the receipt, nor by its timeout: \(waited) s")
+        // Already moved: no wait at all.
+        let quick = Date()
+        await j.changes.wait(.fetched, since: fetchedGeneration, timeout: 30)
+        #expect(Date().timeIntervalSince(quick) < 5)
+        // Nothing of its topic: the timeout ends it.
+        let idle = Date()
+        await j.changes.wait(.received, since: j.changes.generation(.received), timeout: 0.3)
+        #expect(Date().timeIntervalSince(idle) >= 0.29)
+    }
+}
