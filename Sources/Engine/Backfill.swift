@@ -77,7 +77,17 @@ struct LocalWalk {
     var prefixes: [String] = []
     var truncated = false
 
-    static func precedes(_ a: String, _ b: String) -> Bool { a.utf8.lexicographicallyPrecedes(b.utf8) }
+    /// S3's order: the keys' UTF-8 bytes (memcmp: a local directory's entries are sorted at every page).
+    static func precedes(_ a: String, _ b: String) -> Bool {
+        var a = a, b = b
+        return a.withUTF8 { x in
+            b.withUTF8 { y in
+                let n = min(x.count, y.count)
+                let c = n == 0 ? 0 : memcmp(x.baseAddress!, y.baseAddress!, n)
+                return c != 0 ? c < 0 : x.count < y.count
+            }
+        }
+    }
 
     /// Adds a key or a common prefix; false once the page is full (there is more: truncated).
     private mutating func add(key: String? = nil, commonPrefix: String? = nil) -> Bool {

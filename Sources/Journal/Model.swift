@@ -423,6 +423,12 @@ public struct BackfillCursor: Sendable, Equatable {
 /// holds without decoding them (``Journal/objects(in:limit:from:skipping:where:)``).
 public struct ObjectKey: Hashable, Sendable {
     let bytes: [UInt8]
+
+    /// All bytes in one call: claimers look keys up in their claim sets for every object a scan passes
+    /// over, and hashing an array element by element was a third of a scan's cost.
+    public func hash(into hasher: inout Hasher) {
+        bytes.withUnsafeBytes { hasher.combine(bytes: $0) }
+    }
 }
 
 extension ObjectRef {

@@ -55,15 +55,17 @@ extension Journal {
     ) throws -> [ObjectState] {
         guard limit > 0 else { return [] }
         let after = position.key
+        // The stages as a bit mask: a set's contains hashes, for every object passed over.
+        let wanted = stages.reduce(UInt32(0)) { $0 | 1 << $1.rawValue }
         let (found, last) = try read { txn -> ([ObjectState], [UInt8]?) in
             var out: [ObjectState] = []
             var last: [UInt8]?
             func visit(_ k: UnsafeRawBufferPointer, _ v: UnsafeRawBufferPointer) throws -> Bool {
-                if let stage = ObjectState.peekStage(v), !stages.contains(stage) { return true }
+                if let stage = ObjectState.peekStage(v), wanted & 1 << stage.rawValue == 0 { return true }
                 let key = Array(k)
                 if skipping(ObjectKey(bytes: key)) { return true }
                 let state = try txn.decode(txn.dbs.objects, key, Array(v), ObjectState.decode)
-                if stages.contains(state.stage) && accept(state) {
+                if wanted & 1 << state.stage.rawValue != 0 && accept(state) {
                     out.append(state)
                     last = key
                     if enough() { return false }
@@ -73,12 +75,12 @@ extension Journal {
             if let after {
                 // After `after` to the end, then from the start up to and including it.
                 try txn.scan(txn.dbs.objects, from: after) { k, v in
-                    if k.elementsEqual(after) { return true }
+                    if compareKeys(k, after) == 0 { return true }
                     return try visit(k, v)
                 }
                 if out.count < limit && (out.isEmpty || !enough()) {
                     try txn.scan(txn.dbs.objects) { k, v in
-                        guard k.lexicographicallyPrecedes(after) || k.elementsEqual(after) else { return false }
+                        guard compareKeys(k, after) <= 0 else { return false }
                         return try visit(k, v)
                     }
                 }
@@ -409,5 +411,14 @@ public struct StoredBody: Sequence, Sendable {
             }
             try body(chunk)
         }
+    }
+}
+
+/// Byte order of two journal keys (LMDB's default order): negative, zero or positive.
+func compareKeys(_ a: UnsafeRawBufferPointer, _ b: [UInt8]) -> Int {
+    b.withUnsafeBytes { b in
+        let n = min(a.count, b.count)
+        let c = n == 0 ? 0 : Int(memcmp(a.baseAddress!, b.baseAddress!, n))
+        return c != 0 ? c : a.count - b.count
     }
 }
