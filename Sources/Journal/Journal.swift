@@ -12,8 +12,9 @@
 //    commit); each is still all-or-nothing, and each caller is resumed only after that commit returns.
 //    No transaction is ever held across an `await`, and reads are short snapshot transactions
 //    (MDB_NOTLS), so the map can be grown between transactions. After each write batch, once its callers
-//    were resumed, `changes` (JournalChanges.swift) moves to its next generation and wakes the stages
-//    waiting for work, so none has to poll to see a commit.
+//    were resumed, `changes` (JournalChanges.swift) moves the generation of the topics its committed
+//    transitions touched (objects received, fetched, finished) and wakes the stages waiting on them,
+//    so none has to poll to see a commit, and a commit wakes only the stages it made work for.
 // 4. An object's body is written in chunks before the `fetched` transition that references it; a body
 //    whose fetch never reached `fetched` is an orphan, found at open and freed by GC. Bodies are freed
 //    only once every output acknowledged every record and no undeleted message names the object.
