@@ -6,11 +6,11 @@
 // and `any`, which every batch signals. A stage waits only on the topics that can bring it work, so
 // a commit wakes only the stages it concerns. Invariants:
 //
-// 1. The generation of a set of topics grows after every write batch the writer thread finished
-//    (committed or not) that touched one of them, after its callers were resumed: a stage that read
-//    the journal at generation g of its topics and saw nothing to do has missed none of their changes
-//    once it waits with `since: g`, since any later such batch makes the generation differ from g and
-//    the wait returns at once. A transition that makes work for a stage touches that stage's topic in
+// 1. The generation of a set of topics grows after every write batch the writer thread finished that
+//    touched one of them (`any`: every batch, committed or not), after its callers were resumed: a
+//    stage that read the journal at generation g of its topics and saw nothing to do has missed none
+//    of their changes once it waits with `since: g`, since any later such batch makes the generation
+//    differ from g and the wait returns at once. A transition that makes work for a stage touches that stage's topic in
 //    the same transaction (`WriteContext.touch`; the transitions say which).
 // 2. Every waiter is resumed exactly once: by a signal of one of its topics, by its timeout, or by its
 //    task's cancellation, whichever comes first; the others find it gone. The timeout is a fallback
