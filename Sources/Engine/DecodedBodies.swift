@@ -6,10 +6,12 @@
 // small, and the batchers read them from here; the stored body stays what a restart, an eviction or a
 // re-read decodes. Invariants:
 //
-// 1. The journal stays the truth. An entry is added only after the commit that stores the object's
-//    body has returned, under that body's id, and holds the very records the same decoder split from
-//    the bytes that body holds: reading the entry or decoding the body yields the same records in the
-//    same order. A missing entry only means the batcher decodes the stored body, as it would anyway.
+// 1. The journal stays the truth. An entry is keyed by the id of the body its download stored, and
+//    holds the very records the same decoder split from the bytes that body holds: reading the entry or
+//    decoding the body yields the same records in the same order. It is added just before the commit
+//    that makes the object `fetched` (so a batcher woken by that commit finds it) and removed when that
+//    commit fails or leaves the object otherwise; no batcher asks for a body before it claimed the
+//    object `fetched`. A missing entry only means the batcher decodes the stored body, as it would anyway.
 // 2. Nothing is acknowledged from memory: the batcher delivers and acknowledges an entry's records as it
 //    does a decoded body's (its invariants), so a crash loses the entries and nothing else.
 // 3. Bounded: the entries' bytes never exceed `capacity`. An entry that would pass it is not added (the
@@ -119,7 +121,8 @@ final class DecodedBodies: Sendable {
         self.maxAge = maxAge
     }
 
-    /// Keeps `records` for the body `body` (after the commit that stored it: invariant 1).
+    /// Keeps `records` for the body `body` (just before the commit that makes its object `fetched`:
+    /// invariant 1).
     func add(_ records: DecodedRecords, body: UInt64, now: Date = Date()) {
         let size = records.bytes.count + records.layout.count * MemoryLayout<Int>.size
         state.withLock { s in
@@ -132,6 +135,14 @@ final class DecodedBodies: Sendable {
             guard s.bytes + size <= capacity, s.entries[body] == nil else { return }
             s.entries[body] = Entry(records: records, added: now, takenBy: 0)
             s.bytes += size
+        }
+    }
+
+    /// Drops the entry of `body` (its commit failed, or did not make the object `fetched`).
+    func remove(body: UInt64) {
+        state.withLock { s in
+            guard let e = s.entries.removeValue(forKey: body) else { return }
+            s.bytes -= e.records.bytes.count + e.records.layout.count * MemoryLayout<Int>.size
         }
     }
 

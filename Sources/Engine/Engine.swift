@@ -587,11 +587,21 @@ public final class Engine: Service, @unchecked Sendable {
                     IntegrityCommit.log(IntegrityLog(bucket: ref.bucket, key: ref.key, scope: k.scope.description, delivered: Timestamp(k.delivered.timeIntervalSince1970 * 1000), sha256: $0))
                 }
             }
-            let state = try await writer.finish(recordCount: count, integrity: integrity)
-            // Only now that the body is stored (DecodedBodies' invariant 1).
-            if let records = collector?.records(count: count), let body = state.body, state.stage == .fetched {
-                decodedBodies.add(records, body: body.id)
+            // Before the commit that makes it `fetched`, so that the batchers it wakes find the records
+            // (DecodedBodies' invariant 1); gone again unless that commit made it `fetched`.
+            var kept = false
+            if let records = collector?.records(count: count) {
+                decodedBodies.add(records, body: ticket.bodyID)
+                kept = true
             }
+            let state: ObjectState
+            do {
+                state = try await writer.finish(recordCount: count, integrity: integrity)
+            } catch {
+                if kept { decodedBodies.remove(body: ticket.bodyID) }
+                throw error
+            }
+            if kept && state.stage != .fetched { decodedBodies.remove(body: ticket.bodyID) }
             let paused: Date? = lock.withLock {
                 tally.objectsFetched += 1
                 tally.bytesDownloaded += Int(writer.bytesWritten)
