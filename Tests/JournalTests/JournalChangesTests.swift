@@ -30,11 +30,16 @@ struct JournalChangesTests {
         return moved
     }
 
-    @Test func eachTransitionMovesTheTopicsItMakesWorkFor() async throws {
-        let dir = TempDir("changes")
+    /// A fresh journal in `dir` with one output, `out`.
+    static func journal(_ dir: TempDir) throws -> Journal {
         var options = Journal.Options()
         options.outputs = ["out"]
-        let j = try Journal(path: dir.sub("j"), options: options)
+        return try Journal(path: dir.sub("j"), options: options)
+    }
+
+    @Test func eachTransitionMovesTheTopicsItMakesWorkFor() async throws {
+        let dir = TempDir("changes")
+        let j = try Self.journal(dir)
         defer { j.close() }
         let a = ObjectRef(bucket: "b", key: "a", version: "v"), b = ObjectRef(bucket: "b", key: "b", version: "v")
         #expect(try await Self.moved(j) {
@@ -61,9 +66,7 @@ struct JournalChangesTests {
     /// the receipt, and not its timeout (15 minutes).
     @Test func aWaiterWakesForItsTopicsOnlyAndTheTimeoutIsAFallback() async throws {
         let dir = TempDir("changes-wait")
-        var options = Journal.Options()
-        options.outputs = ["out"]
-        let j = try Journal(path: dir.sub("j"), options: options)
+        let j = try Self.journal(dir)
         defer { j.close() }
         let fetchedGeneration = j.changes.generation(.fetched)
         let began = Date()
