@@ -41,6 +41,9 @@ final class DecodedRecords: Sendable {
 
     var count: Int { layout.count / DecodedRecords.stride }
 
+    /// The bytes an entry holds: what `DecodedBodies.capacity` bounds.
+    var footprint: Int { bytes.count + layout.count * MemoryLayout<Int>.size }
+
     /// Calls `body` with each record from index `start`, as the decoder delivered it.
     func forEach(from start: Int, _ body: (RecordView) throws -> Void) rethrows {
         try bytes.withUnsafeBytes { all in
@@ -124,12 +127,12 @@ final class DecodedBodies: Sendable {
     /// Keeps `records` for the body `body` (just before the commit that makes its object `fetched`:
     /// invariant 1).
     func add(_ records: DecodedRecords, body: UInt64, now: Date = Date()) {
-        let size = records.bytes.count + records.layout.count * MemoryLayout<Int>.size
+        let size = records.footprint
         state.withLock { s in
             if s.bytes + size > capacity {
                 for (id, e) in s.entries where now.timeIntervalSince(e.added) > maxAge {
                     s.entries[id] = nil
-                    s.bytes -= e.records.bytes.count + e.records.layout.count * MemoryLayout<Int>.size
+                    s.bytes -= e.records.footprint
                 }
             }
             guard s.bytes + size <= capacity, s.entries[body] == nil else { return }
@@ -142,7 +145,7 @@ final class DecodedBodies: Sendable {
     func remove(body: UInt64) {
         state.withLock { s in
             guard let e = s.entries.removeValue(forKey: body) else { return }
-            s.bytes -= e.records.bytes.count + e.records.layout.count * MemoryLayout<Int>.size
+            s.bytes -= e.records.footprint
         }
     }
 
@@ -157,7 +160,7 @@ final class DecodedBodies: Sendable {
             e.takenBy += 1
             if e.takenBy >= readers {
                 s.entries[body] = nil
-                s.bytes -= e.records.bytes.count + e.records.layout.count * MemoryLayout<Int>.size
+                s.bytes -= e.records.footprint
             } else {
                 s.entries[body] = e
             }

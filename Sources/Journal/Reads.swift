@@ -55,17 +55,16 @@ extension Journal {
     ) throws -> [ObjectState] {
         guard limit > 0 else { return [] }
         let after = position.key
-        // The stages as a bit mask: a set's contains hashes, for every object passed over.
-        let wanted = stages.reduce(UInt32(0)) { $0 | 1 << $1.rawValue }
+        let wanted = StageMask(stages)
         let (found, last) = try read { txn -> ([ObjectState], [UInt8]?) in
             var out: [ObjectState] = []
             var last: [UInt8]?
             func visit(_ k: UnsafeRawBufferPointer, _ v: UnsafeRawBufferPointer) throws -> Bool {
-                if let stage = ObjectState.peekStage(v), wanted & 1 << stage.rawValue == 0 { return true }
+                if let stage = ObjectState.peekStage(v), !wanted.contains(stage) { return true }
                 let key = Array(k)
                 if skipping(ObjectKey(bytes: key)) { return true }
                 let state = try txn.decode(txn.dbs.objects, key, Array(v), ObjectState.decode)
-                if wanted & 1 << state.stage.rawValue != 0 && accept(state) {
+                if wanted.contains(state.stage) && accept(state) {
                     out.append(state)
                     last = key
                     if enough() { return false }
@@ -101,13 +100,14 @@ extension Journal {
 
     /// Scans the objects whose storage key starts with `start`.
     private func firstObject(from start: [UInt8], in stages: Set<ObjectStage>, where accept: (ObjectState) -> Bool) throws -> ObjectState? {
-        try read { txn in
+        let wanted = StageMask(stages)
+        return try read { txn in
             var found: ObjectState?
             try txn.scan(txn.dbs.objects, from: start.isEmpty ? nil : start) { k, v in
                 guard k.starts(with: start) else { return false }
-                if let stage = ObjectState.peekStage(v), !stages.contains(stage) { return true }
+                if let stage = ObjectState.peekStage(v), !wanted.contains(stage) { return true }
                 let state = try txn.decode(txn.dbs.objects, Array(k), Array(v), ObjectState.decode)
-                if stages.contains(state.stage) && accept(state) {
+                if wanted.contains(state.stage) && accept(state) {
                     found = state
                     return false
                 }
@@ -421,4 +421,11 @@ func compareKeys(_ a: UnsafeRawBufferPointer, _ b: [UInt8]) -> Int {
         let c = n == 0 ? 0 : Int(memcmp(a.baseAddress!, b.baseAddress!, n))
         return c != 0 ? c : a.count - b.count
     }
+}
+
+/// Stages as a bit mask, for scans that test every object they pass over (a set's `contains` hashes).
+struct StageMask {
+    private let bits: UInt32
+    init(_ stages: Set<ObjectStage>) { bits = stages.reduce(0) { $0 | 1 << $1.rawValue } }
+    func contains(_ stage: ObjectStage) -> Bool { bits & 1 << stage.rawValue != 0 }
 }
