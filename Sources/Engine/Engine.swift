@@ -99,6 +99,15 @@ public final class Engine: Service, @unchecked Sendable {
     /// ReceiveMessage calls that failed in a row, across receivers (for the backoff and --drain).
     private var receiveFailures = 0
     private var lastReceive = Date.distantPast
+    /// When this run started: messages an earlier run received and never journaled (it was killed in
+    /// between) are visible again at most one visibility timeout later (Queue ends, below). Set in `work()`.
+    private var startedAt = Date()
+    /// Messages this run left in the queue (`no_purge`, poison for its DLQ) by id, with when SQS may
+    /// show each again: they are in flight in the queue's count, but not for an earlier run. Under `lock`.
+    private var leftInQueue: [String: Date] = [:]
+    /// The latest answer to "is the queue quiet?" (--drain), asked at most once a second. Under `lock`.
+    private var quietCheck: (at: Date, quiet: Bool) = (.distantPast, false)
+    private var inFlightWarned = false
     /// What this run did. Under `lock`; read through ``counters``.
     private var tally = Counters()
     /// A copy of what this run did so far (for the metrics and the summary).
@@ -176,6 +185,7 @@ public final class Engine: Service, @unchecked Sendable {
 
     private func work() async throws {
         logger.info("cloudtrailbeat started", metadata: ["journal": "\(journal.path)", "outputs": "\(pumps.map(\.output.name))", "queue": "\(sqs?.queueURL ?? "-")"])
+        lock.withLock { startedAt = Date() }
         try await journal.forgetOutputFailures()
         #if DEBUG
         if let delay = journal.debugCommitDelayMilliseconds {
@@ -201,7 +211,7 @@ public final class Engine: Service, @unchecked Sendable {
                     }
                     let ticker = Task { await progress.run() }
                     defer { ticker.cancel() }
-                    while try !self.drained() { try await Task.sleep(nanoseconds: 20_000_000) }
+                    while try await !self.drained() { try await Task.sleep(nanoseconds: 20_000_000) }
                     progress.summary()
                     try await Task.sleep(nanoseconds: .max / 2)  // the watch loop ends the run
                 }
@@ -258,11 +268,13 @@ public final class Engine: Service, @unchecked Sendable {
                 logger.info("stopping: intake stopped, in-flight work ends at its next checkpoint")
                 return
             }
-            if options.drain, try drained() { return }
+            if options.drain, try await drained() { return }
         }
     }
 
-    private func drained() throws -> Bool {
+    /// --drain's end: the backfill listed everything (or the queue answered empty), no journaled work
+    /// is left, and no message is still in flight in the queue from before this run.
+    private func drained() async throws -> Bool {
         if pollInterval != nil { return false }  // the poll loop says when a --drain run is done
         if let backfill, !backfill.isFinished { return false }
         let (pollEmpty, since) = lock.withLock { (lastPollEmpty || sqs == nil || backfill != nil, lastReceive) }
@@ -270,12 +282,53 @@ public final class Engine: Service, @unchecked Sendable {
         let pendingObjects = try journal.countObjects(in: [.received, .fetched, .emitting])
         let messages = try journal.messages()
         if pendingObjects == 0 && messages.isEmpty {
+            if let sqs, backfill == nil, !(await queueQuiet(sqs)) { return false }
             logger.info(sqs == nil || backfill != nil
                 ? "finished: every partition listed and every object shipped"
                 : "drained: the queue answered empty and no journaled work is left")
             return true
         }
         return false
+    }
+
+    /// Whether no message is in flight in the queue that may still come back to this run. A run killed
+    /// between ReceiveMessage and the commit journaling its answer leaves those messages invisible for
+    /// up to one visibility timeout (its heartbeat may have just extended them), and an empty receive
+    /// meanwhile says nothing of them: --drain would end with them still in the queue. So, within one
+    /// visibility timeout of this run's start, the queue is quiet only when
+    /// `ApproximateNumberOfMessagesNotVisible` counts no more than the messages this run left there
+    /// itself. After that window every such message was visible again, and receiving it is the receive
+    /// loop's business. A queue whose attributes cannot be read (`sqs:GetQueueAttributes` denied, an
+    /// outage) counts as quiet: the check is a refinement, not a new way to hang.
+    private func queueQuiet(_ sqs: SQSClient) async -> Bool {
+        let now = Date()
+        let timeout = Double(config.input.visibilityTimeout)
+        let (windowEnd, cached, left) = lock.withLock {
+            (startedAt.addingTimeInterval(timeout + 1), quietCheck, leftInQueue.values.filter { $0 > now }.count)
+        }
+        guard now < windowEnd else { return true }
+        if now.timeIntervalSince(cached.at) < 1 { return cached.quiet }
+        var quiet = true
+        do {
+            let attributes = try await sqs.attributes(["ApproximateNumberOfMessagesNotVisible"])
+            let inFlight = Int(attributes["ApproximateNumberOfMessagesNotVisible"] ?? "") ?? 0
+            if inFlight > left {
+                quiet = false
+                let warn = lock.withLock {
+                    defer { inFlightWarned = true }
+                    return !inFlightWarned
+                }
+                if warn {
+                    logger.info(
+                        "--drain: \(inFlight - left) message(s) in flight in the queue (held by an earlier run that stopped before journaling them, or by another consumer); waiting up to \(Int(windowEnd.timeIntervalSince(now)) + 1)s for them",
+                        source: LogStage.receive.rawValue)
+                }
+            }
+        } catch {
+            logger.debug("--drain: the queue's in-flight count could not be read; not waiting for it", metadata: ["error": "\(error)"], source: LogStage.receive.rawValue)
+        }
+        lock.withLock { quietCheck = (Date(), quiet) }
+        return quiet
     }
 
     // MARK: Bucket polling
@@ -873,6 +926,15 @@ public final class Engine: Service, @unchecked Sendable {
             // policy, goes to the dead-letter queue after the policy's receives).
             logger.debug("messages left in the queue", metadata: ["messages": "\(left)"], source: LogStage.delete.rawValue)
             forget += left
+            if options.drain {
+                // Until when each may stay invisible: its deadline, plus SQS's clock starting up to a second
+                // after the estimate's start. Only --drain asks; expired entries go as new ones come.
+                let now = Date(), timeout = Double(config.input.visibilityTimeout)
+                lock.withLock {
+                    if leftInQueue.count > 1000 { leftInQueue = leftInQueue.filter { $0.value > now } }
+                    for id in left { leftInQueue[id] = (handles[id]?.visibleAgainBy ?? now.addingTimeInterval(timeout)).addingTimeInterval(2) }
+                }
+            }
         }
         if !toDelete.isEmpty {
             do {
