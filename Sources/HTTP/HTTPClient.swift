@@ -62,11 +62,12 @@ extension HTTPTransportError: ClassifiedError {
     public var disposition: Disposition { .retry }
 }
 
-/// HTTP over libcurl: a pool of worker threads, each owning a persistent easy handle (so connections
-/// are kept alive and reused), runs requests; Swift tasks await results without blocking the
-/// cooperative pool. Streamed bodies reach the consumer through a bounded channel: a slow consumer
-/// blocks only the worker's transfer, never buffering more than ``Configuration/streamBuffer``.
-public final class HTTPClient: @unchecked Sendable {
+/// HTTP over libcurl's multi interface: one thread (TransferDriver.swift) runs every transfer of this
+/// client at once, up to ``Configuration/maxConcurrent``, over connections kept alive and reused from
+/// one cache; Swift tasks await results without blocking the cooperative pool. Streamed bodies reach the
+/// consumer through a bounded channel: a slow consumer pauses only its own transfer, which never
+/// buffers more than ``Configuration/streamBuffer`` (plus one chunk).
+public final class HTTPClient: Sendable {
     public struct Configuration: Sendable {
         /// Seconds to establish a connection.
         public var connectTimeout: Double = 10
@@ -79,9 +80,9 @@ public final class HTTPClient: @unchecked Sendable {
         /// A CA bundle instead of the system's.
         public var caFile: String?
         public var userAgent: String = "cloudtrailbeat/0.1 (+libcurl)"
-        /// Requests in flight at once (worker threads).
+        /// Requests in flight at once (more wait their turn, in order).
         public var maxConcurrent: Int = 16
-        /// Bytes a stream may buffer before the transfer waits for its consumer.
+        /// Bytes a stream may buffer before its transfer pauses for the consumer.
         public var streamBuffer: Int = 2 << 20
         /// The largest buffered (non-streamed) body accepted.
         public var maxBufferedBody: Int = 64 << 20
@@ -89,28 +90,20 @@ public final class HTTPClient: @unchecked Sendable {
     }
 
     public let configuration: Configuration
-    private let condition = NSCondition()
-    private var queue: [Transfer] = []
-    private var workers = 0
-    private var idle = 0
-    private var stopped = false
+    let driver: TransferDriver
 
     private static let globalInit: Void = { curl_global_init(Int(CURL_GLOBAL_ALL)) }()
 
     public init(configuration: Configuration = Configuration()) {
         _ = HTTPClient.globalInit
         self.configuration = configuration
+        self.driver = TransferDriver(limit: max(1, configuration.maxConcurrent))
     }
 
     deinit { shutdown() }
 
-    /// Stops the workers once their transfers end.
-    public func shutdown() {
-        condition.lock()
-        stopped = true
-        condition.broadcast()
-        condition.unlock()
-    }
+    /// Lets the driver thread leave once the transfers started or waiting have ended.
+    public func shutdown() { driver.shutdown() }
 
     /// Sends a request and buffers the whole response body.
     public func send(_ request: HTTPRequest, timeout: Double? = nil) async throws -> HTTPResponse {
@@ -129,52 +122,20 @@ public final class HTTPClient: @unchecked Sendable {
     /// Sends a request; returns once the response head arrived, with the body to read as a stream.
     public func stream(_ request: HTTPRequest, timeout: Double = 0) async throws -> (head: HTTPHead, body: HTTPBody) {
         let transfer = Transfer(request: request, timeout: timeout, client: configuration)
+        let driver = self.driver
+        // The channel asks the driver to resume a paused transfer (or to end a cancelled one).
+        transfer.channel.onRoom = { [weak transfer] in
+            if let transfer { driver.wake(transfer) }
+        }
         let head: HTTPHead = try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (cont: CheckedContinuation<HTTPHead, any Error>) in
                 transfer.setHeadContinuation(cont)
-                enqueue(transfer)
+                driver.enqueue(transfer)
             }
         } onCancel: {
             transfer.channel.cancel()
         }
         return (head, HTTPBody(channel: transfer.channel))
-    }
-
-    private func enqueue(_ transfer: Transfer) {
-        condition.lock()
-        queue.append(transfer)
-        if idle == 0 && workers < configuration.maxConcurrent {
-            workers += 1
-            let thread = Thread { [weak self] in self?.work() }
-            thread.name = "cloudtrailbeat.http"
-            thread.stackSize = 512 << 10
-            thread.start()
-        }
-        condition.signal()
-        condition.unlock()
-    }
-
-    private func work() {
-        guard let easy = curl_easy_init() else { return }
-        defer { curl_easy_cleanup(easy) }
-        while true {
-            condition.lock()
-            idle += 1
-            while queue.isEmpty && !stopped {
-                // An idle worker keeps its connections for a minute, then leaves.
-                if !condition.wait(until: Date().addingTimeInterval(60)) && queue.isEmpty { break }
-            }
-            idle -= 1
-            if queue.isEmpty {
-                workers -= 1
-                condition.unlock()
-                return
-            }
-            let transfer = queue.removeFirst()
-            condition.unlock()
-            transfer.perform(easy)
-            curl_easy_reset(easy)
-        }
     }
 
     /// The URL without its query (which may hold secrets), for messages.
@@ -201,37 +162,55 @@ public final class HTTPBody: AsyncSequence, @unchecked Sendable {
     public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(body: self) }
 }
 
-/// A bounded single-producer single-consumer channel: the worker thread blocks when it is full.
+/// A bounded single-producer single-consumer channel between the driver thread (producing) and the
+/// body's reader. It never blocks the producer: a full channel answers `.full`, the transfer pauses,
+/// and the reader taking the buffer below the limit calls `onRoom` (once per pause) to resume it.
+///
+/// `@unchecked Sendable`: every field is read and written under `condition`'s lock, except `onRoom`,
+/// set once before the transfer is enqueued.
 final class BodyChannel: @unchecked Sendable {
     private let condition = NSCondition()
     private var chunks: [[UInt8]] = []
     private var buffered = 0
     private var end: Result<Void, any Error>?
     private var waiter: CheckedContinuation<[UInt8]?, any Error>?
+    private var producerPaused = false
     private(set) var cancelled = false
     let limit: Int
+    /// Called (outside the lock) when a paused producer may go on, or the body was cancelled.
+    var onRoom: (@Sendable () -> Void)?
 
     init(limit: Int) { self.limit = limit }
 
-    /// Producer: false when the consumer went away (abort the transfer).
-    func put(_ chunk: [UInt8]) -> Bool {
+    enum Offer { case taken, full, cancelled }
+
+    /// Producer: takes a copy of `data`, or says the channel is full (the producer pauses and is called
+    /// back through `onRoom`) or the reader went away (abort the transfer).
+    func offer(_ data: UnsafeRawBufferPointer) -> Offer {
         condition.lock()
-        while buffered >= limit && !cancelled { condition.wait() }
         if cancelled {
             condition.unlock()
-            return false
+            return .cancelled
         }
         if let w = waiter {
             waiter = nil
             condition.unlock()
-            w.resume(returning: chunk)
-            return true
+            w.resume(returning: Array(data))
+            return .taken
         }
-        chunks.append(chunk)
-        buffered += chunk.count
+        if buffered >= limit {
+            producerPaused = true
+            condition.unlock()
+            return .full
+        }
+        chunks.append(Array(data))
+        buffered += data.count
         condition.unlock()
-        return true
+        return .taken
     }
+
+    /// The bytes waiting for the reader (for tests of the bound).
+    var bufferedBytes: Int { condition.withLock { buffered } }
 
     func finish(_ result: Result<Void, any Error>) {
         condition.lock()
@@ -259,9 +238,11 @@ final class BodyChannel: @unchecked Sendable {
             } else if !chunks.isEmpty {
                 let c = chunks.removeFirst()
                 buffered -= c.count
-                condition.signal()
+                let resume = producerPaused && buffered < limit
+                if resume { producerPaused = false }
                 condition.unlock()
                 cont.resume(returning: c)
+                if resume { onRoom?() }
             } else if let end {
                 condition.unlock()
                 switch end {
@@ -275,20 +256,27 @@ final class BodyChannel: @unchecked Sendable {
         }
     }
 
+    /// Ends the body for its reader; the driver is woken to abort the transfer (paused or not).
     func cancel() {
         condition.lock()
+        let first = !cancelled
         cancelled = true
         chunks.removeAll()
         buffered = 0
+        producerPaused = false
         let w = waiter
         waiter = nil
-        condition.broadcast()
         condition.unlock()
         w?.resume(throwing: CancellationError())
+        if first { onRoom?() }
     }
 }
 
-/// One request's state while a worker performs it.
+/// One request's state while the driver performs it.
+///
+/// `@unchecked Sendable`: `headCont` is set before the transfer is enqueued (the driver's lock orders
+/// it); every other mutable field (`status`, `headers`, `headSent`, `easy`, `headerList`, `bodyCopy`)
+/// is read and written on the driver thread alone, which configures, runs and completes the transfer.
 final class Transfer: @unchecked Sendable {
     let request: HTTPRequest
     let timeout: Double
@@ -298,6 +286,11 @@ final class Transfer: @unchecked Sendable {
     private var status = 0
     private var headers: [(String, String)] = []
     private var headSent = false
+    /// The easy handle running this transfer, while it is attached to the driver's multi handle.
+    var easy: UnsafeMutableRawPointer?
+    private var headerList: UnsafeMutablePointer<curl_slist>?
+    /// The request body where libcurl reads it (CURLOPT_POSTFIELDS is not copied).
+    private var bodyCopy: UnsafeMutableRawBufferPointer?
 
     init(request: HTTPRequest, timeout: Double, client: HTTPClient.Configuration) {
         self.request = request
@@ -305,6 +298,8 @@ final class Transfer: @unchecked Sendable {
         self.config = client
         self.channel = BodyChannel(limit: client.streamBuffer)
     }
+
+    deinit { release() }
 
     func setHeadContinuation(_ c: CheckedContinuation<HTTPHead, any Error>) { headCont = c }
 
@@ -336,62 +331,75 @@ final class Transfer: @unchecked Sendable {
         }
     }
 
-    fileprivate func onData(_ data: UnsafeRawBufferPointer) -> Bool {
+    /// The write callback's answer: all taken, pause (libcurl offers the same bytes again once resumed),
+    /// or 0 to abort a cancelled transfer.
+    fileprivate func onData(_ data: UnsafeRawBufferPointer) -> Int {
         deliverHead()
-        return channel.put(Array(data))
+        switch channel.offer(data) {
+        case .taken: return data.count
+        case .full: return Int(CURL_WRITEFUNC_PAUSE)
+        case .cancelled: return 0
+        }
     }
 
-    func perform(_ easy: UnsafeMutableRawPointer) {
+    /// Sets `easy` up for this request. False when the transfer already ended (cancelled before it
+    /// started): it must not be attached.
+    func configure(_ easy: UnsafeMutableRawPointer) -> Bool {
         if channel.cancelled {
             fail(HTTPTransportError(code: Int32(CURLE_ABORTED_BY_CALLBACK.rawValue), message: "cancelled", url: HTTPClient.redact(request.url)))
-            return
+            return false
         }
-        var list: UnsafeMutablePointer<curl_slist>?
-        for (name, value) in request.headers { list = curl_slist_append(list, "\(name): \(value)") }
-        list = curl_slist_append(list, "Expect:")
-        defer { curl_slist_free_all(list) }
+        self.easy = easy
+        for (name, value) in request.headers { headerList = curl_slist_append(headerList, "\(name): \(value)") }
+        headerList = curl_slist_append(headerList, "Expect:")
         let me = Unmanaged.passUnretained(self).toOpaque()
-        let rc: CURLcode = request.body.withUnsafeBytes { body in
-            _ = cloudtrailbeat_easy_setopt_string(easy, CURLOPT_URL, request.url)
-            _ = cloudtrailbeat_easy_setopt_slist(easy, CURLOPT_HTTPHEADER, list)
-            _ = cloudtrailbeat_easy_setopt_long(easy, CURLOPT_NOSIGNAL, 1)
-            _ = cloudtrailbeat_easy_setopt_long(easy, CURLOPT_TCP_KEEPALIVE, 1)
-            _ = cloudtrailbeat_easy_setopt_long(easy, CURLOPT_CONNECTTIMEOUT_MS, Int(config.connectTimeout * 1000))
-            _ = cloudtrailbeat_easy_setopt_long(easy, CURLOPT_LOW_SPEED_LIMIT, 1)
-            _ = cloudtrailbeat_easy_setopt_long(easy, CURLOPT_LOW_SPEED_TIME, config.idleTimeout)
-            if timeout > 0 { _ = cloudtrailbeat_easy_setopt_long(easy, CURLOPT_TIMEOUT_MS, Int(timeout * 1000)) }
-            _ = cloudtrailbeat_easy_setopt_long(easy, CURLOPT_SSL_VERIFYPEER, config.verifyTLS ? 1 : 0)
-            _ = cloudtrailbeat_easy_setopt_long(easy, CURLOPT_SSL_VERIFYHOST, config.verifyTLS ? 2 : 0)
-            if let ca = config.caFile { _ = cloudtrailbeat_easy_setopt_string(easy, CURLOPT_CAINFO, ca) }
-            _ = cloudtrailbeat_easy_setopt_string(easy, CURLOPT_USERAGENT, config.userAgent)
-            switch request.method {
-            case "GET": _ = cloudtrailbeat_easy_setopt_long(easy, CURLOPT_HTTPGET, 1)
-            case "HEAD": _ = cloudtrailbeat_easy_setopt_long(easy, CURLOPT_NOBODY, 1)
-            default: _ = cloudtrailbeat_easy_setopt_string(easy, CURLOPT_CUSTOMREQUEST, request.method)
-            }
-            if request.method != "GET" && request.method != "HEAD" {
-                _ = cloudtrailbeat_easy_setopt_off(easy, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(body.count))
-                _ = cloudtrailbeat_easy_setopt_pointer(easy, CURLOPT_POSTFIELDS, UnsafeMutableRawPointer(mutating: body.baseAddress ?? UnsafeRawPointer(bitPattern: 1)!))
-            }
-            _ = cloudtrailbeat_easy_setopt_data_callback(easy, CURLOPT_HEADERFUNCTION) { ptr, size, n, ud in
-                let t = Unmanaged<Transfer>.fromOpaque(ud!).takeUnretainedValue()
-                t.onHeader(UnsafeRawBufferPointer(start: ptr, count: size * n))
-                return size * n
-            }
-            _ = cloudtrailbeat_easy_setopt_pointer(easy, CURLOPT_HEADERDATA, me)
-            _ = cloudtrailbeat_easy_setopt_data_callback(easy, CURLOPT_WRITEFUNCTION) { ptr, size, n, ud in
-                let t = Unmanaged<Transfer>.fromOpaque(ud!).takeUnretainedValue()
-                return t.onData(UnsafeRawBufferPointer(start: ptr, count: size * n)) ? size * n : 0
-            }
-            _ = cloudtrailbeat_easy_setopt_pointer(easy, CURLOPT_WRITEDATA, me)
-            // Cancellation (a task cancelled, a body dropped) aborts even a transfer waiting for data.
-            _ = cloudtrailbeat_easy_setopt_long(easy, CURLOPT_NOPROGRESS, 0)
-            _ = cloudtrailbeat_easy_setopt_xferinfo_callback(easy, CURLOPT_XFERINFOFUNCTION) { ud, _, _, _, _ in
-                Unmanaged<Transfer>.fromOpaque(ud!).takeUnretainedValue().channel.cancelled ? 1 : 0
-            }
-            _ = cloudtrailbeat_easy_setopt_pointer(easy, CURLOPT_XFERINFODATA, me)
-            return curl_easy_perform(easy)
+        _ = cloudtrailbeat_easy_setopt_string(easy, CURLOPT_URL, request.url)
+        _ = cloudtrailbeat_easy_setopt_slist(easy, CURLOPT_HTTPHEADER, headerList)
+        _ = cloudtrailbeat_easy_setopt_long(easy, CURLOPT_NOSIGNAL, 1)
+        _ = cloudtrailbeat_easy_setopt_long(easy, CURLOPT_TCP_KEEPALIVE, 1)
+        _ = cloudtrailbeat_easy_setopt_long(easy, CURLOPT_CONNECTTIMEOUT_MS, Int(config.connectTimeout * 1000))
+        _ = cloudtrailbeat_easy_setopt_long(easy, CURLOPT_LOW_SPEED_LIMIT, 1)
+        _ = cloudtrailbeat_easy_setopt_long(easy, CURLOPT_LOW_SPEED_TIME, config.idleTimeout)
+        if timeout > 0 { _ = cloudtrailbeat_easy_setopt_long(easy, CURLOPT_TIMEOUT_MS, Int(timeout * 1000)) }
+        _ = cloudtrailbeat_easy_setopt_long(easy, CURLOPT_SSL_VERIFYPEER, config.verifyTLS ? 1 : 0)
+        _ = cloudtrailbeat_easy_setopt_long(easy, CURLOPT_SSL_VERIFYHOST, config.verifyTLS ? 2 : 0)
+        if let ca = config.caFile { _ = cloudtrailbeat_easy_setopt_string(easy, CURLOPT_CAINFO, ca) }
+        _ = cloudtrailbeat_easy_setopt_string(easy, CURLOPT_USERAGENT, config.userAgent)
+        switch request.method {
+        case "GET": _ = cloudtrailbeat_easy_setopt_long(easy, CURLOPT_HTTPGET, 1)
+        case "HEAD": _ = cloudtrailbeat_easy_setopt_long(easy, CURLOPT_NOBODY, 1)
+        default: _ = cloudtrailbeat_easy_setopt_string(easy, CURLOPT_CUSTOMREQUEST, request.method)
         }
+        if request.method != "GET" && request.method != "HEAD" {
+            let copy = UnsafeMutableRawBufferPointer.allocate(byteCount: max(1, request.body.count), alignment: 1)
+            request.body.withUnsafeBytes { copy.copyMemory(from: $0) }
+            bodyCopy = copy
+            _ = cloudtrailbeat_easy_setopt_off(easy, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(request.body.count))
+            _ = cloudtrailbeat_easy_setopt_pointer(easy, CURLOPT_POSTFIELDS, copy.baseAddress!)
+        }
+        _ = cloudtrailbeat_easy_setopt_data_callback(easy, CURLOPT_HEADERFUNCTION) { ptr, size, n, ud in
+            let t = Unmanaged<Transfer>.fromOpaque(ud!).takeUnretainedValue()
+            t.onHeader(UnsafeRawBufferPointer(start: ptr, count: size * n))
+            return size * n
+        }
+        _ = cloudtrailbeat_easy_setopt_pointer(easy, CURLOPT_HEADERDATA, me)
+        _ = cloudtrailbeat_easy_setopt_data_callback(easy, CURLOPT_WRITEFUNCTION) { ptr, size, n, ud in
+            Unmanaged<Transfer>.fromOpaque(ud!).takeUnretainedValue().onData(UnsafeRawBufferPointer(start: ptr, count: size * n))
+        }
+        _ = cloudtrailbeat_easy_setopt_pointer(easy, CURLOPT_WRITEDATA, me)
+        // Cancellation (a task cancelled, a body dropped) aborts even a transfer waiting for data: the
+        // channel wakes the driver, whose next round calls this.
+        _ = cloudtrailbeat_easy_setopt_long(easy, CURLOPT_NOPROGRESS, 0)
+        _ = cloudtrailbeat_easy_setopt_xferinfo_callback(easy, CURLOPT_XFERINFOFUNCTION) { ud, _, _, _, _ in
+            Unmanaged<Transfer>.fromOpaque(ud!).takeUnretainedValue().channel.cancelled ? 1 : 0
+        }
+        _ = cloudtrailbeat_easy_setopt_pointer(easy, CURLOPT_XFERINFODATA, me)
+        return true
+    }
+
+    /// The transfer ended with `rc` (on the driver thread, once): the head and the body's end reported.
+    func complete(_ rc: CURLcode) {
+        release()
         if rc == CURLE_OK {
             deliverHead()
             channel.finish(.success(()))
@@ -399,6 +407,14 @@ final class Transfer: @unchecked Sendable {
             let message = String(cString: curl_easy_strerror(rc))
             fail(HTTPTransportError(code: Int32(rc.rawValue), message: message, url: HTTPClient.redact(request.url)))
         }
+    }
+
+    private func release() {
+        easy = nil
+        if let list = headerList { curl_slist_free_all(list) }
+        headerList = nil
+        bodyCopy?.deallocate()
+        bodyCopy = nil
     }
 
     private func fail(_ error: HTTPTransportError) {
