@@ -388,12 +388,7 @@ final class Transfer: @unchecked Sendable {
         }
         _ = cloudtrailbeat_easy_setopt_pointer(easy, CURLOPT_WRITEDATA, me)
         // Cancellation (a task cancelled, a body dropped) aborts even a transfer waiting for data: the
-        // channel wakes the driver, whose next round calls this.
-        _ = cloudtrailbeat_easy_setopt_long(easy, CURLOPT_NOPROGRESS, 0)
-        _ = cloudtrailbeat_easy_setopt_xferinfo_callback(easy, CURLOPT_XFERINFOFUNCTION) { ud, _, _, _, _ in
-            Unmanaged<Transfer>.fromOpaque(ud!).takeUnretainedValue().channel.cancelled ? 1 : 0
-        }
-        _ = cloudtrailbeat_easy_setopt_pointer(easy, CURLOPT_XFERINFODATA, me)
+        // channel wakes the driver, which detaches it (TransferDriver.swift, invariant 3).
         return true
     }
 
