@@ -164,11 +164,11 @@ public enum Bootstrap {
             }
             let journal = try openJournal(c)
             defer { journal.close() }
-            let engine = Engine(config: c, options: .init(drain: true), journal: journal, sqs: nil, s3: nil, outputs: try outputs(c), http: http, logger: logger)
             if c.integrity.enabled {
                 logger.notice("integrity: a local copy's digests cannot be verified (aws s3 sync drops their signatures): its logs ship unchecked; run cloudtrailbeat verify against the bucket")
             }
-            engine.backfill = Backfill(source: LocalSource(root: root), options: request.options, journal: journal, sqs: nil, logger: logger)
+            let backfill = Backfill(source: LocalSource(root: root), options: request.options, journal: journal, sqs: nil, logger: logger)
+            let engine = Engine(config: c, options: .init(drain: true), journal: journal, sqs: nil, s3: nil, outputs: try outputs(c), http: http, logger: logger, backfill: backfill)
             try await runWithSignals(engine, c, http, logger)
             return 0
         }
@@ -201,13 +201,12 @@ public enum Bootstrap {
         let journal = try openJournal(c)
         defer { journal.close() }
         if let request {
-            let engine = Engine(config: c, options: .init(drain: true), journal: journal, sqs: nil, s3: s3,
-                                outputs: request.options.enqueue ? [] : try outputs(c), http: http, logger: logger)
             var o = request.options
             o.digests = c.integrity.enabled
-            if o.digests { try enableIntegrity(engine, c, aws, journal) }
-            engine.backfill = Backfill(source: S3Source(client: s3, bucket: request.target), options: o, journal: journal,
-                                       sqs: request.options.enqueue ? sqs : nil, logger: logger)
+            let backfill = Backfill(source: S3Source(client: s3, bucket: request.target), options: o, journal: journal, sqs: request.options.enqueue ? sqs : nil, logger: logger)
+            let engine = Engine(
+                config: c, options: .init(drain: true), journal: journal, sqs: nil, s3: s3, outputs: request.options.enqueue ? [] : try outputs(c), http: http, logger: logger,
+                backfill: backfill, digestCheck: try integrityCheck(c, aws, journal))
             try await runWithSignals(engine, c, http, logger)
             return 0
         }
@@ -221,22 +220,24 @@ public enum Bootstrap {
             o.workers = c.input.workers
             o.maxPending = max(256, 4 * c.input.fetchConcurrency)
             o.digests = c.integrity.enabled
-            let engine = Engine(config: c, options: .init(drain: drain), journal: journal, sqs: nil, s3: s3, outputs: try outputs(c), http: http, logger: logger)
-            try enableIntegrity(engine, c, aws, journal)
-            engine.backfill = Backfill(source: S3Source(client: s3, bucket: bucket), options: o, journal: journal, sqs: nil, logger: logger)
-            engine.pollInterval = c.input.bucketListInterval
+            let backfill = Backfill(source: S3Source(client: s3, bucket: bucket), options: o, journal: journal, sqs: nil, logger: logger)
+            let engine = Engine(
+                config: c, options: .init(drain: drain), journal: journal, sqs: nil, s3: s3, outputs: try outputs(c), http: http, logger: logger,
+                backfill: backfill, pollInterval: c.input.bucketListInterval, digestCheck: try integrityCheck(c, aws, journal))
             try await runWithSignals(engine, c, http, logger)
             return 0
         }
-        let engine = Engine(config: c, options: .init(drain: drain), journal: journal, sqs: sqs, s3: s3, outputs: try outputs(c), http: http, logger: logger)
-        try enableIntegrity(engine, c, aws, journal)
         // SNS signatures: on against AWS; off by default against a stand-in (its signatures are fake).
         let standIn = AWSSettings.endpoint(service: "sqs", configured: c.input.endpoint) != nil || AWSSettings.endpoint(service: "sns", configured: nil) != nil
+        var snsVerifier: SNSSignatureVerifier?
         if c.input.verifySNSSignatures ?? !standIn {
-            engine.snsVerifier = SNSSignatureVerifier(settings: c.input.snsSignature)
+            snsVerifier = SNSSignatureVerifier(settings: c.input.snsSignature)
         } else if c.input.verifySNSSignatures == nil {
             logger.info("SNS signatures are not verified: the endpoint is a stand-in (set input.sns_signature: true to verify)")
         }
+        let engine = Engine(
+            config: c, options: .init(drain: drain), journal: journal, sqs: sqs, s3: s3, outputs: try outputs(c), http: http, logger: logger,
+            snsVerifier: snsVerifier, digestCheck: try integrityCheck(c, aws, journal))
         try await runWithSignals(engine, c, http, logger)
         return 0
     }
@@ -304,11 +305,11 @@ public enum Bootstrap {
         })
     }
 
-    /// Continuous validation (`integrity.enabled`) for an engine that reads S3.
-    static func enableIntegrity(_ engine: Engine, _ c: Config, _ aws: AWSAccess, _ journal: Journal) throws {
-        guard c.integrity.enabled else { return }
+    /// Continuous validation (`integrity.enabled`) for an engine that reads S3 (nil when off).
+    static func integrityCheck(_ c: Config, _ aws: AWSAccess, _ journal: Journal) throws -> DigestCheck? {
+        guard c.integrity.enabled else { return nil }
         let keys = try publicKeys(c, aws)
-        engine.digestCheck = DigestCheck(s3: aws.s3, journal: journal, keys: PublicKeyCache(fixed: keys.fixed, journal: journal, fetch: keys.pages))
+        return DigestCheck(s3: aws.s3, journal: journal, keys: PublicKeyCache(fixed: keys.fixed, journal: journal, fetch: keys.pages))
     }
 
 
