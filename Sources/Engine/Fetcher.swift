@@ -22,10 +22,12 @@ struct LocalReadError: Error, ClassifiedError {
     var disposition: Disposition { .quarantine }
 }
 
-/// The fetch pool (one per engine): one dispatcher claims `received` objects (key order, none in a backoff) in one
-/// scan for every free slot of `input.fetch_concurrency`, and runs each download as its own child
-/// task; it looks again when a commit changes the journal (a fetch ending, a receipt, a listing), or
-/// after a second (a backoff ending). Invariants:
+/// The fetch pool: one dispatcher claims `received` objects (key order, none in a backoff) in one scan
+/// for every free slot of `input.fetch_concurrency`, and runs each download as its own child task; it
+/// looks again when a commit changes the journal (a fetch ending, a receipt, a listing), or after a
+/// second (a backoff ending). A download streams its body into the journal while gunzipping,
+/// validating and counting records, and what a failure leads to is decided in one place
+/// (``fetchFailed(_:_:_:head:)``, by the error's `Disposition`). Invariants:
 /// 1. An object is in `fetching` from its claim until its download's last commit returned; no two
 ///    downloads of one object overlap, and the claim is re-checked against the journal (another
 ///    download may have finished it after the scan's snapshot was taken).
