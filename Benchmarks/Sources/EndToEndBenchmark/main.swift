@@ -20,7 +20,8 @@
 //    request (Benchmarks/latency_proxy.py); `cloudtrailbeat -b` with its defaults against `aws s3 sync`
 //    of the same bucket through the same proxy (AWS CLI defaults: 10 requests at once, download only).
 //    Target >= 2x. And the queue path through the same proxy: SNS → SQS notifications for >= 500 small
-//    objects, objects/s with defaults.
+//    objects, objects/s with defaults. First, the stand-in's own limit: both clients with no proxy, and
+//    moto's CPU per object (one Python process), which bounds every rate above it.
 import BenchmarkSupport
 import Foundation
 
@@ -442,6 +443,27 @@ if system("command -v moto_server >/dev/null") == 0 {
     let tools = ProcessInfo.processInfo.environment["CLOUDTRAILBEAT_TOOLS"] ?? (ProcessInfo.processInfo.environment["HOME"] ?? "/root") + "/.cache/cloudtrailbeat"
     let awsCLI = tools + "/awscli/bin/aws"
     let queueDir = base + "/far-queue"
+    // The stand-in's own limit, measured first: the same backfill and sync with no proxy. moto answers
+    // from one Python process, so its CPU per GET bounds what any client gets from it, whatever the
+    // latency; on a 2-core machine it also shares the cores with the client and the proxy.
+    let motoPID = count("pgrep -f 'moto_server -H 127.0.0.1 -p \(port)$' | tail -1")
+    func motoCPU() -> Double {
+        guard let stat = try? String(contentsOfFile: "/proc/\(motoPID)/stat", encoding: .utf8),
+            let close = stat.lastIndex(of: ")") else { return 0 }
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        // utime and stime, the 14th and 15th fields (the 12th and 13th after the command's parenthesis).
+        return fields.count > 12 ? (Double(fields[11]) ?? 0) / 100 + (Double(fields[12]) ?? 0) / 100 : 0
+    }
+    let cpuBefore = motoCPU()
+    let direct = run(["-c", config("far-0", extra: "input:\n  aws_region: us-east-1\n  endpoint: \(endpoint)\n"), "-b", "far-bench"], environment: aws)
+    let motoMsPerObject = (motoCPU() - cpuBefore) * 1000 / Double(farCount)
+    var limitLine = String(format: "  S3 with no added latency (the stand-in's own limit): cloudtrailbeat -b %.0f objects/s; moto spent %.1f ms of CPU per object (one Python process: at most %.0f objects/s)",
+                           Double(farCount) / direct.seconds, motoMsPerObject, motoMsPerObject > 0 ? 1000 / motoMsPerObject : 0)
+    if FileManager.default.isExecutableFile(atPath: awsCLI) {
+        let t = shell("AWS_ACCESS_KEY_ID=a AWS_SECRET_ACCESS_KEY=b AWS_DEFAULT_REGION=us-east-1 '\(awsCLI)' s3 sync s3://far-bench '\(base)/far-sync-0' --endpoint-url \(endpoint) --only-show-errors")
+        limitLine += String(format: "; aws s3 sync %.0f objects/s", Double(farCount) / t)
+    }
+    print(limitLine)
     for delay in [60, 120] {
         let proxyPort = freePort()
         guard let proxy = server(["python3", repo + "/Benchmarks/latency_proxy.py", String(proxyPort), String(port), String(delay)], port: proxyPort) else {
