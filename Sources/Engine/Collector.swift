@@ -8,12 +8,11 @@ import Logging
 ///
 /// Invariant: it only removes what the journal's own rules call garbage (Journal.swift's invariants);
 /// a full journal makes a pass wait and retry, never fail the engine.
-struct Collector: Sendable {
-    let config: Config
-    let journal: Journal
+struct Collector: StageComponent {
+    /// The configuration, the journal, the tally and the logger every stage shares.
+    let stage: StageContext
     /// Whether integrity validation is on (its ledger is collected too).
     let integrity: Bool
-    let logger: Logger
 
     func run() async throws {
         var wasFull: Date?

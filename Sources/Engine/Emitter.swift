@@ -14,28 +14,23 @@ import Synchronization
 /// Invariant: an (output, object) pair is in `emitting` from a batcher's claim until that batcher
 /// released it (its records acknowledged, or given up); a claim is re-checked against the journal
 /// after the scan that found it.
-final class Emitter: Sendable {
+final class Emitter: StageComponent {
     /// (output, object) pairs a batcher is working on.
     private struct Claim: Hashable {
         var output: String
         var object: ObjectKey
     }
 
-    let config: Config
-    let journal: Journal
-    let tally: Tally
-    let logger: Logger
+    /// The configuration, the journal, the tally and the logger every stage shares.
+    let stage: StageContext
     let decodedBodies: DecodedBodies
     /// Sets an object aside (a stored body that no longer decodes).
     let quarantine: @Sendable (ObjectRef, String) async throws -> Void
     private let emitting = Mutex<Set<Claim>>([])
 
-    init(config: Config, journal: Journal, tally: Tally, decodedBodies: DecodedBodies, logger: Logger, quarantine: @escaping @Sendable (ObjectRef, String) async throws -> Void) {
-        self.config = config
-        self.journal = journal
-        self.tally = tally
+    init(_ stage: StageContext, decodedBodies: DecodedBodies, quarantine: @escaping @Sendable (ObjectRef, String) async throws -> Void) {
+        self.stage = stage
         self.decodedBodies = decodedBodies
-        self.logger = logger
         self.quarantine = quarantine
     }
 

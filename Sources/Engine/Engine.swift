@@ -135,22 +135,14 @@ public final class Engine: Service, Sendable {
         // left before the answer says whether a DLQ takes them).
         let queue = backfill == nil ? sqs : nil
         poison = PoisonPolicy(config.input.leavePoisonToDLQ ?? (queue != nil ? nil : true))
-        let drain = options.drain
-        receiver = queue.map { [held, poison, tally] in
-            Receiver(config: config, drain: drain, journal: journal, sqs: $0, held: held, poison: poison, tally: tally, snsVerifier: snsVerifier, logger: logger)
-        }
-        deleter = queue.map { [held, poison, tally] in
-            MessageDeleter(config: config, drain: drain, journal: journal, sqs: $0, held: held, poison: poison, tally: tally, logger: logger)
-        }
-        keeper = queue.map { [held, tally] in VisibilityKeeper(sqs: $0, timeout: config.input.visibilityTimeout, held: held, tally: tally, logger: logger) }
-        let fetcher = Fetcher(
-            config: config, drain: drain, journal: journal, s3: s3, sqs: sqs, held: held, tally: tally, decodedBodies: decodedBodies,
-            digestCheck: digestCheck, backfill: backfill, logger: logger)
+        let stage = StageContext(config: config, drain: options.drain, journal: journal, tally: tally, logger: logger)
+        receiver = queue.map { [held, poison] in Receiver(stage, sqs: $0, held: held, poison: poison, snsVerifier: snsVerifier) }
+        deleter = queue.map { [held, poison] in MessageDeleter(stage: stage, sqs: $0, held: held, poison: poison) }
+        keeper = queue.map { [held] in VisibilityKeeper(stage: stage, sqs: $0, held: held) }
+        let fetcher = Fetcher(stage, s3: s3, sqs: sqs, held: held, decodedBodies: decodedBodies, digestCheck: digestCheck, backfill: backfill)
         self.fetcher = fetcher
-        emitter = Emitter(config: config, journal: journal, tally: tally, decodedBodies: decodedBodies, logger: logger) { ref, reason in
-            try await fetcher.quarantine(ref, reason)
-        }
-        collector = Collector(config: config, journal: journal, integrity: digestCheck != nil, logger: logger)
+        emitter = Emitter(stage, decodedBodies: decodedBodies) { ref, reason in try await fetcher.quarantine(ref, reason) }
+        collector = Collector(stage: stage, integrity: digestCheck != nil)
     }
 
     /// Stops intake; in-flight work ends at its next checkpoint.

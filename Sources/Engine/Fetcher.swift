@@ -34,7 +34,7 @@ struct LocalReadError: Error, ClassifiedError {
 /// 2. At most `fetch_concurrency` downloads run; each holds its own object's bytes only (a body is
 ///    streamed into the journal in chunks), so memory is bounded by that number, not by the backlog.
 /// 3. A child's failure other than a full journal ends the pool (and the engine), as before.
-final class Fetcher: Sendable {
+final class Fetcher: StageComponent {
     private struct Pool {
         /// Objects claimed by a download (invariant 1).
         var fetching: Set<ObjectKey> = []
@@ -46,15 +46,12 @@ final class Fetcher: Sendable {
         var pauseWarned = false
     }
 
-    let config: Config
-    let drain: Bool
-    let journal: Journal
+    /// The configuration, the journal, the tally and the logger every stage shares.
+    let stage: StageContext
     let s3: S3Client?
     /// The queue (messages of an object in a backoff are handed back early); nil for a backfill.
     let sqs: SQSClient?
     let held: HeldMessages
-    let tally: Tally
-    let logger: Logger
     /// Small objects' records split at fetch, for the batchers (DecodedBodies.swift).
     let decodedBodies: DecodedBodies
     /// Checks digests as they arrive and hashes every log at fetch (`integrity.enabled`), when on.
@@ -64,20 +61,15 @@ final class Fetcher: Sendable {
     private let pool = Mutex(Pool())
 
     init(
-        config: Config, drain: Bool, journal: Journal, s3: S3Client?, sqs: SQSClient?, held: HeldMessages, tally: Tally, decodedBodies: DecodedBodies,
-        digestCheck: DigestCheck?, backfill: Backfill?, logger: Logger
+        _ stage: StageContext, s3: S3Client?, sqs: SQSClient?, held: HeldMessages, decodedBodies: DecodedBodies, digestCheck: DigestCheck?, backfill: Backfill?
     ) {
-        self.config = config
-        self.drain = drain
-        self.journal = journal
+        self.stage = stage
         self.s3 = s3
         self.sqs = sqs
         self.held = held
-        self.tally = tally
         self.decodedBodies = decodedBodies
         self.digestCheck = digestCheck
         self.backfill = backfill
-        self.logger = logger
     }
 
     /// Downloads in flight now (for the metrics).

@@ -94,15 +94,14 @@ final class HeldMessages: Sendable {
 /// timeout has passed, so two thirds remain for the ChangeMessageVisibilityBatch call to land. The
 /// loop ticks at a tenth of the timeout (0.2–5 s), and a slow call shifts no other deadline: each
 /// new deadline counts from the moment its own request was sent.
-struct VisibilityKeeper: Sendable {
+struct VisibilityKeeper: StageComponent {
+    /// The configuration, the journal, the tally and the logger every stage shares.
+    let stage: StageContext
     let sqs: SQSClient
-    let timeout: Int
     let held: HeldMessages
-    let tally: Tally
-    let logger: Logger
 
     func run() async throws {
-        let timeout = Double(self.timeout)
+        let timeout = Double(config.input.visibilityTimeout)
         let tick = min(5, max(0.2, timeout / 10))
         while true {
             try await Task.sleep(nanoseconds: UInt64(tick * 1e9))
@@ -110,8 +109,8 @@ struct VisibilityKeeper: Sendable {
             for group in stride(from: 0, to: due.count, by: 10).map({ Array(due[$0..<min(due.count, $0 + 10)]) }) {
                 let sent = Date()
                 do {
-                    let failures = try await sqs.changeVisibilityBatch(group.map { ($0.handle, self.timeout) })
-                    logger.debug("visibility extended", metadata: ["messages": "\(group.count - failures.count)", "timeout": "\(self.timeout)s"], source: LogStage.visibility.rawValue)
+                    let failures = try await sqs.changeVisibilityBatch(group.map { ($0.handle, config.input.visibilityTimeout) })
+                    logger.debug("visibility extended", metadata: ["messages": "\(group.count - failures.count)", "timeout": "\(config.input.visibilityTimeout)s"], source: LogStage.visibility.rawValue)
                     tally.count { $0.visibilityExtensions += group.count - failures.count }
                     held.extended(group, failures: failures, sent: sent, timeout: timeout)
                 } catch {

@@ -13,15 +13,12 @@ import Logging
 /// 2. It is forgotten in the journal only after SQS confirmed the delete (or said the handle expired:
 ///    the message comes back, is recognised as done and deleted then); a failed delete is retried.
 /// 3. Quarantined messages wait while `auto` has not learnt the redrive policy (PoisonPolicy).
-struct MessageDeleter: Sendable {
-    let config: Config
-    let drain: Bool
-    let journal: Journal
+struct MessageDeleter: StageComponent {
+    /// The configuration, the journal, the tally and the logger every stage shares.
+    let stage: StageContext
     let sqs: SQSClient
     let held: HeldMessages
     let poison: PoisonPolicy
-    let tally: Tally
-    let logger: Logger
 
     func run() async throws {
         while true {

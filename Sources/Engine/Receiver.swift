@@ -29,7 +29,7 @@ final class PoisonPolicy: Sendable {
 /// 2. Intake stops while the journal holds `2 × fetch_concurrency` objects (at least `16 × workers`)
 ///    not yet finished, or is nearly full: what is received is bounded, whatever the queue's depth.
 /// 3. `lastPollEmpty` is true only while the latest answer was empty: any message received clears it.
-final class Receiver: Sendable {
+final class Receiver: StageComponent {
     private struct State {
         /// ReceiveMessage calls that failed in a row, across receivers (for the backoff and --drain).
         var failures = 0
@@ -43,28 +43,21 @@ final class Receiver: Sendable {
         var inFlightWarned = false
     }
 
-    let config: Config
-    let drain: Bool
-    let journal: Journal
+    /// The configuration, the journal, the tally and the logger every stage shares.
+    let stage: StageContext
     let sqs: SQSClient
     let held: HeldMessages
     let poison: PoisonPolicy
-    let tally: Tally
-    let logger: Logger
     /// Verifies SNS envelopes' signatures (`input.sns_signature`), when on.
     let snsVerifier: SNSSignatureVerifier?
     private let state = Mutex(State())
 
-    init(config: Config, drain: Bool, journal: Journal, sqs: SQSClient, held: HeldMessages, poison: PoisonPolicy, tally: Tally, snsVerifier: SNSSignatureVerifier?, logger: Logger) {
-        self.config = config
-        self.drain = drain
-        self.journal = journal
+    init(_ stage: StageContext, sqs: SQSClient, held: HeldMessages, poison: PoisonPolicy, snsVerifier: SNSSignatureVerifier?) {
+        self.stage = stage
         self.sqs = sqs
         self.held = held
         self.poison = poison
-        self.tally = tally
         self.snsVerifier = snsVerifier
-        self.logger = logger
     }
 
     /// The run starts now (for ``queueQuiet()``'s window).

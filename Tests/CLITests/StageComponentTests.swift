@@ -81,9 +81,8 @@ struct StageComponentTests {
         let config = try Config.parse("output:\n  file:\n    path: \(dir.sub("out"))\n", file: "c.yml")
         let tally = Tally()
         let decoded = DecodedBodies(capacity: 1 << 20, maxObjectBytes: 256 << 10, readers: 1)
-        let fetcher = Fetcher(
-            config: config, drain: true, journal: journal, s3: nil, sqs: nil, held: HeldMessages(), tally: tally, decodedBodies: decoded,
-            digestCheck: nil, backfill: nil, logger: Logger(label: "test"))
+        let stage = StageContext(config: config, drain: true, journal: journal, tally: tally, logger: Logger(label: "test"))
+        let fetcher = Fetcher(stage, s3: nil, sqs: nil, held: HeldMessages(), decodedBodies: decoded, digestCheck: nil, backfill: nil)
         let pool = Task { try await fetcher.run() }
         for _ in 0..<2000 where try journal.countObjects(in: [.received]) > 0 { try await Task.sleep(nanoseconds: 10_000_000) }
         pool.cancel()
