@@ -1,9 +1,11 @@
 """An HTTP/1.1 server (keep-alive, a thread per connection) for the HTTP client's own tests: it counts
-connections, requests in flight at once and transfers the client broke off.
+connections (those that carried a request other than /_test/stats: the tests' own stats client does
+not count), requests in flight at once and transfers the client broke off.
 
   transfer_server.py PORT
 
   GET /slow?ms=N       answers "ok" after N ms
+  GET /together?n=N    answers "ok" once N requests are in flight at once (30 s at most)
   GET /big?mb=N        N MiB of the byte pattern i % 251, written 64 KiB at a time
   GET /_test/stats     {"connections", "requests", "max_in_flight", "aborted"} as JSON
 """
@@ -12,6 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlparse, parse_qs
 
 lock = threading.Lock()
+arrived = threading.Condition(lock)
 stats = {"connections": 0, "requests": 0, "max_in_flight": 0, "aborted": 0}
 in_flight = 0
 PATTERN = bytes(i % 251 for i in range(251 * 262))  # 65 762 bytes: whole periods of the pattern
@@ -19,11 +22,6 @@ PATTERN = bytes(i % 251 for i in range(251 * 262))  # 65 762 bytes: whole period
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-
-    def setup(self):
-        super().setup()
-        with lock:
-            stats["connections"] += 1
 
     def log_message(self, *args):
         pass
@@ -44,12 +42,23 @@ class Handler(BaseHTTPRequestHandler):
                 body = json.dumps(stats).encode()
             return self.answer(body)
         with lock:
+            if not getattr(self, "counted", False):  # one handler per connection: its first request
+                self.counted = True
+                stats["connections"] += 1
             stats["requests"] += 1
             in_flight += 1
             stats["max_in_flight"] = max(stats["max_in_flight"], in_flight)
         try:
             if url.path == "/slow":
                 time.sleep(int(query.get("ms", ["0"])[0]) / 1000)
+                self.answer(b"ok")
+            elif url.path == "/together":
+                # Answers once N requests are in flight at once (or after 30 s): a client that cannot
+                # have N in flight is seen, however slow the machine.
+                n = int(query.get("n", ["1"])[0])
+                with arrived:
+                    arrived.notify_all()
+                    arrived.wait_for(lambda: stats["max_in_flight"] >= n, timeout=30)
                 self.answer(b"ok")
             elif url.path == "/big":
                 total = int(query.get("mb", ["1"])[0]) << 20
