@@ -164,6 +164,13 @@ public final class Engine: Service, Sendable {
     private func work() async throws {
         logger.info("cloudtrailbeat started", metadata: ["journal": "\(journal.path)", "outputs": "\(pumps.map(\.output.name))", "queue": "\(sqs?.queueURL ?? "-")"])
         receiver?.started()
+        try await journal.forgetOutputFailures()
+        #if DEBUG
+        if let delay = journal.debugCommitDelayMilliseconds {
+            logger.warning("debug build: every journal commit waits \(delay) ms first (CLOUDTRAILBEAT_DEBUG_COMMIT_DELAY_MS)")
+        }
+        #endif
+        // Until the queue's redrive policy is known, quarantined messages are held (PoisonPolicy).
         let policy = Task { await receiver?.decidePoisonHandling() }
         defer { policy.cancel() }
         try await withThrowingTaskGroup(of: Void.self) { group in

@@ -218,10 +218,10 @@ struct SplunkHECTests {
         var config = configuration(hec)
         config.ackTimeout = 3600  // only a cancellation can end these deliveries
         let output = try SplunkHECOutput(config)
-        /// Waits (up to 90 s: the whole suite in parallel on two cores starves tasks for seconds) until
-        /// `n` deliveries wait for their ack.
+        /// Waits (up to 600 s: the whole suite in parallel on two cores starves async tasks for minutes)
+        /// until `n` deliveries wait for their ack.
         func waitUntilOutstanding(_ n: Int) async throws {
-            let deadline = Date().addingTimeInterval(90)
+            let deadline = Date().addingTimeInterval(600)
             while output.outstandingAcks != n && Date() < deadline { try await Task.sleep(nanoseconds: 20_000_000) }
         }
         let task = Task { try await output.deliver(records(0..<2)) }
