@@ -55,8 +55,6 @@ public final class Engine: Service, Sendable {
     /// Small objects' records split at fetch, for the batchers (DecodedBodies.swift): 16 MiB at most.
     let decodedBodies: DecodedBodies
     let tally = Tally()
-    let held = HeldMessages()
-    let poison: PoisonPolicy
     /// The stages (nil where this kind of run has none: no queue, no receivers, deleter or keeper).
     let receiver: Receiver?
     let fetcher: Fetcher
@@ -134,11 +132,12 @@ public final class Engine: Service, Sendable {
         // Until the queue's redrive policy is known, quarantined messages are held (never lost, and not
         // left before the answer says whether a DLQ takes them).
         let queue = backfill == nil ? sqs : nil
-        poison = PoisonPolicy(config.input.leavePoisonToDLQ ?? (queue != nil ? nil : true))
+        let poison = PoisonPolicy(config.input.leavePoisonToDLQ ?? (queue != nil ? nil : true))
+        let held = HeldMessages()
         let stage = StageContext(config: config, drain: options.drain, journal: journal, tally: tally, logger: logger)
-        receiver = queue.map { [held, poison] in Receiver(stage, sqs: $0, held: held, poison: poison, snsVerifier: snsVerifier) }
-        deleter = queue.map { [held, poison] in MessageDeleter(stage: stage, sqs: $0, held: held, poison: poison) }
-        keeper = queue.map { [held] in VisibilityKeeper(stage: stage, sqs: $0, held: held) }
+        receiver = queue.map { Receiver(stage, sqs: $0, held: held, poison: poison, snsVerifier: snsVerifier) }
+        deleter = queue.map { MessageDeleter(stage: stage, sqs: $0, held: held, poison: poison) }
+        keeper = queue.map { VisibilityKeeper(stage: stage, sqs: $0, held: held) }
         let fetcher = Fetcher(stage, s3: s3, sqs: sqs, held: held, decodedBodies: decodedBodies, digestCheck: digestCheck, backfill: backfill)
         self.fetcher = fetcher
         emitter = Emitter(stage, decodedBodies: decodedBodies) { ref, reason in try await fetcher.quarantine(ref, reason) }

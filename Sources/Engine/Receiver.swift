@@ -224,9 +224,9 @@ final class Receiver: StageComponent {
         let now = Date()
         let timeout = Double(config.input.visibilityTimeout)
         let (windowEnd, cached) = state.withLock { s in (s.startedAt.addingTimeInterval(timeout + 1), s.quietCheck) }
-        let left = held.leftInFlight(at: now)
         guard now < windowEnd else { return true }
         if now.timeIntervalSince(cached.at) < 1 { return cached.quiet }
+        let left = held.leftInFlight(at: now)
         var quiet = true
         do {
             let attributes = try await sqs.attributes(["ApproximateNumberOfMessagesNotVisible"])
