@@ -24,10 +24,12 @@ struct LocalReadError: Error, ClassifiedError {
 
 /// The fetch pool: one dispatcher claims `received` objects (key order, none in a backoff) in one scan
 /// for every free slot of `input.fetch_concurrency`, and runs each download as its own child task; it
-/// looks again when a commit changes the journal (a fetch ending, a receipt, a listing), or after a
-/// second (a backoff ending). A download streams its body into the journal while gunzipping,
-/// validating and counting records, and what a failure leads to is decided in one place
-/// (``fetchFailed(_:_:_:head:)``, by the error's `Disposition`). Invariants:
+/// looks again, while it has free slots, when a commit brings new work (a receipt, a listing, a failed
+/// download back to wait), and while it has none, when a download gives its slot back (announced as
+/// `released` once the claim is gone); after a second at most (a backoff ending). A download streams
+/// its body into the journal while gunzipping, validating and counting records, and what a failure
+/// leads to is decided in one place (``fetchFailed(_:_:_:head:)``, by the error's `Disposition`).
+/// Invariants:
 /// 1. An object is in `fetching` from its claim until its download's last commit returned; no two
 ///    downloads of one object overlap, and the claim is re-checked against the journal (another
 ///    download may have finished it after the scan's snapshot was taken).
@@ -81,10 +83,10 @@ final class Fetcher: StageComponent {
         try await withThrowingDiscardingTaskGroup { group in
             while true {
                 try Task.checkCancellation()
-                // New work is an object becoming received; a free slot, a download ending (its last
-                // commit touches one of the three).
+                // New work is an object becoming received; a free slot, a download's claim released (after
+                // its last commit returned, so a commit alone would wake the dispatcher too early).
                 let newWork = journal.changes.generation(.received)
-                let slotFreed = journal.changes.generation([.received, .fetched, .finished])
+                let slotFreed = journal.changes.generation(.released)
                 let now = Date()
                 let free = limit - pool.withLock { $0.fetching.count }
                 let claimed = try journal.objects(in: [.received], limit: free, from: &position, skipping: { key in pool.withLock { $0.fetching.contains(key) } }) { o in
@@ -92,12 +94,15 @@ final class Fetcher: StageComponent {
                 }
                 for object in claimed {
                     group.addTask {
-                        defer { self.pool.withLock { _ = $0.fetching.remove(object.ref.journalKey) } }
+                        defer {
+                            self.pool.withLock { _ = $0.fetching.remove(object.ref.journalKey) }
+                            self.journal.changes.announce(.released)
+                        }
                         try await self.fetchClaimed(object.ref)
                     }
                 }
                 if claimed.count == free {
-                    await journal.changes.wait([.received, .fetched, .finished], since: slotFreed, timeout: 1)
+                    await journal.changes.wait(.released, since: slotFreed, timeout: 1)
                 } else if claimed.isEmpty {
                     // A busy moment's listings pass first, so that one scan answers them.
                     await journal.changes.wait(.received, since: newWork, timeout: 1, pause: 0.002)

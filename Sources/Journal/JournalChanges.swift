@@ -3,19 +3,22 @@
 // Every write batch signals the topics its committed transactions touched — objects that became
 // `received` (work for the fetch pool), objects that became `fetched` (records for the outputs),
 // objects or messages that finished and GC that freed room (room for intake, work for the deleter) —
-// and `any`, which every batch signals. A stage waits only on the topics that can bring it work, so
-// a commit wakes only the stages it concerns. Invariants:
+// and `any`, which every batch signals. One topic is no commit's: `released`, which a stage announces
+// when it gives back a claim it held in memory (the fetch pool's slots). A stage waits only on the
+// topics that can bring it work, so a commit wakes only the stages it concerns. Invariants:
 //
 // 1. The generation of a set of topics grows after every write batch the writer thread finished that
 //    touched one of them (`any`: every batch, committed or not), after its callers were resumed: a
 //    stage that read the journal at generation g of its topics and saw nothing to do has missed none
 //    of their changes once it waits with `since: g`, since any later such batch makes the generation
 //    differ from g and the wait returns at once. A transition that makes work for a stage touches that stage's topic in
-//    the same transaction (`WriteContext.touch`; the transitions say which).
+//    the same transaction (`WriteContext.touch`; the transitions say which). Likewise the generation
+//    of `released` grows after every `announce`, which its caller makes after the claim is given back;
+//    `any` counts write batches only, and an announcement does not move it.
 // 2. Every waiter is resumed exactly once: by a signal of one of its topics, by its timeout, or by its
 //    task's cancellation, whichever comes first; the others find it gone. The timeout is a fallback
-//    (work that no commit announces: a backoff ending, a clock passing, a claim given back in memory),
-//    never the means by which commits are seen.
+//    (work that nothing announces: a backoff ending, a clock passing, a batcher's claim given back
+//    after a failure), never the means by which commits or announcements are seen.
 // 3. No lock is held while a continuation is resumed.
 
 import Synchronization
@@ -36,7 +39,10 @@ public final class JournalChanges: Sendable {
         public static let finished = Topics(rawValue: 1 << 2)
         /// Every write batch, whatever it changed.
         public static let any = Topics(rawValue: 1 << 3)
-        static let count = 4
+        /// A stage gave back a claim it held in memory (a download's slot in the fetch pool): announced by
+        /// that stage with ``JournalChanges/announce(_:)``, never by a commit.
+        public static let released = Topics(rawValue: 1 << 4)
+        static let count = 5
     }
 
     /// A waiter between its registration and its resumption.
@@ -75,8 +81,16 @@ public final class JournalChanges: Sendable {
     func committed() { commitCount.add(1, ordering: .relaxed) }
 
     /// Moves the generation of `topics` (and of `any`), and resumes the waiters of any of them.
-    func signal(_ topics: Topics) {
-        let topics = topics.union(.any)
+    func signal(_ topics: Topics) { move(topics.union(.any)) }
+
+    /// Tells the stages waiting on `topics` that something no commit records changed (``Topics/released``):
+    /// call it after the change (invariant 1). It does not move `any`.
+    public func announce(_ topics: Topics) {
+        precondition(topics.isSubset(of: .released), "only in-memory topics are announced; commits signal the others")
+        move(topics)
+    }
+
+    private func move(_ topics: Topics) {
         let ready = state.withLock { s -> [CheckedContinuation<Void, Never>] in
             for bit in 0..<Topics.count where topics.rawValue & (1 << bit) != 0 { s.generations[bit] &+= 1 }
             var ready: [CheckedContinuation<Void, Never>] = []

@@ -20,7 +20,7 @@ struct JournalChangesTests {
             while j.changes.generation(.any) != j.changes.commits && Date() < deadline { try await Task.sleep(nanoseconds: 1_000_000) }
             #expect(j.changes.generation(.any) == j.changes.commits)
         }
-        let all: [Topics] = [.received, .fetched, .finished, .any]
+        let all: [Topics] = [.received, .fetched, .finished, .any, .released]
         try await signalled()
         let before = all.map { j.changes.generation($0) }
         try await step()
@@ -95,5 +95,34 @@ struct JournalChangesTests {
         let idle = Date()
         await j.changes.wait(.received, since: j.changes.generation(.received), timeout: 0.3)
         #expect(Date().timeIntervalSince(idle) >= 0.29)
+    }
+
+    /// A claim given back in memory (the fetch pool's slot) is announced, not committed: it moves
+    /// `released` alone (not `any`, which counts write batches), and wakes who waits on it and nobody else.
+    @Test func anAnnouncementMovesReleasedAloneAndWakesOnlyItsWaiters() async throws {
+        let dir = TempDir("changes-announce")
+        let j = try Self.journal(dir)
+        defer { j.close() }
+        #expect(try await Self.moved(j) { j.changes.announce(.released) } == [.released])
+        #expect(j.changes.commits == 0 && j.changes.generation(.any) == 0, "no write batch counted")
+        let released = j.changes.generation(.released), received = j.changes.generation(.received)
+        let slotWoken = Mutex(false), workWoken = Mutex(false)
+        let slot = Task {
+            await j.changes.wait(.released, since: released, timeout: 900)
+            slotWoken.withLock { $0 = true }
+        }
+        let work = Task {
+            await j.changes.wait(.received, since: received, timeout: 900)
+            workWoken.withLock { $0 = true }
+        }
+        try await Task.sleep(nanoseconds: 50_000_000)
+        let announced = Date()
+        j.changes.announce(.released)
+        await slot.value
+        #expect(Date().timeIntervalSince(announced) < 600, "woken by the announcement, not by its timeout")
+        try await Task.sleep(nanoseconds: 300_000_000)
+        #expect(slotWoken.withLock { $0 } && !workWoken.withLock { $0 }, "the announcement woke the slot's waiter only")
+        work.cancel()
+        await work.value
     }
 }
