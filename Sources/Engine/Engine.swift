@@ -169,7 +169,7 @@ public final class Engine: Service, Sendable {
             logger.warning("debug build: every journal commit waits \(delay) ms first (CLOUDTRAILBEAT_DEBUG_COMMIT_DELAY_MS)")
         }
         #endif
-        // Until the queue's redrive policy is known, quarantined messages are held (PoisonPolicy).
+        // Learns the queue's redrive policy in the background, retrying until SQS answers (PoisonPolicy).
         let policy = Task { await receiver?.decidePoisonHandling() }
         defer { policy.cancel() }
         try await withThrowingTaskGroup(of: Void.self) { group in
