@@ -17,6 +17,14 @@ struct SplunkHECTests {
         try await stats(server)["events"] as? [[String: Any]] ?? []
     }
 
+    /// Waits until `n` deliveries of `output` have their batch accepted and wait for its ack, or 600 s
+    /// have passed: the whole suite in parallel on two cores starves async tasks for minutes, so a
+    /// fixed sleep does not say a batch was sent (a restart scripted too early once met no batch in CI).
+    func waitUntilOutstanding(_ output: SplunkHECOutput, _ n: Int) async throws {
+        let deadline = Date().addingTimeInterval(600)
+        while output.outstandingAcks != n && Date() < deadline { try await Task.sleep(nanoseconds: 20_000_000) }
+    }
+
     /// Raw CloudTrail records (the `raw` codec's events): their time travels beside them.
     func records(_ range: Range<Int>) -> [OutputEvent] {
         range.map { i in
@@ -83,19 +91,23 @@ struct SplunkHECTests {
         let hec = try server()
         try await script(hec, #"{"ack_delay": 0.1, "never_ack": 1}"#)
         var config = configuration(hec)
-        config.ackTimeout = 1
+        // The lost batches wait this long twice; a batch acked after 0.1 s must not outlast it on a
+        // machine that starves async tasks (the suite runs in parallel on two cores).
+        config.ackTimeout = 3
         let output = try SplunkHECOutput(config)
         let never = await #expect(throws: OutputError.self) { _ = try await output.deliver(records(0..<5)) }
         #expect(never?.retryable == true && never?.message.contains("not acknowledged within ack_timeout") == true, "\(String(describing: never))")
         #expect(try await indexed(hec).isEmpty)
 
-        try await script(hec, #"{"ack_delay": 30}"#)
+        try await script(hec, #"{"ack_delay": 3600}"#)
         var patient = configuration(hec)
         patient.ackTimeout = 600
         let slow = try SplunkHECOutput(patient)
-        let started = Date()
         let lost = Task { try await slow.deliver(records(5..<10)) }
-        try await Task.sleep(nanoseconds: 400_000_000)
+        // Restart only once the batch waits for its ack: a batch sent after the restart is simply indexed.
+        try await waitUntilOutstanding(slow, 1)
+        try #require(slow.outstandingAcks == 1, "the batch was never accepted")
+        let started = Date()
         try await script(hec, #"{"restart": true}"#)
         let gone = await #expect(throws: OutputError.self) { _ = try await lost.value }
         #expect(gone?.retryable == true && gone?.message.contains("the request channel is gone") == true, "\(String(describing: gone))")
@@ -125,8 +137,7 @@ struct SplunkHECTests {
         config.ackTimeout = 120
         let output = try SplunkHECOutput(config)
         let first = Task { try await output.deliver(records(0..<2)) }
-        let deadline = Date().addingTimeInterval(90)
-        while output.outstandingAcks != 1 && Date() < deadline { try await Task.sleep(nanoseconds: 20_000_000) }
+        try await waitUntilOutstanding(output, 1)
         #expect(output.outstandingAcks == 1)
         try await script(hec, #"{"ack_delay": 0.05, "restart": true}"#)
         #expect(try await output.deliver(records(2..<4)).handled == 2, "the new batch, ackId 0 of the restarted channel")
@@ -218,21 +229,15 @@ struct SplunkHECTests {
         var config = configuration(hec)
         config.ackTimeout = 3600  // only a cancellation can end these deliveries
         let output = try SplunkHECOutput(config)
-        /// Waits (up to 600 s: the whole suite in parallel on two cores starves async tasks for minutes)
-        /// until `n` deliveries wait for their ack.
-        func waitUntilOutstanding(_ n: Int) async throws {
-            let deadline = Date().addingTimeInterval(600)
-            while output.outstandingAcks != n && Date() < deadline { try await Task.sleep(nanoseconds: 20_000_000) }
-        }
         let task = Task { try await output.deliver(records(0..<2)) }
-        try await waitUntilOutstanding(1)
+        try await waitUntilOutstanding(output, 1)
         #expect(output.outstandingAcks == 1)
         let started = Date()
         task.cancel()
         await #expect(throws: CancellationError.self) { _ = try await task.value }
         #expect(Date().timeIntervalSince(started) < 600 && output.outstandingAcks == 0, "resumed by its cancellation, not by an ack or the 3600 s timeout (minutes of starvation on two cores are not one)")
         let second = Task { try await output.deliver(records(2..<4)) }
-        try await waitUntilOutstanding(1)
+        try await waitUntilOutstanding(output, 1)
         #expect(output.outstandingAcks == 1)
         await output.close()
         await #expect(throws: CancellationError.self) { _ = try await second.value }
