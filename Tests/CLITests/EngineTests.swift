@@ -329,12 +329,14 @@ struct EngineTests {
 struct EngineScaleTests {
     @Test(arguments: ["0", "500"])
     func aSlowOutputOrDiskNeverLetsAMessageReappearWhileInFlight(delay: String) throws {
-        let es = try fixtureServer("OutputsTests/Fixtures/es_server.py", ["0.4"], name: "es")
+        let es = try fixtureServer("OutputsTests/Fixtures/es_server.py", ["0.8"], name: "es")
         // 4 s when commits are slowed (ten journaled receipts then outlast the timeout: the heartbeat must
-        // hold messages from SQS's answer on); 6 s for the slow output alone, which still outlasts it
-        // (the run takes ~8 s) with room for a ChangeMessageVisibility call on a loaded CI machine, where
-        // a 4 s timeout once let a message come back while the python moto answered late.
-        let timeout = delay == "0" ? 6 : 4
+        // hold messages from SQS's answer on); 9 s for the slow output alone. The heartbeat extends at a
+        // third of the timeout, so a ChangeMessageVisibility call has 6 s to land: a loaded machine's
+        // python moto once answered later than 2.7 s (at 4 s) and once, in a full local run, than 4 s
+        // (at 6 s), and a message came back. A bulk request takes 0.8 s, so messages are still held well
+        // past 3 s and must be extended (6–7 extensions on an idle machine).
+        let timeout = delay == "0" ? 9 : 4
         let stack = try Stack(objects: 24, bad: false) { text in
             text = text.replacingOccurrences(of: "  visibility_timeout: 30\n", with: "  visibility_timeout: \(timeout)\n  max_receive_count: 0\n")
             text = text.replacingOccurrences(of: "output:\n", with: "output:\n  elasticsearch:\n    hosts: [\"\(es.url)\"]\n    bulk_max_size: 25\n")
