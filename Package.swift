@@ -88,7 +88,7 @@ let package = Package(
         .executableTarget(
             name: "output-crash-child", dependencies: ["Outputs"],
             path: "Tests/OutputCrashChild"),
-        .testTarget(name: "CLITests", dependencies: ["cloudtrailbeat", "Failures", "Journal", "Stages", "AWS", "Outputs", "Engine", "HTTP", "TestSupport", yams]),
+        .testTarget(name: "CLITests", dependencies: ["cloudtrailbeat", "Failures", "Journal", "Stages", "AWS", "Outputs", "Engine", "HTTP", "SNSSignature", "TestSupport", yams]),
         .testTarget(name: "StagesTests", dependencies: ["Stages", "TestSupport"]),
         .testTarget(name: "IntegrityTests", dependencies: ["Integrity", "TestSupport", crypto, cryptoExtras]),
         .testTarget(name: "CodecsTests", dependencies: ["Codecs", "Stages", "TestSupport"]),

@@ -100,13 +100,22 @@ public struct S3Client: Sendable {
         self.pathStyle = pathStyle
     }
 
-    /// The service to use for a bucket (virtual-host style prefixes the host).
+    /// The service to use for a bucket (virtual-host style prefixes the host). A bucket that is not one
+    /// DNS label (dots, upper case, anything else) is addressed path style, as the AWS SDKs do: only a
+    /// label can become part of a host name, so no name changes which host a request goes to.
     func target(_ bucket: String) -> (AWSService, prefix: String) {
-        if pathStyle { return (service, "/\(bucket)") }
+        if pathStyle || !S3Client.isHostLabel(bucket) { return (service, "/\(bucket)") }
         let s = AWSService(
             http: service.http, service: "s3", region: service.region,
             endpoint: "\(service.scheme)://\(bucket).\(service.hostHeader)\(service.basePath)", credentials: service.credentials, retry: service.retry)
         return (s, "")
+    }
+
+    /// 3–63 of `a-z 0-9 -`, starting and ending with a letter or digit.
+    static func isHostLabel(_ bucket: String) -> Bool {
+        let b = Array(bucket.utf8)
+        func alnum(_ c: UInt8) -> Bool { (97...122).contains(c) || (48...57).contains(c) }
+        return (3...63).contains(b.count) && alnum(b.first!) && alnum(b.last!) && b.allSatisfy { alnum($0) || $0 == 45 }
     }
 
     static func info(_ head: HTTPHead) -> S3ObjectInfo {

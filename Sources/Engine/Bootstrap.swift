@@ -157,6 +157,7 @@ public enum Bootstrap {
         var transfers = HTTPClient.Configuration()
         transfers.maxConcurrent = c.input.fetchConcurrency + 16
         let http = HTTPClient(configuration: transfers)
+        for warning in c.warnings() { logger.warning("\(warning)") }
         if let request, let root = request.localRoot {
             // A local copy needs no AWS at all (unless its keys are to be enqueued).
             guard !request.options.enqueue else {
@@ -227,13 +228,12 @@ public enum Bootstrap {
             try await runWithSignals(engine, c, http, logger)
             return 0
         }
-        // SNS signatures: on against AWS; off by default against a stand-in (its signatures are fake).
-        let standIn = AWSSettings.endpoint(service: "sqs", configured: c.input.endpoint) != nil || AWSSettings.endpoint(service: "sns", configured: nil) != nil
+        // SNS signatures: on against AWS (a VPC endpoint included); off by default against a loopback stand-in.
         var snsVerifier: SNSSignatureVerifier?
-        if c.input.verifySNSSignatures ?? !standIn {
+        if c.verifiesSNSSignatures() {
             snsVerifier = SNSSignatureVerifier(settings: c.input.snsSignature)
-        } else if c.input.verifySNSSignatures == nil {
-            logger.info("SNS signatures are not verified: the endpoint is a stand-in (set input.sns_signature: true to verify)")
+        } else if c.input.verifySNSSignatures == nil && c.input.policy.topics.isEmpty {
+            logger.info("SNS signatures are not verified: the queue's endpoint is a loopback stand-in (set input.sns_signature: true to verify)")
         }
         let engine = Engine(
             config: c, options: .init(drain: drain), journal: journal, sqs: sqs, s3: s3, outputs: try outputs(c), http: http, logger: logger,

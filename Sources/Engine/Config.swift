@@ -40,6 +40,9 @@ public struct Config: Sendable {
         public var roleARN: String?
         public var externalID: String?
         public var maxFetchAttempts = 5
+        /// `max_keys_per_message`: a message naming more objects is refused whole (one quarantine entry):
+        /// no notification AWS sends comes near it, a forged one would cost a signed GET per key.
+        public var maxKeysPerMessage = NotificationDecoder.defaultMaxKeys
         /// Bucket polling instead of a queue (`bucket_arn`, as Filebeat's aws-s3 input): the bucket's name.
         public var bucket: String?
         /// `bucket_list_prefix`: where in the bucket to list.

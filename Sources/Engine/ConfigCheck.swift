@@ -41,7 +41,8 @@ public enum ConfigCheck {
             add("input.buckets", p.buckets.isEmpty ? "any" : p.buckets.joined(separator: ", "))
             add("input.accounts", p.accounts.isEmpty ? "any" : p.accounts.sorted().joined(separator: ", "))
             add("input.topics", p.topics.isEmpty ? "any (and messages sent straight to the queue)" : p.topics.sorted().joined(separator: ", "))
-            add("input.sns_signature", c.input.verifySNSSignatures.map { "\($0)" } ?? "auto (verified unless an endpoint points at a stand-in)")
+            add("input.sns_signature", c.input.verifySNSSignatures.map { "\($0)" } ?? "auto (\(c.verifiesSNSSignatures(environment: environment) ? "verified" : "not verified: the queue's endpoint is a loopback stand-in"))")
+            add("input.max_keys_per_message", c.input.maxKeysPerMessage)
             add("input.leave_poison_to_dlq", c.input.leavePoisonToDLQ.map { "\($0)" } ?? "auto (left when the queue has a redrive policy)")
             add("input.profile", c.input.profile)
             add("input.role_arn", c.input.roleARN)
@@ -102,6 +103,7 @@ public enum ConfigCheck {
                 problems.append("\(error)")
             }
         }
+        lines += c.warnings(environment: environment).map { "warning: \($0)" }
         return Report(lines: lines, problems: problems)
     }
 

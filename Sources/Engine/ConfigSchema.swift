@@ -229,10 +229,13 @@ extension Config {
                 .string("role_arn", \.roleARN),
                 .string("external_id", \.externalID),
                 .int("max_fetch_attempts", \.maxFetchAttempts, in: 1...100),
+                .int("max_keys_per_message", \.maxKeysPerMessage, in: 1...10_000),
                 Setting(key: "buckets", accepts: "a list of bucket names or patterns") { r, m, at, t in
                     let buckets = try r.strings(m, at, "buckets") ?? []
-                    for b in buckets where b.isEmpty || b.contains("/") {
-                        throw r.fail(r.join(at, "buckets"), "'\(b)' is not a bucket name or pattern (e.g. my-trail-bucket, org-trail-*)")
+                    for b in buckets {
+                        if let problem = S3Name.patternProblem(b) {
+                            throw r.fail(r.join(at, "buckets"), "'\(b)' \(problem) (e.g. my-trail-bucket, org-trail-*)")
+                        }
                     }
                     t.policy.buckets = buckets
                 },
@@ -263,8 +266,11 @@ extension Config {
                     let name = arn.hasPrefix("arn:") ? String(arn.split(separator: ":", omittingEmptySubsequences: false).last ?? "")
                         : arn.hasPrefix("s3://") ? String(arn.dropFirst(5).split(separator: "/").first ?? "") : arn
                     let isARN = !arn.hasPrefix("arn:") || (arn.split(separator: ":", omittingEmptySubsequences: false).count == 6 && arn.contains(":s3:::"))
-                    guard isARN, (3...63).contains(name.count), !name.contains("/") else {
+                    guard isARN else {
                         throw r.fail(r.join(at, "bucket_arn"), "'\(arn)' is not an S3 bucket ARN (expected arn:aws:s3:::<bucket>)")
+                    }
+                    if let problem = S3Name.bucketProblem(name) {
+                        throw r.fail(r.join(at, "bucket_arn"), "'\(name)' is not an S3 bucket name: \(problem)")
                     }
                     t.bucket = name
                     // s3://bucket/prefix names the prefix too, unless bucket_list_prefix does (it comes next).

@@ -60,6 +60,9 @@ final class Fetcher: StageComponent {
     let digestCheck: DigestCheck?
     /// The backfill listing what is fetched, if any (a digest waits for its logs' listing).
     let backfill: Backfill?
+    /// The local copy this run reads (`-b DIR`): the only origin read from disk. It is chosen by the
+    /// command line, never by a name a message carries; every other bucket is an S3 bucket.
+    let localCopy: LocalSource?
     private let pool = Mutex(Pool())
 
     init(
@@ -72,6 +75,7 @@ final class Fetcher: StageComponent {
         self.decodedBodies = decodedBodies
         self.digestCheck = digestCheck
         self.backfill = backfill
+        localCopy = backfill?.source as? LocalSource
     }
 
     /// Downloads in flight now (for the metrics).
@@ -127,7 +131,8 @@ final class Fetcher: StageComponent {
     private func fetch(_ object: ObjectState) async throws {
         let ref = object.ref
         let kind = ObjectClassifier.classify(key: ref.key)
-        let checked = kind == .digest && digestCheck != nil && !ref.bucket.hasPrefix("file://") && s3 != nil
+        let local = localCopy.map { ref.bucket == $0.bucket } ?? false
+        let checked = kind == .digest && digestCheck != nil && !local && s3 != nil
         if kind == .digest && !checked {
             _ = try await journal.complete(ref, note: "digest file: integrity data, not emitted")
             tally.count { $0.objectsSkipped += 1 }
@@ -138,7 +143,6 @@ final class Fetcher: StageComponent {
             tally.count { $0.objectsSkipped += 1 }
             return
         }
-        let local = ref.bucket.hasPrefix("file://")
         guard local || s3 != nil else { return }
         // What this instance may read (input.buckets, input.accounts): refused before any request.
         let policy = config.input.policy
@@ -175,7 +179,7 @@ final class Fetcher: StageComponent {
                 try decoder.push(chunk, onRecord)
             }
             if local {
-                try await readLocal(String(ref.bucket.dropFirst("file://".count)) + "/" + ref.key, consume)
+                try await readLocal(localCopy!.root + "/" + ref.key, consume)
             } else {
                 try await s3!.get(bucket: ref.bucket, key: ref.key, consume: consume)
             }

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Stages
 
 /// The pipeline stage a log line comes from: its `source`, and what debug selectors name.
 enum LogStage: String, CaseIterable {
@@ -31,10 +32,20 @@ public struct SelectorLogHandler: LogHandler {
         selected = names.isEmpty || names.contains("*") ? nil : names
     }
 
+    /// Text lines have every control character of the message and the metadata escaped
+    /// (``UntrustedText``): a key or a message body that holds a newline or an escape cannot forge a
+    /// line or move a terminal's cursor. JSON lines are escaped by JSON itself.
     public func log(event: LogEvent) {
         if event.level <= .debug, let selected, !selected.contains(event.source.lowercased()) { return }
-        guard json else { return inner.log(event: event) }
+        guard json else { return inner.log(event: Self.escaped(event)) }
         FileHandle.standardError.write(Data((Self.jsonLine(event, label: label, metadata: inner.metadata) + "\n").utf8))
+    }
+
+    static func escaped(_ event: LogEvent) -> LogEvent {
+        var event = event
+        event.message = "\(UntrustedText.escaped(event.message.description))"
+        event.metadata = event.metadata?.mapValues { .string(UntrustedText.escaped("\($0)")) }
+        return event
     }
 
     /// `{"@timestamp","log.level","log.logger","stage","message",<metadata>}`, keys sorted.

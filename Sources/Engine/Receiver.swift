@@ -196,7 +196,7 @@ final class Receiver: StageComponent {
             logger.warning("message refused", metadata: ["message": "\(m.id)", "reason": "\(refusal.reason)"], source: LogStage.receive.rawValue)
             return
         }
-        switch NotificationDecoder.decode(m.body) {
+        switch NotificationDecoder.decode(m.body, maxKeys: config.input.maxKeysPerMessage) {
         case .unrecognised(let reason):
             _ = try await journal.quarantineMessage(id: m.id, receiptHandle: m.receiptHandle, receiveCount: m.receiveCount, reason: "unrecognised message: \(reason)", detail: m.body)
             tally.count { $0.messagesQuarantined += 1 }

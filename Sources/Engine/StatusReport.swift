@@ -242,7 +242,8 @@ public struct StatusReport: Sendable {
                 lines.append("    \(f.detail) (digest \(f.digest), \(f.eventTime))")
             }
         }
-        return lines.joined(separator: "\n")
+        // Keys, reasons and errors are outside text: escaped, each stays on its line (UntrustedText).
+        return lines.map(UntrustedText.escaped).joined(separator: "\n")
     }
 
     static func findings(_ i: IntegrityStatus) -> [Finding] {

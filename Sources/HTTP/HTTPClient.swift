@@ -357,6 +357,10 @@ final class Transfer: @unchecked Sendable {
         _ = cloudtrailbeat_easy_setopt_slist(easy, CURLOPT_HTTPHEADER, headerList)
         _ = cloudtrailbeat_easy_setopt_long(easy, CURLOPT_NOSIGNAL, 1)
         _ = cloudtrailbeat_easy_setopt_long(easy, CURLOPT_TCP_KEEPALIVE, 1)
+        // The path goes out as written: a key's `../` names a key, never another bucket or path.
+        _ = cloudtrailbeat_easy_setopt_long(easy, CURLOPT_PATH_AS_IS, 1)
+        // HTTP and HTTPS only: no URL, whoever built it, makes libcurl read a file or speak another protocol.
+        _ = cloudtrailbeat_easy_setopt_string(easy, CURLOPT_PROTOCOLS_STR, "http,https")
         _ = cloudtrailbeat_easy_setopt_long(easy, CURLOPT_CONNECTTIMEOUT_MS, Int(config.connectTimeout * 1000))
         _ = cloudtrailbeat_easy_setopt_long(easy, CURLOPT_LOW_SPEED_LIMIT, 1)
         _ = cloudtrailbeat_easy_setopt_long(easy, CURLOPT_LOW_SPEED_TIME, config.idleTimeout)

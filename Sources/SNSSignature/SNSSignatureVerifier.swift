@@ -25,7 +25,10 @@ import Glibc
 
 /// Where signing certificates may come from, and whom to trust for the HTTPS that fetches them.
 public struct SNSSignatureSettings: Sendable, Equatable {
-    /// Host patterns (`fnmatch` globs) the `SigningCertURL` must match.
+    /// Host patterns the `SigningCertURL` must match, label by label: a `*` label stands for exactly
+    /// one AWS region name (`us-east-1`, `cn-north-1`, `us-gov-west-1`), any other label matches itself.
+    /// So `sns.*.amazonaws.com` is `sns.<region>.amazonaws.com`, as AWS documents it, and never
+    /// `sns.s3.amazonaws.com` (an S3 bucket anyone can own) or a host of more labels.
     public var certificateHosts: [String] = ["sns.*.amazonaws.com", "sns.*.amazonaws.com.cn"]
     /// A PEM bundle to verify the certificate host's TLS against instead of the system's CAs.
     public var trustedCAFile: String?
@@ -152,10 +155,27 @@ public struct SignedEnvelope: Sendable, Equatable {
         guard let url = URL(string: text), url.scheme == "https", let host = url.host, url.path.hasSuffix(".pem") else {
             return "SigningCertURL '\(text)' is not an https URL of a .pem file"
         }
-        guard certificateHosts.contains(where: { fnmatch($0, host.lowercased(), 0) == 0 }) else {
+        guard certificateHosts.contains(where: { hostMatches($0, host.lowercased()) }) else {
             return "SigningCertURL host '\(host)' is not an SNS host (\(certificateHosts.joined(separator: ", ")))"
         }
         return nil
+    }
+
+    /// Whether `host` matches `pattern` label by label (see ``SNSSignatureSettings/certificateHosts``).
+    static func hostMatches(_ pattern: String, _ host: String) -> Bool {
+        let p = pattern.lowercased().split(separator: ".", omittingEmptySubsequences: false)
+        let h = host.split(separator: ".", omittingEmptySubsequences: false)
+        guard p.count == h.count else { return false }
+        return zip(p, h).allSatisfy { p, h in p == "*" ? isRegion(h) : p == h }
+    }
+
+    /// An AWS region name: two letters, then hyphenated words, the last a number (`eu-west-1`,
+    /// `us-gov-east-1`, `ap-southeast-5`).
+    static func isRegion(_ label: Substring) -> Bool {
+        let parts = label.split(separator: "-", omittingEmptySubsequences: false)
+        guard parts.count >= 3, let number = parts.last, !number.isEmpty, number.allSatisfy({ $0.isASCII && $0.isNumber }) else { return false }
+        guard parts[0].count == 2 else { return false }
+        return parts.dropLast().allSatisfy { !$0.isEmpty && $0.allSatisfy { $0.isASCII && $0.isLowercase } }
     }
 }
 

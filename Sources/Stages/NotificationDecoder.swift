@@ -33,15 +33,22 @@ public enum DecodedNotification: Sendable, Equatable {
 /// Decodes every notification shape CloudTrail and S3 send to SQS (see docs and formats): SNS
 /// envelopes, raw CloudTrail notifications, S3 event notifications (also inside SNS), S3 test events,
 /// and EventBridge "Object Created" events. Never throws, never crashes on bad input.
+///
+/// It is also the gate for what anyone who can send to the queue may name: a message whose objects
+/// are more than `maxKeys`, or any of whose bucket or key is not a valid S3 name (``S3Name``), is
+/// unrecognised as a whole, before any policy or request sees one of its names.
 public enum NotificationDecoder {
     /// SQS's own limit on a message body.
     public static let maxBodySize = 256 * 1024
+    /// The default of `input.max_keys_per_message`: CloudTrail, S3 and EventBridge notifications name
+    /// one object each (CloudTrail's own list holds one key in practice), so a hundred is far above any.
+    public static let defaultMaxKeys = 100
 
-    public static func decode(_ body: String) -> DecodedNotification {
-        decode(Array(body.utf8))
+    public static func decode(_ body: String, maxKeys: Int = defaultMaxKeys) -> DecodedNotification {
+        decode(Array(body.utf8), maxKeys: maxKeys)
     }
 
-    public static func decode(_ body: [UInt8]) -> DecodedNotification {
+    public static func decode(_ body: [UInt8], maxKeys: Int = defaultMaxKeys) -> DecodedNotification {
         guard body.count <= maxBodySize else {
             return .unrecognised("the message body is \(body.count) bytes, more than SQS's \(maxBodySize)")
         }
@@ -51,7 +58,32 @@ public enum NotificationDecoder {
         } catch {
             return .unrecognised("the message body is not JSON (\(excerpt(body)))")
         }
-        return decode(value, wrapped: false)
+        let decoded = decode(value, wrapped: false)
+        guard case .objects(let refs, _) = decoded else { return decoded }
+        return gate(refs, maxKeys: maxKeys) ?? decoded
+    }
+
+    /// Why a message naming `refs` is refused whole (too many objects, or a name S3 would not accept),
+    /// or nil. The names quoted in the reason are escaped (they are the sender's text).
+    static func gate(_ refs: [ObjectReference], maxKeys: Int) -> DecodedNotification? {
+        guard refs.count <= maxKeys else {
+            return .unrecognised("the message names \(refs.count) objects, more than input.max_keys_per_message (\(maxKeys))")
+        }
+        for ref in refs {
+            if let problem = S3Name.bucketProblem(ref.bucket) {
+                return .unrecognised("bucket '\(quoted(ref.bucket))' is not an S3 bucket name: \(problem)")
+            }
+            if let problem = S3Name.keyProblem(ref.key) {
+                return .unrecognised("the key '\(quoted(ref.key))' in bucket '\(ref.bucket)' \(problem)")
+            }
+        }
+        return nil
+    }
+
+    /// A name from the message as it may be quoted: control characters escaped, at most 200 characters.
+    private static func quoted(_ name: String) -> String {
+        let escaped = UntrustedText.escaped(name)
+        return escaped.count > 200 ? String(escaped.prefix(200)) + "…" : escaped
     }
 
     private static func decode(_ value: Any, wrapped: Bool) -> DecodedNotification {
@@ -125,7 +157,7 @@ public enum NotificationDecoder {
                     return .unrecognised("Records[\(i)] (\(name)) lacks s3.bucket.name or s3.object.key")
                 }
                 guard let key = formURLDecode(rawKey) else {
-                    return .unrecognised("Records[\(i)] has a key that is not valid URL encoding: \(rawKey)")
+                    return .unrecognised("Records[\(i)] has a key that is not valid URL encoding: \(quoted(rawKey))")
                 }
                 guard !bucket.isEmpty, !key.isEmpty else {
                     return .unrecognised("Records[\(i)] (\(name)) names an empty bucket or key")
@@ -159,7 +191,7 @@ public enum NotificationDecoder {
                         size: size(obj["size"]), sequencer: obj["sequencer"] as? String)
                 ], shape: "eventbridge")
         }
-        let keys = object.keys.sorted().prefix(8).joined(separator: ", ")
+        let keys = object.keys.sorted().prefix(8).map(quoted).joined(separator: ", ")
         return .unrecognised("a JSON object with keys [\(keys)] is no known notification")
     }
 
@@ -220,7 +252,7 @@ public enum NotificationDecoder {
     }
 
     private static func excerpt(_ bytes: [UInt8]) -> String {
-        let head = String(decoding: bytes.prefix(64), as: UTF8.self)
+        let head = UntrustedText.escaped(String(decoding: bytes.prefix(64), as: UTF8.self))
         return bytes.count > 64 ? "starts with \"\(head)…\"" : "\"\(head)\""
     }
 }

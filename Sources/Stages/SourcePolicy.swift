@@ -31,8 +31,13 @@ public struct SourcePolicy: Sendable, Equatable {
         return topics.contains(topic) ? nil : "topic '\(topic)' is not in input.topics"
     }
 
-    /// The refusal for the bucket alone (a backfill's `-b`).
+    /// The refusal for the bucket alone (a backfill's `-b`). A name that is not an S3 bucket name is
+    /// refused whatever the settings (``S3Name``): a glob's `*` then never spans a character that could
+    /// change where a request goes.
     public func refusal(bucket: String) -> String? {
+        if let problem = S3Name.bucketProblem(bucket) {
+            return "bucket '\(UntrustedText.escaped(bucket))' is not an S3 bucket name: \(problem)"
+        }
         guard !buckets.isEmpty else { return nil }
         return buckets.contains(where: { fnmatch($0, bucket, 0) == 0 }) ? nil : "bucket '\(bucket)' is not in input.buckets"
     }

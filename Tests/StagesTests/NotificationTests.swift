@@ -26,8 +26,8 @@ struct NotificationTests {
     }
 
     @Test func messageIDSpellingAndSubject() {
-        let body = #"{"Type":"Notification","MessageID":"x","Subject":"s","TopicArn":"t","MessageAttributes":{},"Message":"{\"s3Bucket\":\"b\",\"s3ObjectKey\":[\"k\"]}"}"#
-        #expect(objects(NotificationDecoder.decode(body)) == [ObjectReference(bucket: "b", key: "k")])
+        let body = #"{"Type":"Notification","MessageID":"x","Subject":"s","TopicArn":"t","MessageAttributes":{},"Message":"{\"s3Bucket\":\"ct-logs\",\"s3ObjectKey\":[\"k\"]}"}"#
+        #expect(objects(NotificationDecoder.decode(body)) == [ObjectReference(bucket: "ct-logs", key: "k")])
     }
 
     @Test func validationMessageIsNothingToDo() {
@@ -35,7 +35,7 @@ struct NotificationTests {
     }
 
     @Test func rawDelivery() {
-        let n = NotificationDecoder.decode(#"{"s3Bucket":"b","s3ObjectKey":["k1","k2","k3"]}"#)
+        let n = NotificationDecoder.decode(#"{"s3Bucket":"ct-logs","s3ObjectKey":["k1","k2","k3"]}"#)
         #expect(objects(n).map(\.key) == ["k1", "k2", "k3"])
     }
 
@@ -60,9 +60,9 @@ struct NotificationTests {
         let bodies = [
             String(decoding: found, as: UTF8.self),
             #"{"source":"aws.s3","detail-type":"Object Created","detail":{"bucket":{"name":""},"object":{"key":"k"}}}"#,
-            #"{"Records":[{"eventSource":"aws:s3","eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"b"},"object":{"key":""}}}]}"#,
+            #"{"Records":[{"eventSource":"aws:s3","eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"ct-logs"},"object":{"key":""}}}]}"#,
             #"{"Records":[{"eventSource":"aws:s3","eventName":"ObjectCreated:Put","s3":{"bucket":{"name":""},"object":{"key":"k"}}}]}"#,
-            #"{"s3Bucket":"b","s3ObjectKey":[""]}"#,
+            #"{"s3Bucket":"ct-logs","s3ObjectKey":[""]}"#,
         ]
         for body in bodies {
             guard case .unrecognised(let why) = NotificationDecoder.decode(body) else {
@@ -74,17 +74,17 @@ struct NotificationTests {
     }
 
     @Test func s3EventOnlyObjectCreatedCounts() {
-        let removed = #"{"Records":[{"eventVersion":"2.3","eventSource":"aws:s3","eventName":"ObjectRemoved:Delete","s3":{"bucket":{"name":"b"},"object":{"key":"k"}}}]}"#
+        let removed = #"{"Records":[{"eventVersion":"2.3","eventSource":"aws:s3","eventName":"ObjectRemoved:Delete","s3":{"bucket":{"name":"ct-logs"},"object":{"key":"k"}}}]}"#
         guard case .nothingToDo(let why) = NotificationDecoder.decode(removed) else { Issue.record("expected nothing to do"); return }
         #expect(why.contains("ObjectRemoved:Delete"))
-        let mixed = #"{"Records":[{"eventSource":"aws:s3","eventName":"ObjectRemoved:Delete","s3":{"bucket":{"name":"b"},"object":{"key":"k"}}},{"eventSource":"aws:s3","eventName":"ObjectCreated:CompleteMultipartUpload","s3":{"bucket":{"name":"b"},"object":{"key":"k2"}}}]}"#
+        let mixed = #"{"Records":[{"eventSource":"aws:s3","eventName":"ObjectRemoved:Delete","s3":{"bucket":{"name":"ct-logs"},"object":{"key":"k"}}},{"eventSource":"aws:s3","eventName":"ObjectCreated:CompleteMultipartUpload","s3":{"bucket":{"name":"ct-logs"},"object":{"key":"k2"}}}]}"#
         #expect(objects(NotificationDecoder.decode(mixed)).map(\.key) == ["k2"])
     }
 
     @Test func snsWrappedS3Event() {
-        let inner = #"{"Records":[{"eventSource":"aws:s3","eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"b"},"object":{"key":"x%2Fy"}}}]}"#
+        let inner = #"{"Records":[{"eventSource":"aws:s3","eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"ct-logs"},"object":{"key":"x%2Fy"}}}]}"#
         let n = NotificationDecoder.decode(sns(inner))
-        #expect(objects(n) == [ObjectReference(bucket: "b", key: "x/y")])
+        #expect(objects(n) == [ObjectReference(bucket: "ct-logs", key: "x/y")])
         if case .objects(_, let shape) = n { #expect(shape == "sns/s3-event") }
     }
 
@@ -107,7 +107,7 @@ struct NotificationTests {
         ("{\"hello\":\"world\"}", "no known notification"),
         ("{\"Type\":\"Notification\",\"TopicArn\":\"t\",\"Message\":\"{not json\"}", "SNS Message is not JSON"),
         ("{\"Type\":\"Notification\",\"TopicArn\":\"t\"}", "without a Message"),
-        ("{\"s3Bucket\":\"b\",\"s3ObjectKey\":[1]}", "other than strings"),
+        ("{\"s3Bucket\":\"ct-logs\",\"s3ObjectKey\":[1]}", "other than strings"),
         ("{\"Records\":[{\"eventSource\":\"aws:s3\",\"eventName\":\"ObjectCreated:Put\"}]}", "lacks s3.bucket.name"),
         ("{\"Records\":[{\"eventSource\":\"aws:sqs\",\"eventName\":\"x\"}]}", "not aws:s3"),
         ("", "not JSON"),
@@ -122,7 +122,7 @@ struct NotificationTests {
     }
 
     @Test func hugeBodyIsUnrecognised() {
-        let body = "{\"s3Bucket\":\"b\",\"s3ObjectKey\":[\"" + String(repeating: "k", count: 300_000) + "\"]}"
+        let body = "{\"s3Bucket\":\"ct-logs\",\"s3ObjectKey\":[\"" + String(repeating: "k", count: 300_000) + "\"]}"
         guard case .unrecognised(let why) = NotificationDecoder.decode(body) else { Issue.record("accepted"); return }
         #expect(why.contains("more than SQS"))
     }

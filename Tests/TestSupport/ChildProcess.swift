@@ -63,6 +63,25 @@ public final class ChildProcess {
         return termsig == 0 ? (true, (status >> 8) & 0xff) : (false, termsig)
     }
 
+    /// Waits up to `timeout` seconds for the child to end by itself; nil (and the child SIGKILLed and
+    /// reaped) when it had not. Its stdout must not fill meanwhile (send it to a file, or read it after).
+    public func wait(timeout: Double) -> (exited: Bool, code: Int32)? {
+        let deadline = Date().addingTimeInterval(timeout)
+        var status: Int32 = 0
+        while Date() < deadline {
+            let r = waitpid(pid, &status, WNOHANG)
+            if r == pid {
+                let termsig = status & 0x7f
+                return termsig == 0 ? (true, (status >> 8) & 0xff) : (false, termsig)
+            }
+            if r < 0 && errno != EINTR { return nil }
+            usleep(50_000)
+        }
+        kill()
+        _ = wait()
+        return nil
+    }
+
     /// Everything the child wrote to stdout until it closed (call after it exited).
     public func readAll() -> String {
         var out: [UInt8] = []
