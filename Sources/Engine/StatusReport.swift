@@ -343,8 +343,9 @@ extension JournalMaintenance {
     /// object goes back to `received`; a quarantined message's kept body is decoded again (a newer
     /// build may know its shape) and the objects it names are journaled — its entry is kept, with the
     /// reason, when it still names none. `selectors` are `s3://bucket/key`, a bare key, or a message id;
-    /// `all` takes every entry.
-    public static func retry(path: String, selectors: [String], all: Bool) async throws -> RetryReport {
+    /// `all` takes every entry. A message body passes the same gate as at receipt, with `maxKeys` the
+    /// configuration's `input.max_keys_per_message` (its default without a configuration).
+    public static func retry(path: String, selectors: [String], all: Bool, maxKeys: Int? = nil) async throws -> RetryReport {
         var options = Journal.Options()
         options.exclusive = true
         let journal = try Journal(path: path, options: options)
@@ -378,7 +379,7 @@ extension JournalMaintenance {
                     report.kept.append("message \(id): its body was not kept whole; redrive it from the queue's dead-letter queue")
                     continue
                 }
-                switch NotificationDecoder.decode(body) {
+                switch NotificationDecoder.decode(body, maxKeys: maxKeys ?? NotificationDecoder.defaultMaxKeys) {
                 case .objects(let refs, _):
                     let objects = refs.map { DiscoveredObject(ObjectRef(bucket: $0.bucket, key: $0.key, version: $0.etag ?? $0.versionID ?? ""), size: $0.size) }
                     let r = try await journal.requeue(objects, source: "retry of message \(id)", clearing: [entry.key], skipDone: true)

@@ -111,7 +111,7 @@ public enum NotificationDecoder {
             case "SubscriptionConfirmation", "UnsubscribeConfirmation":
                 return .nothingToDo("SNS \(type)")
             default:
-                return .unrecognised("an SNS message of type '\(type)'")
+                return .unrecognised("an SNS message of type '\(quoted(type))'")
             }
         }
         // 3. A CloudTrail notification (raw delivery, or inside SNS).
@@ -145,22 +145,22 @@ public enum NotificationDecoder {
                     return .unrecognised("Records[\(i)] is not an S3 event record")
                 }
                 guard (record["eventSource"] as? String) == "aws:s3" else {
-                    return .unrecognised("Records[\(i)] has eventSource '\(record["eventSource"] ?? "none")', not aws:s3")
+                    return .unrecognised("Records[\(i)] has eventSource '\(quoted("\(record["eventSource"] ?? "none")"))', not aws:s3")
                 }
                 guard name.hasPrefix("ObjectCreated:") else {
-                    skipped.append(name)
+                    skipped.append(quoted(name))
                     continue
                 }
                 guard let s3 = record["s3"] as? [String: Any], let bucket = (s3["bucket"] as? [String: Any])?["name"] as? String,
                     let object = s3["object"] as? [String: Any], let rawKey = object["key"] as? String
                 else {
-                    return .unrecognised("Records[\(i)] (\(name)) lacks s3.bucket.name or s3.object.key")
+                    return .unrecognised("Records[\(i)] (\(quoted(name))) lacks s3.bucket.name or s3.object.key")
                 }
                 guard let key = formURLDecode(rawKey) else {
                     return .unrecognised("Records[\(i)] has a key that is not valid URL encoding: \(quoted(rawKey))")
                 }
                 guard !bucket.isEmpty, !key.isEmpty else {
-                    return .unrecognised("Records[\(i)] (\(name)) names an empty bucket or key")
+                    return .unrecognised("Records[\(i)] (\(quoted(name))) names an empty bucket or key")
                 }
                 refs.append(
                     ObjectReference(
@@ -175,7 +175,7 @@ public enum NotificationDecoder {
         }
         // 6. EventBridge.
         if let source = object["source"] as? String, source == "aws.s3", let detailType = object["detail-type"] as? String {
-            guard detailType == "Object Created" else { return .nothingToDo("EventBridge '\(detailType)' event") }
+            guard detailType == "Object Created" else { return .nothingToDo("EventBridge '\(quoted(detailType))' event") }
             guard let detail = object["detail"] as? [String: Any], let bucket = (detail["bucket"] as? [String: Any])?["name"] as? String,
                 let obj = detail["object"] as? [String: Any], let key = obj["key"] as? String
             else {

@@ -391,8 +391,9 @@ struct JournalCommand: AsyncParsableCommand {
 
         func run() async throws {
             do {
-                let (path, _) = try location.resolve()
-                let r = try await JournalMaintenance.retry(path: path, selectors: items, all: all)
+                let (path, config) = try location.resolve()
+                let r = try await JournalMaintenance.retry(
+                    path: path, selectors: items, all: all, maxKeys: config?.input.maxKeysPerMessage)
                 print("requeued \(r.requeued) object(s), \(r.inProgress) already in progress, \(r.alreadyDone) already shipped; \(r.cleared) quarantine entr\(r.cleared == 1 ? "y" : "ies") cleared")
                 for k in r.kept { print("kept: \(k)") }
                 if r.requeued > 0 { print("the next run of cloudtrailbeat ships them") }

@@ -33,10 +33,20 @@ func bytes(_ data: UnsafePointer<UInt8>?, _ size: Int) -> UnsafeRawBufferPointer
 @_cdecl("ctb_fuzz_notification")
 public func fuzzNotification(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
     let body = Array(bytes(data, size))
-    switch NotificationDecoder.decode(body) {
+    // The first input byte chooses the per-message bound, so that the bound's edge is reached too.
+    let maxKeys = 1 + Int(body.first ?? 0) % 8
+    switch NotificationDecoder.decode(body, maxKeys: maxKeys) {
     case .objects(let refs, _):
-        for r in refs { precondition(!r.bucket.isEmpty && !r.key.isEmpty, "a reference without bucket or key") }
-    default: break
+        // The name gate's invariants (S3Names.swift): nothing but S3 names gets past it.
+        precondition(refs.count <= maxKeys, "more objects than the bound")
+        for r in refs {
+            precondition(S3Name.bucketProblem(r.bucket) == nil, "a bucket that is not an S3 name passed")
+            precondition(S3Name.keyProblem(r.key) == nil, "a key that S3 or a log line would not take passed")
+            let forbidden = Set("@:/#?%\\".unicodeScalars)
+            precondition(!r.bucket.unicodeScalars.contains(where: forbidden.contains), "a URL-meaningful character in a bucket")
+        }
+    case .unrecognised(let reason), .nothingToDo(let reason):
+        precondition(!reason.unicodeScalars.contains(where: UntrustedText.isControl), "a reason with a raw control character")
     }
     _ = NotificationDecoder.formURLDecode(String(decoding: body, as: UTF8.self))
     return 0
