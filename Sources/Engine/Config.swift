@@ -40,6 +40,11 @@ public struct Config: Sendable {
         public var roleARN: String?
         public var externalID: String?
         public var maxFetchAttempts = 5
+        /// `max_object_size`: the most bytes one object may hold uncompressed; past it (a zip bomb) the
+        /// object is quarantined. 4 GiB: ten times the largest CloudTrail files (a few hundred MB
+        /// uncompressed), four times the 1 GiB object the benchmarks ship, and a bomb stops after a few
+        /// seconds of one core (memory is bounded by streaming whatever the size).
+        public var maxObjectSize = 4 << 30
         /// Bucket polling instead of a queue (`bucket_arn`, as Filebeat's aws-s3 input): the bucket's name.
         public var bucket: String?
         /// `bucket_list_prefix`: where in the bucket to list.

@@ -229,6 +229,13 @@ extension Config {
                 .string("role_arn", \.roleARN),
                 .string("external_id", \.externalID),
                 .int("max_fetch_attempts", \.maxFetchAttempts, in: 1...100),
+                Setting(key: "max_object_size", accepts: "a size, at least 1MiB", value: { Reader.describe(bytes: $0.maxObjectSize) }) { r, m, at, t in
+                    guard let size = try r.size(m, at, "max_object_size") else { return }
+                    guard size >= 1 << 20 else {
+                        throw r.fail(r.join(at, "max_object_size"), "\(size) bytes is less than the minimum, 1 MiB (CloudTrail files of a few minutes of a busy account hold hundreds of MB)")
+                    }
+                    t.maxObjectSize = size
+                },
                 Setting(key: "buckets", accepts: "a list of bucket names or patterns") { r, m, at, t in
                     let buckets = try r.strings(m, at, "buckets") ?? []
                     for b in buckets where b.isEmpty || b.contains("/") {

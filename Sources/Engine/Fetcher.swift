@@ -157,7 +157,7 @@ final class Fetcher: StageComponent {
         let ticket = try await journal.startFetch(ref)
         let writer = journal.bodyWriter(ticket)
         let logKey = digestCheck == nil || kind != .log ? nil : LogKey(ref.key)
-        let decoder = LogDecoder(hashing: logKey != nil)
+        let decoder = LogDecoder(maxObjectSize: UInt64(config.input.maxObjectSize), hashing: logKey != nil)
         var head: [UInt8] = []
         // A small log's records, for the batchers (DecodedBodies.swift); an object listed as large is not tried.
         var collector = kind == .log && (object.size ?? 0) <= UInt64(decodedBodies.maxObjectBytes) ? DecodedRecords.Collector(limit: decodedBodies.maxObjectBytes) : nil
