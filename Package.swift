@@ -90,7 +90,7 @@ let package = Package(
             path: "Tests/OutputCrashChild"),
         .testTarget(name: "CLITests", dependencies: ["cloudtrailbeat", "Failures", "Journal", "Stages", "AWS", "Outputs", "Engine", "HTTP", "SNSSignature", "TestSupport", yams]),
         .testTarget(name: "StagesTests", dependencies: ["Stages", "TestSupport"]),
-        .testTarget(name: "IntegrityTests", dependencies: ["Integrity", "TestSupport", crypto, cryptoExtras]),
+        .testTarget(name: "IntegrityTests", dependencies: ["Integrity", "Stages", "TestSupport", crypto, cryptoExtras]),
         .testTarget(name: "CodecsTests", dependencies: ["Codecs", "Stages", "TestSupport"]),
         .testTarget(name: "AWSTests", dependencies: ["AWS", "HTTP", "TestSupport", crypto], exclude: ["Fixtures"]),
         .testTarget(name: "OutputsTests", dependencies: ["Outputs", "HTTP", "TestSupport", "output-crash-child"], exclude: ["Fixtures"]),

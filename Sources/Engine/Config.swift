@@ -43,6 +43,11 @@ public struct Config: Sendable {
         /// `max_keys_per_message`: a message naming more objects is refused whole (one quarantine entry):
         /// no notification AWS sends comes near it, a forged one would cost a signed GET per key.
         public var maxKeysPerMessage = NotificationDecoder.defaultMaxKeys
+        /// `max_object_size`: the most bytes one object may hold uncompressed; past it (a zip bomb) the
+        /// object is quarantined. 4 GiB: ten times the largest CloudTrail files (a few hundred MB
+        /// uncompressed), four times the 1 GiB object the benchmarks ship, and a bomb stops after a few
+        /// seconds of one core (memory is bounded by streaming whatever the size).
+        public var maxObjectSize = 4 << 30
         /// Bucket polling instead of a queue (`bucket_arn`, as Filebeat's aws-s3 input): the bucket's name.
         public var bucket: String?
         /// `bucket_list_prefix`: where in the bucket to list.

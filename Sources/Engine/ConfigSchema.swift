@@ -230,6 +230,13 @@ extension Config {
                 .string("external_id", \.externalID),
                 .int("max_fetch_attempts", \.maxFetchAttempts, in: 1...100),
                 .int("max_keys_per_message", \.maxKeysPerMessage, in: 1...10_000),
+                Setting(key: "max_object_size", accepts: "a size, at least 1MiB", value: { Reader.describe(bytes: $0.maxObjectSize) }) { r, m, at, t in
+                    guard let size = try r.size(m, at, "max_object_size") else { return }
+                    guard size >= 1 << 20 else {
+                        throw r.fail(r.join(at, "max_object_size"), "\(size) bytes is less than the minimum, 1 MiB (CloudTrail files of a few minutes of a busy account hold hundreds of MB)")
+                    }
+                    t.maxObjectSize = size
+                },
                 Setting(key: "buckets", accepts: "a list of bucket names or patterns") { r, m, at, t in
                     let buckets = try r.strings(m, at, "buckets") ?? []
                     for b in buckets {

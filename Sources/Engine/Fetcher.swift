@@ -155,13 +155,20 @@ final class Fetcher: StageComponent {
             try await checkDigest(object, digestCheck)
             return
         }
+        // A body no empty journal could hold never finds room, however long it waits: set aside at once
+        // when S3's listing says so. A notification's size is not trusted for it (a forged message could
+        // have a genuine log set aside unread); the body writer refuses such a body as it passes the bound.
+        if object.source.hasPrefix("backfill:"), let size = object.size, let tooLarge = try journal.bodyTooLarge(size, "as listed") {
+            try await quarantine(ref, "\(tooLarge)")
+            return
+        }
         let keyAccount = policy.accounts.isEmpty ? nil : SourcePolicy.account(inKey: ref.key)
         var recordTree = keyAccount == nil ? nil : RecordTree()  // only to read recipientAccountId
         var forged: String?
         let ticket = try await journal.startFetch(ref)
         let writer = journal.bodyWriter(ticket)
         let logKey = digestCheck == nil || kind != .log ? nil : LogKey(ref.key)
-        let decoder = LogDecoder(hashing: logKey != nil)
+        let decoder = LogDecoder(maxObjectSize: UInt64(config.input.maxObjectSize), hashing: logKey != nil)
         var head: [UInt8] = []
         // A small log's records, for the batchers (DecodedBodies.swift); an object listed as large is not tried.
         var collector = kind == .log && (object.size ?? 0) <= UInt64(decodedBodies.maxObjectBytes) ? DecodedRecords.Collector(limit: decodedBodies.maxObjectBytes) : nil

@@ -12,7 +12,9 @@
 // 2. `wait` never counts against the item (nothing is wrong with it: the disk or the credentials
 //    are); `retry` counts an attempt, and an item out of attempts is quarantined with the reason.
 // 3. `quarantine` is for what retrying cannot mend: the bytes are bad, the item is refused, the
-//    object is gone or forbidden. The reason is kept for `journal status` and `journal retry`.
+//    object is gone or forbidden, or it is past a bound no wait can change (a token past the record
+//    limit, a body past `input.max_object_size` uncompressed, a body no empty journal could hold).
+//    The reason is kept for `journal status` and `journal retry`.
 
 /// How a failure is handled.
 public struct Disposition: RawRepresentable, Hashable, Sendable, CustomStringConvertible {

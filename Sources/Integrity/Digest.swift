@@ -95,13 +95,26 @@ public struct DigestObject: Sendable {
         self.backfillGenerationTimestamp = backfillGenerationTimestamp
     }
 
+    /// The most a digest may hold uncompressed. CloudTrail's list an hour of log files (kilobytes, a few
+    /// MB for the busiest trails); a body inflating past this is not one (a zip bomb), and is refused
+    /// before it fills memory.
+    public static let maxContentBytes = 64 << 20
+
     /// From the object's stored (gzip'd) bytes and its `x-amz-meta-*` metadata (names without the prefix).
+    ///
+    /// - Throws: ``GunzipError``; ``DigestFormatError`` past ``maxContentBytes`` uncompressed.
     public static func fromStored(bucket: String, key: String, gzipped: [UInt8], metadata: [String: String]) throws -> DigestObject {
         var content: [UInt8] = []
         let gunzip = Gunzip()
+        func keep(_ bytes: UnsafeRawBufferPointer) throws {
+            guard content.count + bytes.count <= maxContentBytes else {
+                throw DigestFormatError(reason: "more than \(maxContentBytes >> 20) MiB uncompressed: not a CloudTrail digest")
+            }
+            content.append(contentsOf: bytes)
+        }
         try gzipped.withUnsafeBytes { raw in
-            try gunzip.push(raw) { content.append(contentsOf: $0) }
-            try gunzip.finish { content.append(contentsOf: $0) }
+            try gunzip.push(raw, keep)
+            try gunzip.finish(keep)
         }
         return DigestObject(
             bucket: bucket, key: key, content: content, signature: metadata["signature"],

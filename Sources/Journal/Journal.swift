@@ -31,7 +31,9 @@
 //    almost no free space, as LMDB reports a short write) — and nothing is corrupted (the commit
 //    never happened); once GC frees pages or space appears, writes succeed again. Bodies (and intake: receiving, listing)
 //    stop at nine tenths of it, so the last tenth is always there for acknowledgements and for GC,
-//    whose deletes need pages too: a journal full of bodies can always drain.
+//    whose deletes need pages too: a journal full of bodies can always drain. A body larger than the
+//    journal could hold even empty (`bodyCapacity()`) is refused with `.bodyTooLarge`, not `.full`:
+//    no GC would ever make room for it.
 // 8. The environment stores its format version; a newer one than this build knows is refused before
 //    anything is written. An older one is read, and the first writable open records the current
 //    version, since what it writes from then on older builds cannot read.

@@ -73,7 +73,7 @@ public struct JournalError: Error, Sendable, CustomStringConvertible {
     public struct Code: Hashable, Sendable, CustomStringConvertible {
         private enum Kind: Hashable, Sendable {
             case lmdb, full, notADirectory, notWritable, newerFormat, corrupt, closed, panic
-            case unknownObject, unknownMessage, invalidTransition
+            case unknownObject, unknownMessage, invalidTransition, bodyTooLarge
         }
         private let kind: Kind
         private init(_ kind: Kind) { self.kind = kind }
@@ -100,6 +100,9 @@ public struct JournalError: Error, Sendable, CustomStringConvertible {
         public static let unknownMessage = Code(.unknownMessage)
         /// The transition does not apply to the item's current stage.
         public static let invalidTransition = Code(.invalidTransition)
+        /// A body larger than the journal could hold even empty (``Journal/bodyCapacity()``): no GC
+        /// ever makes room for it.
+        public static let bodyTooLarge = Code(.bodyTooLarge)
 
         public var description: String {
             switch kind {
@@ -114,6 +117,7 @@ public struct JournalError: Error, Sendable, CustomStringConvertible {
             case .unknownObject: "unknown-object"
             case .unknownMessage: "unknown-message"
             case .invalidTransition: "invalid-transition"
+            case .bodyTooLarge: "body-too-large"
             }
         }
     }
@@ -159,7 +163,14 @@ public struct JournalError: Error, Sendable, CustomStringConvertible {
 }
 
 extension JournalError: ClassifiedError {
-    /// A full journal (its size limit, or its disk) is waited out; every other journal error is fatal:
-    /// the journal is the record of what was done, and nothing goes on without it.
-    public var disposition: Disposition { code == .full ? .wait : .fatal }
+    /// A full journal (its size limit, or its disk) is waited out; a body no empty journal could hold
+    /// is the object's own fault (waiting would be for ever), so it is quarantined; every other journal
+    /// error is fatal: the journal is the record of what was done, and nothing goes on without it.
+    public var disposition: Disposition {
+        switch code {
+        case .full: .wait
+        case .bodyTooLarge: .quarantine
+        default: .fatal
+        }
+    }
 }

@@ -226,6 +226,34 @@ extension Journal {
         return (limit - limit / 10 - used, used)
     }
 
+    /// The most body bytes the journal could hold were it empty: what fits below the body line (nine
+    /// tenths of `journal.max_size`, ``ensureRoomForBody(_:)``) once the journal's own pages are
+    /// counted (1 MiB allowed: its databases, the object's records), each chunk taking its run of
+    /// overflow pages (LMDB's `OVPAGES`: a 16-byte header, then the value) and its node in a leaf page.
+    /// A body larger than this can never be stored, however much GC frees: it is refused with
+    /// `.bodyTooLarge` (``bodyTooLarge(_:_:)``) rather than waiting for ever. The disk is not counted:
+    /// a disk smaller than `max_size` may grow or be cleaned, so a body it cannot hold waits (`.full`).
+    public func bodyCapacity() throws -> Int {
+        let limit = Journal.roundUp(options.maxSize)
+        let pageSize = try pageInfo().pageSize
+        let chunk = options.bodyChunkSize
+        let perChunk = ((15 + chunk) / pageSize + 1) * pageSize + 64
+        return max(0, (limit - limit / 10 - (1 << 20)) / perChunk) * chunk
+    }
+
+    /// The error for a body of `bytes` that the journal could not hold even empty (nil when it could):
+    /// it names the size, the capacity and `journal.max_size`. `known` says how the size is known
+    /// ("as listed", "downloaded so far, at least").
+    public func bodyTooLarge(_ bytes: UInt64, _ known: String) throws -> JournalError? {
+        let capacity = try bodyCapacity()
+        guard bytes > UInt64(capacity) else { return nil }
+        return JournalError(
+            .bodyTooLarge, operation: "store body", path: path,
+            message: "the object is \(bytes) bytes (\(known)) but the journal holds at most \(capacity) bytes of bodies even when empty "
+                + "(nine tenths of journal.max_size, \(options.maxSize) bytes, less page overhead): it can never be stored; "
+                + "raise journal.max_size, then `journal retry` it")
+    }
+
     /// Bytes in use by live pages, and `journal.max_size` (cheap: no scan of the records).
     public func diskUse() throws -> (used: Int, max: Int) {
         (try read { try usedBytes($0) }, options.maxSize)
@@ -323,11 +351,14 @@ public final class BodyWriter: @unchecked Sendable {
     private var byteCount: UInt64 = 0
     /// Chunks are committed in groups of this many bytes (one sync per group).
     private let flushBytes: Int
+    /// The most bytes a body may hold (``Journal/bodyCapacity()``).
+    private let capacity: UInt64
 
     init(journal: Journal, ticket: FetchTicket) {
         self.journal = journal
         self.ticket = ticket
         self.flushBytes = max(journal.options.bodyChunkSize * 8, 1 << 20)
+        self.capacity = UInt64((try? journal.bodyCapacity()) ?? Int.max)
         buffer.reserveCapacity(journal.options.bodyChunkSize)
     }
 
@@ -335,7 +366,13 @@ public final class BodyWriter: @unchecked Sendable {
     public var bytesWritten: UInt64 { byteCount }
 
     /// Appends downloaded bytes; full chunks are stored as they fill.
+    ///
+    /// - Throws: `.bodyTooLarge` once the body passes what the journal could hold even empty (nothing of
+    ///   these bytes is kept), `.full` while it waits for room.
     public func append(_ bytes: some Collection<UInt8>) async throws {
+        if byteCount + UInt64(bytes.count) > capacity, let e = try journal.bodyTooLarge(byteCount + UInt64(bytes.count), "downloaded so far, at least") {
+            throw e
+        }
         let size = journal.options.bodyChunkSize
         var rest = bytes[...]
         while !rest.isEmpty {

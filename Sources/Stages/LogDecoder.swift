@@ -4,17 +4,38 @@ import CZlib
 /// A CloudTrail log body, from compressed bytes to records: gunzip (when gzip) → strict splitter.
 ///
 /// Errors are ``GunzipError`` (compressed offsets) or ``SplitError`` (uncompressed offsets).
+///
+/// Bounds, whatever the input: memory is one zlib window and output chunk plus the splitter's buffer
+/// (at most `maxRecordSize` and a chunk); work is at most `maxObjectSize` uncompressed bytes — a body
+/// that inflates past it (a zip bomb) is refused with `objectTooLarge` as soon as it does.
 public final class LogDecoder {
     private let gunzip = Gunzip()
     private var splitter: RecordSplitter
+    /// The most uncompressed bytes the body may hold, and how many it held so far.
+    private let maxObjectSize: UInt64
+    private var inflated: UInt64 = 0
 
     /// The SHA-256 of the uncompressed bytes, when asked for (integrity validation).
     private var hasher: SHA256?
 
-    /// - Parameter hashing: also hash the uncompressed bytes as they pass (``contentSHA256``).
-    public init(maxRecordSize: Int = 16 << 20, hashing: Bool = false) {
+    /// - Parameters:
+    ///   - maxRecordSize: the largest record (or other token buffered whole) accepted.
+    ///   - maxObjectSize: the most bytes the body may hold uncompressed (`input.max_object_size`);
+    ///     unbounded by default.
+    ///   - hashing: also hash the uncompressed bytes as they pass (``contentSHA256``).
+    public init(maxRecordSize: Int = 16 << 20, maxObjectSize: UInt64 = .max, hashing: Bool = false) {
         splitter = RecordSplitter(maxRecordSize: maxRecordSize)
+        self.maxObjectSize = maxObjectSize
         hasher = hashing ? SHA256() : nil
+    }
+
+    /// Counts uncompressed bytes before they go further; throws once they pass `maxObjectSize`.
+    @inline(__always) private func admit(_ bytes: UnsafeRawBufferPointer) throws {
+        inflated += UInt64(bytes.count)
+        guard inflated > maxObjectSize else { return }
+        throw SplitError(
+            code: .objectTooLarge, offset: maxObjectSize, recordIndex: nil,
+            message: "the object is larger than \(maxObjectSize) bytes uncompressed (input.max_object_size): a zip bomb, or no CloudTrail log; stopped")
     }
 
     /// After ``finish(_:)``, with `hashing`: the SHA-256 of every uncompressed byte (what CloudTrail's
@@ -27,9 +48,13 @@ public final class LogDecoder {
     /// Feeds body bytes as downloaded; calls `onRecord` for each record they complete.
     public func push(_ bytes: UnsafeRawBufferPointer, _ onRecord: (RecordView) throws -> Void) throws {
         if hasher == nil {
-            try gunzip.push(bytes) { try splitter.push($0, onRecord) }
+            try gunzip.push(bytes) {
+                try admit($0)
+                try splitter.push($0, onRecord)
+            }
         } else {
             try gunzip.push(bytes) {
+                try admit($0)
                 hasher!.update(bufferPointer: $0)
                 try splitter.push($0, onRecord)
             }
@@ -44,6 +69,7 @@ public final class LogDecoder {
     @discardableResult
     public func finish(_ onRecord: (RecordView) throws -> Void = { _ in }) throws -> UInt64 {
         try gunzip.finish {
+            try admit($0)
             hasher?.update(bufferPointer: $0)
             try splitter.push($0, onRecord)
         }

@@ -9,12 +9,15 @@ public struct SplitError: Error, Sendable, Equatable, CustomStringConvertible {
         public static let malformedJSON = Code("malformed-json")
         /// The body ended before the JSON did.
         public static let truncated = Code("truncated")
-        /// One record is larger than the configured limit.
+        /// One record, or a top-level key or value, is larger than the record limit.
         public static let recordTooLarge = Code("record-too-large")
         /// Valid JSON, but not `{"Records":[…]}` (a digest file, another document).
         public static let notCloudTrailLog = Code("not-a-cloudtrail-log")
         /// An element of `Records` is not a JSON object.
         public static let recordNotObject = Code("record-not-an-object")
+        /// The body holds more uncompressed bytes than the per-object limit (``LogDecoder``'s
+        /// `maxObjectSize`, `input.max_object_size`): a zip bomb, or no CloudTrail log.
+        public static let objectTooLarge = Code("object-too-large")
         public var description: String { name }
     }
 
@@ -55,11 +58,14 @@ public struct RecordView {
 
 /// Splits `{"Records":[ … ]}` into records as bytes arrive, validating the JSON strictly.
 ///
-/// Memory is bounded by the largest record (plus one input chunk): bytes of finished records are
-/// dropped as soon as they are delivered. Other top-level keys are validated and skipped. An empty
-/// body yields zero records.
+/// Memory is bounded by `maxRecordSize` (plus one input chunk), whatever the input: bytes of finished
+/// records are dropped as soon as they are delivered, whitespace between tokens is skipped as it
+/// arrives, and every token that must be buffered whole — a record, a top-level key, a top-level value
+/// outside `Records` — is refused (`recordTooLarge`) once it holds more than `maxRecordSize` bytes.
+/// Other top-level keys are validated and skipped. An empty body yields zero records.
 public struct RecordSplitter {
-    /// Records larger than this are an error (`recordTooLarge`). Default 16 MiB.
+    /// Records — and any other token buffered whole: a top-level key or value — larger than this are
+    /// an error (`recordTooLarge`). Default 16 MiB.
     public let maxRecordSize: Int
 
     private enum State {
@@ -70,7 +76,10 @@ public struct RecordSplitter {
     private var buffer: [UInt8] = []
     private var head = 0  // first unconsumed byte in buffer
     private var base: UInt64 = 0  // absolute offset of buffer[0]
-    private var waitFor = 0  // don't rescan a pending value until head + waitFor bytes are buffered
+    // Don't rescan a pending token until head + waitFor bytes are buffered: twice what it held at the
+    // last scan (rescans stay O(n)), but never more than one byte past the limit, so a token that
+    // outgrows it is refused as soon as it does.
+    private var waitFor = 0
     private var currentKeyIsRecords = false
     private var sawRecords = false
     private var scanner = JSONScanner()
@@ -85,6 +94,9 @@ public struct RecordSplitter {
 
     /// Absolute offset of the next unconsumed byte.
     public var offset: UInt64 { base + UInt64(head) }
+
+    /// What the buffer holds allocated, in bytes (tests check it stays within the bound).
+    var bufferCapacity: Int { buffer.capacity }
 
     /// Feeds bytes; calls `onRecord` for every record completed by them, in order.
     public mutating func push(_ bytes: UnsafeRawBufferPointer, _ onRecord: (RecordView) throws -> Void) throws {
@@ -156,9 +168,14 @@ public struct RecordSplitter {
                     case .complete(let e):
                         currentKeyIsRecords = e - i - 2 == 7 && JSONScanner.equals(p + i + 1, "Records")
                         i = e
+                        waitFor = 0
                         state = .colon
                     case .needMore:
-                        waitFor = (n - i) * 2
+                        // A key is a token like any other: it may not outgrow the record limit.
+                        if n - i > maxRecordSize {
+                            throw error(.recordTooLarge, i, "a top-level key is larger than the \(maxRecordSize)-byte limit")
+                        }
+                        waitFor = min((n - i) * 2, maxRecordSize + 1)
                         return
                     case .invalid(let at, let why): throw error(.malformedJSON, at, why)
                     }
@@ -172,12 +189,13 @@ public struct RecordSplitter {
                     switch scanner.scanValue(p, n, i, fields: nil) {
                     case .complete(let e):
                         i = e
+                        waitFor = 0
                         state = .afterMember
                     case .needMore:
                         if n - i > maxRecordSize {
                             throw error(.recordTooLarge, i, "a top-level value is larger than the \(maxRecordSize)-byte limit")
                         }
-                        waitFor = (n - i) * 2
+                        waitFor = min((n - i) * 2, maxRecordSize + 1)
                         return
                     case .invalid(let at, let why): throw error(.malformedJSON, at, why)
                     }
@@ -219,7 +237,7 @@ public struct RecordSplitter {
                         if n - i > maxRecordSize {
                             throw error(.recordTooLarge, i, "the record is larger than the \(maxRecordSize)-byte limit", record: true)
                         }
-                        waitFor = (n - i) * 2
+                        waitFor = min((n - i) * 2, maxRecordSize + 1)
                         return
                     case .invalid(let at, let why): throw error(.malformedJSON, at, why, record: true)
                     }

@@ -35,6 +35,8 @@ struct ConfigTests {
         #expect(c.input.numQueueFetch == 10 && c.input.sleepTime == 0 && c.input.noPurge)
         #expect(c.logstash?.hosts == ["logstash:5044"] && c.elasticsearch?.verifyTLS == false)
         #expect(c.journal.maxSize == 512 << 20)
+        #expect(c.input.maxObjectSize == 4 << 30, "input.max_object_size: 4 GiB by default")
+        #expect(try Config.parse("input:\n  max_object_size: 256MiB\noutput:\n  console: {}", file: "c.yml").input.maxObjectSize == 256 << 20)
         #expect(c.outputNames == ["elasticsearch", "logstash"])
         #expect(c.workers(forOutput: "elasticsearch") == 2 && c.workers(forOutput: "console") == 1)
         let one = try Config.parse("output:\n  file:\n    path: /tmp/o\n    worker: 1\n  console: {}", file: "c.yml")
@@ -49,6 +51,8 @@ struct ConfigTests {
         ("input:\n  sqs_url: not a url\noutput:\n  console: {}", "input.sqs_url: 'not a url' is not a URL"),
         ("journal:\n  max_size: lots\noutput:\n  console: {}", "journal.max_size: 'lots' is not a size"),
         ("journal:\n  max_size: 1MiB\noutput:\n  console: {}", "journal.max_size: 1048576 bytes is less than the minimum, 16 MiB"),
+        ("input:\n  max_object_size: 512KiB\noutput:\n  console: {}", "input.max_object_size: 524288 bytes is less than the minimum, 1 MiB"),
+        ("input:\n  max_object_size: huge\noutput:\n  console: {}", "input.max_object_size: 'huge' is not a size"),
         ("output:\n  redis:\n    hosts: [a]\n    datatype: set", "output.redis.datatype: 'set' is not one of list, channel"),
         ("journal:\n  path: /tmp/x", "output: no output is configured"),
         ("input: [1, 2]\noutput:\n  console: {}", "input: must be a mapping"),

@@ -33,6 +33,10 @@ struct DispositionTests {
         #expect(Disposition.of(GunzipError(code: .corrupt, offset: 3, message: "bad")) == .quarantine)
         #expect(Disposition.of(GunzipError(code: .resources, offset: 0, message: "no memory")) == .retry)
         #expect(Disposition.of(SplitError(code: .malformedJSON, offset: 9, recordIndex: nil, message: "bad")) == .quarantine)
+        // The bounds (issue 31): a key that never ends, a zip bomb, a body no empty journal could hold.
+        #expect(Disposition.of(SplitError(code: .recordTooLarge, offset: 2, recordIndex: nil, message: "a top-level key is too large")) == .quarantine)
+        #expect(Disposition.of(SplitError(code: .objectTooLarge, offset: 1 << 30, recordIndex: nil, message: "bomb")) == .quarantine)
+        #expect(Disposition.of(JournalError(.bodyTooLarge, operation: "store body")) == .quarantine, "it would wait for ever")
         #expect(Disposition.of(OutputError(output: "redis", message: "connection refused")) == .retry)
         #expect(Disposition.of(OutputError(output: "redis", code: .refused, message: "AUTH refused")) == .fatal)
         #expect(Disposition.of(OutputError(output: "file", code: .configuration, message: "no path")) == .fatal)

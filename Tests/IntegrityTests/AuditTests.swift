@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import Integrity
+import Stages
 import Testing
 import _CryptoExtras
 
@@ -82,6 +83,20 @@ struct SignedChain {
         let (valid, findings) = c.audit()
         #expect(findings.isEmpty)
         #expect(valid.map(\.key) == (1...4).map { SignedChain.digestKey(hour: $0) })
+    }
+
+    /// A digest body inflating past 64 MiB (a zip bomb: 65 MiB from 65 KB of gzip) is refused as it
+    /// passes the bound, not held in memory whole.
+    @Test func aDigestInflatingPastTheBoundIsRefused() throws {
+        let member = GzipWriter.compress([UInt8](repeating: 0x20, count: 1 << 20), level: 9)
+        var bomb = GzipWriter.compress(Array("{\"awsAccountId\":\"111122223333\",\"logFiles\":[".utf8))
+        for _ in 0..<65 { bomb += member }
+        #expect(bomb.count < 100_000)
+        #expect {
+            _ = try DigestObject.fromStored(bucket: "b", key: SignedChain.digestKey(hour: 1), gzipped: bomb, metadata: [:])
+        } throws: { ($0 as? DigestFormatError)?.reason.contains("more than 64 MiB uncompressed") == true }
+        let fits = try DigestObject.fromStored(bucket: "b", key: SignedChain.digestKey(hour: 1), gzipped: Array(bomb.prefix(bomb.count - 2 * member.count)), metadata: [:])
+        #expect(fits.content.count > 62 << 20, "up to the bound, a body is read whole")
     }
 
     @Test func anAlteredDigestFailsItsSignature() throws {

@@ -130,6 +130,60 @@ struct LimitsTests {
         reopened.close()
     }
 
+    /// A body no empty journal could hold is refused as it passes ``Journal/bodyCapacity()``, with the
+    /// typed `bodyTooLarge` that names its size and `journal.max_size` (the engine quarantines it; it
+    /// would otherwise wait for room for ever); a body of exactly the capacity fits an empty journal, so
+    /// the bound refuses nothing that could be stored.
+    @Test(arguments: [(16 << 20, 128 << 10), (16 << 20, 16 << 10), (48 << 20, 128 << 10)])
+    func aBodyThatCouldNeverFitIsRefusedNotWaitedFor(max: Int, chunk: Int) async throws {
+        var o = options(max: max)
+        o.bodyChunkSize = chunk
+        let piece = [UInt8](repeating: 0x5a, count: 1 << 20)
+        /// Downloads `size` bytes into a fresh object of `j`, in 1 MiB pieces; returns how many were
+        /// accepted before an error, and the error.
+        func download(_ j: Journal, _ i: Int, _ size: Int) async throws -> (accepted: Int, FetchTicket, BodyWriter, JournalError?) {
+            let ref = ObjectRef(bucket: "b", key: "big\(i)", version: "v")
+            _ = try await j.receive(ReceivedMessage(id: "m\(i)", receiptHandle: "h", receiveCount: 1, objects: [DiscoveredObject(ref)]))
+            let t = try await j.startFetch(ref)
+            let w = j.bodyWriter(t)
+            var accepted = 0
+            do {
+                while accepted < size {
+                    let n = min(piece.count, size - accepted)
+                    try await w.append(piece.prefix(n))
+                    accepted += n
+                }
+            } catch let e as JournalError {
+                return (accepted, t, w, e)
+            }
+            return (accepted, t, w, nil)
+        }
+
+        let dir = TempDir("body-capacity")
+        let j = try Journal(path: dir.path, options: o)
+        let capacity = try j.bodyCapacity()
+        // Nine tenths, less 1 MiB, less what pages add: a 128 KiB chunk takes 33 pages of 4 KiB, a 16 KiB one 5.
+        let pages = Double(chunk == 16 << 10 ? 4 * 5 : 32 * 33) / Double(chunk == 16 << 10 ? 4 * 4 : 32 * 32)
+        #expect(capacity < max * 9 / 10 && Double(capacity) > 0.98 * Double(max - max / 10 - (1 << 20)) / pages, "\(capacity) of \(max)")
+        let (accepted, ticket, _, refused) = try await download(j, 1, capacity + 1)
+        let e = try #require(refused, "a body past the capacity was accepted")
+        #expect(e.code == .bodyTooLarge, "refused by the bound, not by a full journal first: \(e)")
+        #expect(accepted <= capacity && accepted > capacity - piece.count, "refused at the piece that passed it: \(accepted)")
+        #expect(e.description.contains("journal.max_size") && e.description.contains("\(max) bytes") && e.description.contains("\(capacity + 1) bytes"), "\(e)")
+        #expect(try j.bodyTooLarge(UInt64(capacity), "as listed") == nil)
+        #expect(try j.bodyTooLarge(UInt64(capacity) + 1, "as listed")?.code == .bodyTooLarge)
+        // The failed download leaves nothing behind but its object, back in `received`.
+        #expect(try await j.fetchFailed(ticket, error: "\(e)").stage == .received)
+        j.close()
+
+        let fresh = TempDir("body-capacity-fits")
+        let empty = try Journal(path: fresh.path, options: o)
+        let (stored, _, writer, error) = try await download(empty, 2, capacity)
+        #expect(error == nil && stored == capacity, "the capacity itself must fit an empty journal: \(String(describing: error))")
+        if error == nil { #expect(try await writer.finish(recordCount: 1).stage == .fetched) }
+        empty.close()
+    }
+
     @Test(arguments: [LMDBCode.io, LMDBCode.noSpace])
     func failedCommitLeavesJournalConsistent(code: LMDBCode) async throws {
         let dir = TempDir("fault")

@@ -231,6 +231,88 @@ struct SplitterTests {
         }
     }
 
+    /// Every token the splitter must hold whole is bounded by the record limit, not only records: a key
+    /// (or a value outside `Records`) that never ends is refused once it passes the limit, the buffer
+    /// never holding much more, however much more input follows.
+    @Test(arguments: [
+        ("{\"", "a"), ("{\"Records\":[],\"", "a"), ("{\"Other\":\"", "a"), ("{\"Other\":[", " "), ("{\"Records\":[{\"a\":\"", "a"),
+        ("{\"Records\":[],\"Other\":123", "4"),
+    ])
+    func everyTokenIsBoundedByTheRecordLimit(prefix: String, filler: String) throws {
+        let limit = 1 << 20, chunk = 64 << 10
+        var splitter = RecordSplitter(maxRecordSize: limit)
+        let piece = [UInt8](repeating: filler.utf8.first!, count: chunk)
+        var pushed = 0
+        var refused: SplitError?
+        do {
+            try Array(prefix.utf8).withUnsafeBytes { try splitter.push($0) { _ in } }
+            while pushed < 64 << 20 {
+                try piece.withUnsafeBytes { try splitter.push($0) { _ in } }
+                pushed += chunk
+                #expect(splitter.bufferCapacity <= 3 * limit, "the buffer grew to \(splitter.bufferCapacity) bytes")
+            }
+        } catch let e as SplitError {
+            refused = e
+        }
+        let e = try #require(refused, "\(prefix)…: 64 MiB of one token were accepted")
+        #expect(e.code == .recordTooLarge, "\(e)")
+        #expect(pushed <= limit + 2 * chunk, "refused only after \(pushed) bytes")
+        #expect(e.description.contains("\(limit)-byte limit"), "\(e)")
+    }
+
+    /// Whitespace between tokens is skipped as it arrives: it costs no memory, however long.
+    @Test func whitespaceBetweenTokensIsNotBuffered() throws {
+        var splitter = RecordSplitter(maxRecordSize: 1 << 20)
+        let spaces = [UInt8](repeating: 0x20, count: 64 << 10)
+        var records = 0
+        try Array("{\"Records\":[{\"a\":1},".utf8).withUnsafeBytes { try splitter.push($0) { _ in records += 1 } }
+        for _ in 0..<(32 << 20) / spaces.count {
+            try spaces.withUnsafeBytes { try splitter.push($0) { _ in records += 1 } }
+        }
+        #expect(splitter.bufferCapacity <= 1 << 20, "\(splitter.bufferCapacity)")
+        try Array("{\"b\":2}]}".utf8).withUnsafeBytes { try splitter.push($0) { _ in records += 1 } }
+        #expect(try splitter.finish { _ in records += 1 } == 2)
+        #expect(records == 2)
+    }
+
+    /// `maxObjectSize` bounds the uncompressed bytes of one body: a zip bomb (here 64 MiB of a valid log
+    /// from 240 KB of gzip) is `objectTooLarge` as soon as it passes the bound; a body of exactly the
+    /// bound, compressed or not, is accepted.
+    @Test func theDecompressedSizeIsBounded() throws {
+        let cap = 4 << 20
+        // Members of 1 MiB of records each: a valid CloudTrail log of 64 MiB.
+        let record = #"{"eventVersion":"1.08","eventTime":"2026-11-28T00:00:00Z","eventID":"bomb"},"#
+        let block = Array(String(repeating: record, count: (1 << 20) / record.utf8.count).utf8)
+        let member = GzipWriter.compress(block, level: 9)
+        var bomb = GzipWriter.compress(Array("{\"Records\":[".utf8))
+        for _ in 0..<64 { bomb += member }
+        bomb += GzipWriter.compress(Array("{}]}".utf8))
+        #expect(bomb.count < 300_000, "\(bomb.count) bytes of gzip")
+        let decoder = LogDecoder(maxObjectSize: UInt64(cap))
+        var records = 0
+        #expect {
+            try decoder.push(bomb) { _ in records += 1 }
+            try decoder.finish()
+        } throws: { error in
+            guard let e = error as? SplitError else { return false }
+            return e.code == .objectTooLarge && e.offset == UInt64(cap) && e.description.contains("input.max_object_size")
+        }
+        #expect(records > 0 && records < cap / record.utf8.count + 1, "stopped at the bound: \(records) records")
+
+        // Exactly the bound passes, gzip or plain; one byte more does not.
+        let exact = Array(("{\"Records\":[{\"a\":\"" + String(repeating: "x", count: 1000) + "\"}]}").utf8)
+        for body in [exact, GzipWriter.compress(exact)] {
+            let ok = LogDecoder(maxObjectSize: UInt64(exact.count))
+            try ok.push(body) { _ in }
+            #expect(try ok.finish() == 1)
+            let over = LogDecoder(maxObjectSize: UInt64(exact.count - 1))
+            #expect {
+                try over.push(body) { _ in }
+                try over.finish()
+            } throws: { ($0 as? SplitError)?.code == .objectTooLarge }
+        }
+    }
+
     @Test func corruptAndTruncatedGzipAreTypedWithOffsets() throws {
         var rng = SplitMix64(seed: 6)
         let good = GzipWriter.compress(Array("{\"Records\":[{\"a\":1},{\"b\":2}]}".utf8))
