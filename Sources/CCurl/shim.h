@@ -22,6 +22,15 @@ static inline CURLcode cloudtrailbeat_easy_setopt_string(CURL *handle, CURLoptio
 static inline CURLcode cloudtrailbeat_easy_setopt_pointer(CURL *handle, CURLoption option, void *value) {
     return curl_easy_setopt(handle, option, value);
 }
+/* A curl_blob option (CURLOPT_CAINFO_BLOB, CURLOPT_SSLCERT_BLOB, CURLOPT_SSLKEY_BLOB): libcurl copies the
+   bytes (CURL_BLOB_COPY), so they need not outlive the call. */
+static inline CURLcode cloudtrailbeat_easy_setopt_blob(CURL *handle, CURLoption option, const void *data, size_t length) {
+    struct curl_blob blob;
+    blob.data = (void *)data;
+    blob.len = length;
+    blob.flags = CURL_BLOB_COPY;
+    return curl_easy_setopt(handle, option, &blob);
+}
 static inline CURLcode cloudtrailbeat_easy_setopt_slist(CURL *handle, CURLoption option, struct curl_slist *value) {
     return curl_easy_setopt(handle, option, value);
 }

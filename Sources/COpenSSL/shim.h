@@ -12,4 +12,13 @@ static inline long cloudtrailbeat_ssl_set_sni(SSL *ssl, const char *name) {
 static inline long cloudtrailbeat_ssl_ctx_min_tls12(SSL_CTX *ctx) {
     return SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
 }
+/* The passphrase callback of a context whose keys must not be encrypted: it supplies none, so loading
+   an encrypted key fails instead of OpenSSL's default prompting on the terminal. */
+static int cloudtrailbeat_no_passphrase(char *buf, int size, int rwflag, void *userdata) {
+    (void)buf; (void)size; (void)rwflag; (void)userdata;
+    return 0;
+}
+static inline void cloudtrailbeat_ssl_ctx_refuse_passphrases(SSL_CTX *ctx) {
+    SSL_CTX_set_default_passwd_cb(ctx, cloudtrailbeat_no_passphrase);
+}
 #endif

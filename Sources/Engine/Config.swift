@@ -135,6 +135,17 @@ public struct Config: Sendable {
         return f?.isEmpty == true ? nil : f
     }
 
+    /// An output's TLS settings (nil: none configured, or `ssl.enabled: false`).
+    public func tls(forOutput name: String) -> TLSSettings? {
+        switch name {
+        case "elasticsearch": elasticsearch?.tls
+        case "logstash": logstash?.tls
+        case "redis": redis?.tls
+        case "splunk": splunk?.tls
+        default: nil
+        }
+    }
+
     /// How many objects an output emits at once (`worker`); the console keeps one, in order, for people.
     public func workers(forOutput name: String) -> Int {
         switch name {
@@ -252,6 +263,18 @@ public struct Config: Sendable {
             }
         }
         if let f = c.fileOutput { c.fileOutput?.path = resolve(f.path) }
+        func resolve(_ tls: TLSSettings?) -> TLSSettings? {
+            guard var t = tls else { return nil }
+            t.certificateAuthorities = t.certificateAuthorities.map(resolve)
+            t.certificate = t.certificate.map(resolve)
+            t.key = t.key.map(resolve)
+            return t
+        }
+        let tls = (c.elasticsearch?.output.tls, c.logstash?.output.tls, c.redis?.output.tls, c.splunk?.output.tls)
+        c.elasticsearch?.output.tls = resolve(tls.0)
+        c.logstash?.output.tls = resolve(tls.1)
+        c.redis?.output.tls = resolve(tls.2)
+        c.splunk?.output.tls = resolve(tls.3)
         if requireOutput && c.outputNames.isEmpty {
             throw ConfigError(file: file, key: "output", message: "no output is configured: add output.file, output.console, output.elasticsearch, output.logstash, output.redis or output.splunk")
         }
@@ -352,6 +375,7 @@ struct Reader {
             }
             s.dataStream = stream
         }
+        s.hosts = try urls(s.hosts, tls: s.tls != nil, at: join(at, "hosts"))
         if let p = s.pipeline, p.isEmpty { throw fail(join(at, "pipeline"), "must name an ingest pipeline") }
         if let h = e["headers"], !(h is NSNull) {
             guard let m = h as? [String: Any] else { throw fail(join(at, "headers"), "must be a mapping of header names to values") }
@@ -466,21 +490,44 @@ struct Reader {
         throw fail(at, "values must be strings, numbers or true/false")
     }
 
-    /// `ssl: {enabled, certificate_authorities, verification_mode}`; nil when absent or disabled.
+    /// `ssl: {enabled, certificate_authorities, verification_mode, certificate, key}`; nil when absent
+    /// or disabled. A section present turns TLS on unless it says `enabled: false` (as in Beats).
     func tls(_ map: [String: Any], at: String) throws -> TLSSettings? {
         guard let ssl = try section(map, "ssl", at: at) else { return nil }
         let here = join(at, "ssl")
         try checkKeys(ssl, at: here)
         guard try bool(ssl, here, "enabled") ?? true else { return nil }
         var t = TLSSettings()
-        t.caFile = try strings(ssl, here, "certificate_authorities")?.first
+        t.certificateAuthorities = try strings(ssl, here, "certificate_authorities") ?? []
+        if t.certificateAuthorities.contains(where: \.isEmpty) { throw fail(join(here, "certificate_authorities"), "an empty file name") }
         if let mode = try string(ssl, here, "verification_mode") {
             guard ["full", "strict", "certificate", "none"].contains(mode) else {
                 throw fail(join(here, "verification_mode"), "'\(mode)' is not one of full, strict, certificate, none")
             }
             t.verify = mode != "none"
         }
+        t.certificate = try string(ssl, here, "certificate")
+        t.key = try string(ssl, here, "key")
+        if (t.certificate == nil) != (t.key == nil) {
+            let missing = t.certificate == nil ? "certificate" : "key"
+            throw fail(join(here, missing), "missing: a client certificate (ssl.certificate) needs its private key (ssl.key), and the key its certificate")
+        }
+        for (key, value) in [("certificate", t.certificate), ("key", t.key)] where value?.isEmpty == true {
+            throw fail(join(here, key), "an empty file name")
+        }
         return t
+    }
+
+    /// An HTTP output's URLs under its TLS settings: with TLS on, a URL without a scheme gets
+    /// `https://` and an `http://` one is refused (it would send in plain text what was asked to go
+    /// over TLS, credentials included).
+    func urls(_ urls: [String], tls: Bool, at key: String) throws -> [String] {
+        try urls.map { url in
+            guard let u = TLSSettings.url(url, tls: tls) else {
+                throw fail(key, "'\(url)' is plain HTTP, yet ssl is configured (TLS on): write https:// or no scheme (https:// is then used), or set ssl.enabled: false")
+            }
+            return u
+        }
     }
 
     func section(_ map: [String: Any], _ key: String, at: String = "") throws -> [String: Any]? {

@@ -89,18 +89,10 @@ struct Setting<Target> {
             t[keyPath: path] = v
         }
     }
-    /// `ssl: {enabled, certificate_authorities, verification_mode}` of a TCP output.
+    /// `ssl: {enabled, certificate_authorities, verification_mode, certificate, key}` of an output.
     static func tls(_ path: WritableKeyPath<Target, TLSSettings?>) -> Setting {
-        Setting(key: "ssl", accepts: "a mapping: enabled, certificate_authorities, verification_mode") { r, m, at, t in
+        Setting(key: "ssl", accepts: "a mapping: enabled, certificate_authorities, verification_mode, certificate, key") { r, m, at, t in
             t[keyPath: path] = try r.tls(m, at: at)
-        }
-    }
-    /// `ssl` of an HTTP output, whose settings keep the CA file and verification apart.
-    static func tls(caFile: WritableKeyPath<Target, String?>, verify: WritableKeyPath<Target, Bool>) -> Setting {
-        Setting(key: "ssl", accepts: "a mapping: certificate_authorities, verification_mode") { r, m, at, t in
-            guard let tls = try r.tls(m, at: at) else { return }
-            t[keyPath: caFile] = tls.caFile
-            t[keyPath: verify] = tls.verify
         }
     }
     /// A key read by the section's own code (`enabled`, a nested section, `codec`, `filter`): listed,
@@ -194,6 +186,9 @@ extension Config {
     }
     public typealias DataStreamSection = ElasticsearchOutput.DataStream
     public typealias SplunkSection = OutputSection<SplunkHECOutput.Configuration>
+
+    /// The keys of every output's `ssl` section.
+    static let sslKeys: Set<String> = ["enabled", "certificate_authorities", "verification_mode", "certificate", "key"]
 
     /// The top level.
     static var rootSchema: SectionSchema<Config> {
@@ -390,7 +385,7 @@ extension Config {
                 .string("password", \.output.password),
                 .string("api_key", \.output.apiKey),
                 .seconds("timeout", \.output.timeout, in: 1...3600),
-                .tls(caFile: \.output.caFile, verify: \.output.verifyTLS),
+                .tls(\.output.tls),
                 Setting(key: "template", accepts: "a mapping: enabled") { r, m, at, t in
                     guard let template = try r.section(m, "template", at: at) else { return }
                     try r.checkKeys(template, at: r.join(at, "template"))
@@ -406,7 +401,7 @@ extension Config {
             ],
             nested: [
                 "data_stream": ["type", "dataset", "namespace"], "aws_auth": ["enabled", "region", "service", "role_arn", "external_id"],
-                "ssl": ["enabled", "certificate_authorities", "verification_mode"], "template": ["enabled"],
+                "ssl": Config.sslKeys, "template": ["enabled"],
             ])
     }
 
@@ -421,7 +416,7 @@ extension Config {
                 .seconds("timeout", \.output.timeout, in: 1...3600),
                 .tls(\.output.tls),
             ],
-            nested: ["ssl": ["enabled", "certificate_authorities", "verification_mode"]])
+            nested: ["ssl": Config.sslKeys])
     }
 
     static var redisSchema: SectionSchema<OutputSection<RedisOutput.Configuration>> {
@@ -437,7 +432,7 @@ extension Config {
                 .int("bulk_max_size", \.output.maxBatch, in: 1...100_000),
                 .tls(\.output.tls),
             ],
-            nested: ["ssl": ["enabled", "certificate_authorities", "verification_mode"]])
+            nested: ["ssl": Config.sslKeys])
     }
 
     static var splunkSchema: SectionSchema<SplunkSection> {
@@ -458,9 +453,9 @@ extension Config {
                 .seconds("ack_poll_interval", \.output.ackPollInterval, in: 0.01...60),
                 .string("channel", \.output.channel),
                 .seconds("timeout", \.output.timeout, in: 1...3600),
-                .tls(caFile: \.output.caFile, verify: \.output.verifyTLS),
+                .tls(\.output.tls),
             ],
-            nested: ["ssl": ["enabled", "certificate_authorities", "verification_mode"]])
+            nested: ["ssl": Config.sslKeys])
     }
 
     /// `output.elasticsearch.ilm`: the index lifecycle policy the installed template names.
@@ -532,6 +527,7 @@ extension Reader {
     /// The checks of `output.splunk` that span keys, once its table was read.
     func checkSplunk(_ s: inout Config.SplunkSection) throws {
         let at = Config.splunkSchema.at
+        s.output.url = try urls([s.output.url], tls: s.output.tls != nil, at: join(at, "url"))[0]
         guard let url = URL(string: s.output.url), ["http", "https"].contains(url.scheme ?? ""), url.host != nil else {
             throw fail(join(at, "url"), "'\(s.output.url)' is not an http(s) URL (e.g. https://splunk.example.com:8088)")
         }

@@ -79,6 +79,13 @@ public final class HTTPClient: Sendable {
         public var verifyTLS: Bool = true
         /// A CA bundle instead of the system's.
         public var caFile: String?
+        /// Trusted CAs as PEM held in memory (every `certificate_authorities` file of an output,
+        /// concatenated): trusted alone, instead of the system's and of ``caFile``.
+        public var caBundle: [UInt8]?
+        /// A client certificate (PEM, optionally with its intermediate CAs) and its private key (PEM),
+        /// for servers that require one (mutual TLS).
+        public var clientCertificate: [UInt8]?
+        public var clientKey: [UInt8]?
         public var userAgent: String = "cloudtrailbeat/0.1 (+libcurl)"
         /// Requests in flight at once (more wait their turn, in order).
         public var maxConcurrent: Int = 16
@@ -365,9 +372,32 @@ final class Transfer: @unchecked Sendable {
         _ = cloudtrailbeat_easy_setopt_long(easy, CURLOPT_LOW_SPEED_LIMIT, 1)
         _ = cloudtrailbeat_easy_setopt_long(easy, CURLOPT_LOW_SPEED_TIME, config.idleTimeout)
         if timeout > 0 { _ = cloudtrailbeat_easy_setopt_long(easy, CURLOPT_TIMEOUT_MS, Int(timeout * 1000)) }
-        _ = cloudtrailbeat_easy_setopt_long(easy, CURLOPT_SSL_VERIFYPEER, config.verifyTLS ? 1 : 0)
-        _ = cloudtrailbeat_easy_setopt_long(easy, CURLOPT_SSL_VERIFYHOST, config.verifyTLS ? 2 : 0)
-        if let ca = config.caFile { _ = cloudtrailbeat_easy_setopt_string(easy, CURLOPT_CAINFO, ca) }
+        // The TLS settings are checked: a transfer with one of them refused would go out with less
+        // verification (or without its client certificate) than configured.
+        var tls = [
+            cloudtrailbeat_easy_setopt_long(easy, CURLOPT_SSL_VERIFYPEER, config.verifyTLS ? 1 : 0),
+            cloudtrailbeat_easy_setopt_long(easy, CURLOPT_SSL_VERIFYHOST, config.verifyTLS ? 2 : 0),
+        ]
+        if let bundle = config.caBundle {
+            // The bundle alone: without clearing them, the default CA file and directory count too.
+            tls.append(cloudtrailbeat_easy_setopt_string(easy, CURLOPT_CAINFO, nil))
+            tls.append(cloudtrailbeat_easy_setopt_string(easy, CURLOPT_CAPATH, nil))
+            tls.append(bundle.withUnsafeBytes { cloudtrailbeat_easy_setopt_blob(easy, CURLOPT_CAINFO_BLOB, $0.baseAddress, $0.count) })
+        } else if let ca = config.caFile {
+            tls.append(cloudtrailbeat_easy_setopt_string(easy, CURLOPT_CAINFO, ca))
+        }
+        if let certificate = config.clientCertificate, let key = config.clientKey {
+            tls.append(cloudtrailbeat_easy_setopt_string(easy, CURLOPT_SSLCERTTYPE, "PEM"))
+            tls.append(certificate.withUnsafeBytes { cloudtrailbeat_easy_setopt_blob(easy, CURLOPT_SSLCERT_BLOB, $0.baseAddress, $0.count) })
+            tls.append(cloudtrailbeat_easy_setopt_string(easy, CURLOPT_SSLKEYTYPE, "PEM"))
+            tls.append(key.withUnsafeBytes { cloudtrailbeat_easy_setopt_blob(easy, CURLOPT_SSLKEY_BLOB, $0.baseAddress, $0.count) })
+        }
+        if let refused = tls.first(where: { $0 != CURLE_OK }) {
+            let message = "libcurl refused a TLS setting: " + String(cString: curl_easy_strerror(refused))
+            release()
+            fail(HTTPTransportError(code: Int32(refused.rawValue), message: message, url: HTTPClient.redact(request.url)))
+            return false
+        }
         _ = cloudtrailbeat_easy_setopt_string(easy, CURLOPT_USERAGENT, config.userAgent)
         switch request.method {
         case "GET": _ = cloudtrailbeat_easy_setopt_long(easy, CURLOPT_HTTPGET, 1)

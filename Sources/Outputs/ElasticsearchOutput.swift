@@ -6,10 +6,10 @@ import HTTP
 /// Per item: 2xx and 409 (already there) are delivered; 429 and 5xx are retried; other 4xx go to the
 /// dead-letter file with the server's reason. A whole-request 429/5xx or network error is retried (on
 /// the next host); 413 splits the batch. Basic auth, an API key, or a request signer (SigV4 for Amazon
-/// OpenSearch Service and Serverless); TLS through libcurl with verification on (and an optional CA
-/// file). An index, or a data stream (`create` is the only operation a data stream takes, which is
-/// the only one this output sends); an ingest pipeline; gzip request bodies; extra headers; a path
-/// prefix behind a proxy. An index lifecycle policy the installed template names.
+/// OpenSearch Service and Serverless); TLS through libcurl with verification on (CA files, a client
+/// certificate: ``TLSSettings``). An index, or a data stream (`create` is the only operation a data
+/// stream takes, which is the only one this output sends); an ingest pipeline; gzip request bodies;
+/// extra headers; a path prefix behind a proxy. An index lifecycle policy the installed template names.
 public final class ElasticsearchOutput: Output, @unchecked Sendable {
     /// A data stream named `<type>-<dataset>-<namespace>` (Elastic's naming scheme).
     public struct DataStream: Sendable, Equatable {
@@ -76,8 +76,9 @@ public final class ElasticsearchOutput: Output, @unchecked Sendable {
         public var apiKey: String?
         /// Signs every request (template install, probe and bulk) just before it is sent.
         public var signer: (any HTTPRequestSigner)?
-        public var caFile: String?
-        public var verifyTLS = true
+        /// TLS settings (an `ssl` section not disabled): hosts without a scheme are `https://` then,
+        /// and `http://` ones are refused. Nil: as each host's scheme says, with the system's CAs.
+        public var tls: TLSSettings?
         public var timeout: Double = 90
         /// Install the index template (``ElasticsearchOutput/template``) at start-up.
         public var installTemplate = false
@@ -100,11 +101,17 @@ public final class ElasticsearchOutput: Output, @unchecked Sendable {
 
     public init(_ configuration: Configuration) throws {
         guard !configuration.hosts.isEmpty else { throw OutputError(output: "elasticsearch", code: .configuration, message: "no hosts") }
+        var configuration = configuration
+        configuration.hosts = try configuration.hosts.map { host in
+            guard let url = TLSSettings.url(host, tls: configuration.tls != nil) else {
+                throw OutputError(output: "elasticsearch", code: .configuration, message: "'\(host)' is plain HTTP, yet TLS is configured (ssl): write https:// or no scheme")
+            }
+            return url
+        }
         self.configuration = configuration
         headers = Self.headers(configuration)
         var http = HTTPClient.Configuration()
-        http.verifyTLS = configuration.verifyTLS
-        http.caFile = configuration.caFile
+        try http.apply(configuration.tls, output: "elasticsearch")
         http.maxConcurrent = 4
         self.http = HTTPClient(configuration: http)
     }

@@ -16,7 +16,7 @@ public final class LogstashOutput: Output, @unchecked Sendable {
         public var compressionLevel: Int32 = 3
         /// Seconds without any ACK (keepalives included) before the connection is dropped.
         public var timeout: Double = 30
-        /// TLS (`ssl.enabled`); nil for plain TCP.
+        /// TLS (an `ssl` section not disabled); nil for plain TCP.
         public var tls: TLSSettings?
         public init() {}
     }
@@ -27,6 +27,8 @@ public final class LogstashOutput: Output, @unchecked Sendable {
     private let lane = BlockingLane("cloudtrailbeat.output.logstash")
     private var connection: TCPConnection?
     private var hostIndex = 0
+    /// ``Configuration/tls`` loaded (its CAs, client certificate and key), once.
+    let tls: TLSContext?
 
     public init(_ configuration: Configuration) throws {
         guard !configuration.hosts.isEmpty else { throw OutputError(output: "logstash", code: .configuration, message: "no hosts") }
@@ -34,6 +36,7 @@ public final class LogstashOutput: Output, @unchecked Sendable {
             throw OutputError(output: "logstash", code: .configuration, message: "compression_level must be 0 to 9")
         }
         self.configuration = configuration
+        tls = try configuration.tls.map { try TLSContext($0, output: "logstash") }
     }
 
     static func u32(_ v: Int) -> [UInt8] {
@@ -79,7 +82,7 @@ public final class LogstashOutput: Output, @unchecked Sendable {
         if let c = connection, !configuration.loadbalance { return c }
         if configuration.loadbalance { connection = nil }
         do {
-            let (c, index) = try connectFirst(configuration.hosts, from: hostIndex, defaultPort: 5044, timeout: configuration.timeout, tls: configuration.tls)
+            let (c, index) = try connectFirst(configuration.hosts, from: hostIndex, defaultPort: 5044, timeout: configuration.timeout, tls: tls)
             hostIndex = configuration.loadbalance ? index + 1 : index
             connection = c
             return c

@@ -62,8 +62,9 @@ extension LogstashOutput: ProbingOutput {
     /// `test output` checks for Logstash, whose Lumberjack protocol has no authentication of its own.
     public func probe() async -> [ProbeResult] {
         let configuration = self.configuration
+        let tls = self.tls
         return await probeEach(configuration.hosts, defaultPort: 5044) { host, port in
-            let c = try TCPConnection(host: host, port: port, timeout: configuration.timeout, ioTimeout: configuration.timeout, tls: configuration.tls)
+            let c = try TCPConnection(host: host, port: port, timeout: configuration.timeout, ioTimeout: configuration.timeout, tls: tls)
             return "connected" + (configuration.tls != nil ? ", TLS handshake done" : "") + " (\(c.peer))"
         }
     }
@@ -74,8 +75,9 @@ extension RedisOutput: ProbingOutput {
     /// key's `TYPE` (a `list` key must be a list, or not exist yet).
     public func probe() async -> [ProbeResult] {
         let configuration = self.configuration
+        let tls = self.tls
         return await probeEach(configuration.hosts, defaultPort: 6379) { host, port in
-            let c = try TCPConnection(host: host, port: port, timeout: configuration.timeout, ioTimeout: configuration.timeout, tls: configuration.tls)
+            let c = try TCPConnection(host: host, port: port, timeout: configuration.timeout, ioTimeout: configuration.timeout, tls: tls)
             func ask(_ args: [String]) throws -> String {
                 try c.write(RedisOutput.command(args.map { Array($0.utf8) }))
                 let line = String(decoding: try c.readLine(), as: UTF8.self)

@@ -12,7 +12,7 @@ public final class RedisOutput: Output, @unchecked Sendable {
         public var db: Int = 0
         public var timeout: Double = 5
         public var maxBatch: Int = 2048
-        /// TLS (`ssl.enabled`); nil for plain TCP.
+        /// TLS (an `ssl` section not disabled); nil for plain TCP.
         public var tls: TLSSettings?
         public init() {}
     }
@@ -23,6 +23,8 @@ public final class RedisOutput: Output, @unchecked Sendable {
     private let lane = BlockingLane("cloudtrailbeat.output.redis")
     private var connection: TCPConnection?
     private var hostIndex = 0
+    /// ``Configuration/tls`` loaded (its CAs, client certificate and key), once.
+    let tls: TLSContext?
 
     public init(_ configuration: Configuration) throws {
         guard ["list", "channel"].contains(configuration.datatype) else {
@@ -30,6 +32,7 @@ public final class RedisOutput: Output, @unchecked Sendable {
         }
         guard !configuration.hosts.isEmpty else { throw OutputError(output: "redis", code: .configuration, message: "no hosts") }
         self.configuration = configuration
+        tls = try configuration.tls.map { try TLSContext($0, output: "redis") }
     }
 
     static func command(_ args: [[UInt8]]) -> [UInt8] {
@@ -78,7 +81,7 @@ public final class RedisOutput: Output, @unchecked Sendable {
         if let c = connection { return c }
         let (c, index): (TCPConnection, Int)
         do {
-            (c, index) = try connectFirst(configuration.hosts, from: hostIndex, defaultPort: 6379, timeout: configuration.timeout, tls: configuration.tls)
+            (c, index) = try connectFirst(configuration.hosts, from: hostIndex, defaultPort: 6379, timeout: configuration.timeout, tls: tls)
         } catch let e as TCPError {
             throw OutputError(output: name, message: e.message)
         }

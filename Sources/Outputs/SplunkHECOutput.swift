@@ -58,8 +58,9 @@ public final class SplunkHECOutput: Output {
         public var ackPollInterval: Double = 1
         /// The request channel (a GUID); nil: a new one each start.
         public var channel: String?
-        public var caFile: String?
-        public var verifyTLS = true
+        /// TLS settings (an `ssl` section not disabled): a URL without a scheme is `https://` then, and
+        /// an `http://` one is refused. Nil: as the URL's scheme says, with the system's CAs.
+        public var tls: TLSSettings?
         public var timeout: Double = 60
         public init() {}
     }
@@ -79,6 +80,11 @@ public final class SplunkHECOutput: Output {
 
     public init(_ configuration: Configuration) throws {
         guard !configuration.token.isEmpty else { throw OutputError(output: "splunk", code: .configuration, message: "no token") }
+        var configuration = configuration
+        guard let withScheme = TLSSettings.url(configuration.url, tls: configuration.tls != nil) else {
+            throw OutputError(output: "splunk", code: .configuration, message: "'\(configuration.url)' is plain HTTP, yet TLS is configured (ssl): write https:// or no scheme")
+        }
+        configuration.url = withScheme
         guard let url = URL(string: configuration.url), let scheme = url.scheme, ["http", "https"].contains(scheme), url.host != nil else {
             throw OutputError(output: "splunk", code: .configuration, message: "'\(configuration.url)' is not an http(s) URL")
         }
@@ -91,8 +97,7 @@ public final class SplunkHECOutput: Output {
         ackEndpoint = base + "/services/collector/ack"
         healthEndpoint = base + "/services/collector/health"
         var http = HTTPClient.Configuration()
-        http.verifyTLS = configuration.verifyTLS
-        http.caFile = configuration.caFile
+        try http.apply(configuration.tls, output: "splunk")
         http.maxConcurrent = 8
         self.http = HTTPClient(configuration: http)
         tracker = HECAckTracker(pollInterval: configuration.ackPollInterval)

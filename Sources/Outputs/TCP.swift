@@ -80,7 +80,7 @@ final class TCPConnection: ReplyReader {
     private var inbox = Inbox()
 
     /// Connects to `host:port` within `timeout` seconds; reads and writes time out after `ioTimeout`.
-    init(host: String, port: Int, timeout: Double, ioTimeout: Double, tls: TLSSettings? = nil) throws {
+    init(host: String, port: Int, timeout: Double, ioTimeout: Double, tls: TLSContext? = nil) throws {
         peer = "\(host):\(port)"
         var hints = addrinfo()
         hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
@@ -113,7 +113,7 @@ final class TCPConnection: ReplyReader {
         TCPConnection.setTimeout(fd, SO_SNDTIMEO, ioTimeout)
         TCPConnection.setTimeout(fd, SO_RCVTIMEO, max(ioTimeout, tls == nil ? 0 : timeout))
         if let tls {
-            self.tls = try TLSSession(fd: fd, host: host, settings: tls)  // on failure, deinit closes the socket
+            self.tls = try TLSSession(fd: fd, host: host, context: tls)  // on failure, deinit closes the socket
             TCPConnection.setTimeout(fd, SO_RCVTIMEO, ioTimeout)
         }
     }
@@ -188,20 +188,23 @@ struct TCPError: Error, CustomStringConvertible {
     var description: String { message }
 }
 
-/// `host[:port]` with a default port.
+/// `host[:port]` with a default port; an IPv6 address is written in brackets (`[::1]:6379`).
 func splitHost(_ s: String, defaultPort: Int) -> (String, Int) {
     var text = s
     if let r = text.range(of: "://") { text = String(text[r.upperBound...]) }
     if let slash = text.firstIndex(of: "/") { text = String(text[..<slash]) }
-    if let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]) {
-        return (String(text[..<colon]), port)
+    var port = defaultPort
+    if let colon = text.lastIndex(of: ":"), !text[colon...].contains("]"), let p = Int(text[text.index(after: colon)...]) {
+        port = p
+        text = String(text[..<colon])
     }
-    return (text, defaultPort)
+    if text.hasPrefix("[") && text.hasSuffix("]") { text = String(text.dropFirst().dropLast()) }
+    return (text, port)
 }
 
 /// Connects to the first of `hosts` that answers, trying them in turn from index `start`; returns the
 /// connection and the index of its host. The error lists why each host failed.
-func connectFirst(_ hosts: [String], from start: Int, defaultPort: Int, timeout: Double, tls: TLSSettings?) throws -> (TCPConnection, Int) {
+func connectFirst(_ hosts: [String], from start: Int, defaultPort: Int, timeout: Double, tls: TLSContext?) throws -> (TCPConnection, Int) {
     var errors: [String] = []
     for attempt in 0..<hosts.count {
         let index = (start + attempt) % hosts.count

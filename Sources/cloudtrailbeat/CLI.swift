@@ -16,6 +16,8 @@ struct CloudTrailBeat: AsyncParsableCommand {
     /// ArgumentParser's own entry, except that `verify` exits 2 on a usage error (64 elsewhere), as it
     /// documents: 0 verified, 1 findings, 2 could not verify.
     static func main() async {
+        // A write to a peer that reset (a TLS close_notify, OpenSSL's writes) is a failed delivery to retry, not the end of the process.
+        signal(SIGPIPE, SIG_IGN)
         do {
             var command = try parseAsRoot()
             if var command = command as? any AsyncParsableCommand { try await command.run() } else { try command.run() }

@@ -33,7 +33,7 @@ struct ConfigTests {
             journal.max_size: 512MiB
             """, file: "c.yml")
         #expect(c.input.numQueueFetch == 10 && c.input.sleepTime == 0 && c.input.noPurge)
-        #expect(c.logstash?.hosts == ["logstash:5044"] && c.elasticsearch?.verifyTLS == false)
+        #expect(c.logstash?.hosts == ["logstash:5044"] && c.elasticsearch?.tls?.verify == false)
         #expect(c.journal.maxSize == 512 << 20)
         #expect(c.input.maxObjectSize == 4 << 30, "input.max_object_size: 4 GiB by default")
         #expect(try Config.parse("input:\n  max_object_size: 256MiB\noutput:\n  console: {}", file: "c.yml").input.maxObjectSize == 256 << 20)
@@ -87,7 +87,7 @@ struct ConfigTests {
         ("output:\n  splunk:\n    url: https://s:8088\n    token: t\n    use_ack: sometimes", "output.splunk.use_ack: must be true or false"),
         ("output:\n  splunk:\n    url: https://s:8088\n    token: t\n    ack_timeout: forever", "output.splunk.ack_timeout: 'forever' is not a duration"),
         ("output:\n  splunk:\n    url: https://s:8088\n    token: t\n    channel: chan-1", "output.splunk.channel: 'chan-1' is not a GUID"),
-        ("output:\n  splunk:\n    url: https://s:8088\n    token: t\n    ssl: {verify: none}", "output.splunk.ssl.verify: unknown key; known keys here: certificate_authorities, enabled, verification_mode"),
+        ("output:\n  splunk:\n    url: https://s:8088\n    token: t\n    ssl: {verify: none}", "output.splunk.ssl.verify: unknown key; known keys here: certificate, certificate_authorities, enabled, key, verification_mode"),
         ("output:\n  splunk:\n    url: https://s:8088\n    token: t\n    codec: splunk", "output.splunk.codec: 'splunk' is not a codec"),
         ("output:\n  elasticsearch:\n    hosts: [h]\n    ilm: {}", "output.elasticsearch.ilm: the policy is attached through the index template: set output.elasticsearch.template.enabled: true"),
         ("output:\n  elasticsearch:\n    hosts: [h]\n    template.enabled: true\n    aws_auth: {region: eu-west-1}\n    ilm: {}", "output.elasticsearch.ilm: Amazon OpenSearch Service and Serverless have no ILM"),
@@ -147,6 +147,7 @@ struct ConfigTests {
         let defaults = try #require(try Config.parse("output.splunk: {url: \"https://splunk.example.com:8088\", token: \"${HEC_TOKEN:abc}\"}", file: "c.yml").splunk)
         #expect(defaults.output.url == "https://splunk.example.com:8088" && defaults.output.token == "abc" && defaults.worker == 4)
         #expect(defaults.output.useAck && defaults.output.ackTimeout == 300 && defaults.output.sourcetype == "aws:cloudtrail" && defaults.output.index == nil)
+        let ca = try TestCA()  // read when the output is made
         let c = try Config.parse("""
             output.splunk:
               url: https://splunk.example.com:8088/services/collector/event
@@ -164,7 +165,7 @@ struct ConfigTests {
               ack_poll_interval: 250ms
               channel: 3F2504E0-4F89-11D3-9A0C-0305E82C3301
               timeout: 15s
-              ssl: {certificate_authorities: [/etc/ca.pem], verification_mode: none}
+              ssl: {certificate_authorities: [\(ca.certificate)], verification_mode: none}
               codec: ecs
             """, file: "c.yml")
         let s = try #require(c.splunk)
@@ -172,7 +173,7 @@ struct ConfigTests {
         #expect(o.index == "aws" && o.sourcetype == nil && o.source == "cloudtrail" && o.host == "shipper-1")
         #expect(o.bulkMaxSize == 200 && o.bulkMaxBytes == 512 << 10 && s.worker == 8 && o.compressionLevel == 5)
         #expect(!o.useAck && o.ackTimeout == 120 && o.ackPollInterval == 0.25 && o.channel == "3F2504E0-4F89-11D3-9A0C-0305E82C3301" && o.timeout == 15)
-        #expect(o.caFile == "/etc/ca.pem" && !o.verifyTLS)
+        #expect(o.tls == TLSSettings(certificateAuthorities: [ca.certificate], verify: false))
         #expect(c.codec(forOutput: "splunk").kind == .ecs && c.outputNames == ["splunk"] && c.workers(forOutput: "splunk") == 8)
         #expect(try Config.parse("output.splunk: {url: \"http://s:8088\", token: t}", file: "c.yml").codec(forOutput: "splunk").kind == .raw)
         #expect(try Config.parse("output.splunk: {enabled: false, url: \"http://s:8088\"}\noutput.console: {}", file: "c.yml").splunk == nil)

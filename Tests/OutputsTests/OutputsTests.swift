@@ -467,7 +467,7 @@ struct TLSOutputTests {
         // Trusted CA, by name and by IP: delivered.
         for host in ["localhost", "127.0.0.1"] {
             config.hosts = ["\(host):\(port)"]
-            config.tls = TLSSettings(caFile: dir.sub("cert.pem"))
+            config.tls = TLSSettings(certificateAuthorities: [dir.sub("cert.pem")])
             #expect(try await LogstashOutput(config).deliver(events(0..<5)).handled == 5, "\(host)")
         }
         // The system trust store does not know the self-signed certificate: refused, nothing delivered.
@@ -497,7 +497,7 @@ struct TLSOutputTests {
         var config = RedisOutput.Configuration()
         config.hosts = ["localhost:\(port)"]
         config.key = "tls-list"
-        config.tls = TLSSettings(caFile: dir.sub("cert.pem"))
+        config.tls = TLSSettings(certificateAuthorities: [dir.sub("cert.pem")])
         #expect(try await RedisOutput(config).deliver(events(0..<40)).handled == 40)
         config.tls = TLSSettings()
         await #expect { _ = try await RedisOutput(config).deliver(events(40..<41)) } throws: { "\($0)".contains("TLS handshake with localhost failed") }

@@ -1,6 +1,7 @@
 """A protocol-faithful Elasticsearch _bulk stand-in for cloudtrailbeat's tests (see shared/reference/protocols.md).
 
   es_server.py PORT [DELAY]   (DELAY: seconds to wait before answering each _bulk, to play a slow receiver)
+  HTTPS when ES_TLS_CERT and ES_TLS_KEY are set; ES_TLS_CLIENT_CA also requires a client certificate.
 
 - POST /_bulk (or /<index>/_bulk): Content-Type must be application/x-ndjson; the body must end with a
   newline; it is parsed as action/source line pairs; sources must be JSON. Only "create" (with _index and
@@ -36,7 +37,7 @@ Amazon OpenSearch Service, Elastic's data streams and ingest pipelines (all set 
 - {"pipelines": {"<name>": {"set": {"field": value}}}} defines ingest pipelines; ?pipeline=<name> runs
   it on every document (a name not defined fails each item with 400, as Elasticsearch does).
 """
-import fnmatch, gzip, hashlib, hmac, json, re, sys, threading, time, urllib.parse, urllib.request
+import fnmatch, gzip, hashlib, hmac, json, os, re, sys, threading, time, urllib.parse, urllib.request
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -375,4 +376,15 @@ class Handler(BaseHTTPRequestHandler):
             items.append({op: {"_index": key[0], "_id": key[1], "_version": 1, "result": "created", "status": 201}})
         self.reply(200, {"took": 1, "errors": errors, "items": items})
 
-ThreadingHTTPServer(("127.0.0.1", PORT), Handler).serve_forever()
+SERVER = ThreadingHTTPServer(("127.0.0.1", PORT), Handler)
+if os.environ.get("ES_TLS_CERT"):
+    # HTTPS with ES_TLS_CERT and ES_TLS_KEY; with ES_TLS_CLIENT_CA, a client certificate signed by that
+    # CA is required (a handshake without one fails, and nothing is answered).
+    import ssl
+    CONTEXT = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    CONTEXT.load_cert_chain(os.environ["ES_TLS_CERT"], os.environ["ES_TLS_KEY"])
+    if os.environ.get("ES_TLS_CLIENT_CA"):
+        CONTEXT.verify_mode = ssl.CERT_REQUIRED
+        CONTEXT.load_verify_locations(os.environ["ES_TLS_CLIENT_CA"])
+    SERVER.socket = CONTEXT.wrap_socket(SERVER.socket, server_side=True)
+SERVER.serve_forever()

@@ -5,6 +5,8 @@
   MODE partial:   ACKs every 3 events, then the last.
   MODE keepalive: three ACK 0 keepalives (0.6 s apart) before each window's ACK.
   MODE drop:      on the first connection, ACKs the first half of the first window, then closes.
+  MODE reset:     the first two connections read their first window, then reset (RST, SO_LINGER 0)
+                  without an ACK; later ones ACK as in full. Logs {"reset": k} for each.
 Decodes W, J and C (zlib) frames; checks seq 1..n per window; logs JSON lines to LOGFILE:
 {"event": <decoded JSON>, "seq": n, "conn": k, "compressed": bool} and {"ack": n, "conn": k}.
 """
@@ -83,6 +85,11 @@ class Handler(socketserver.BaseRequestHandler):
                     sock.sendall(b"2A" + struct.pack(">I", s))
                     if s:
                         log({"ack": s, "conn": conn})
+                if MODE == "reset" and conn <= 2:
+                    log({"reset": conn})
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    sock.close()
+                    return
                 if MODE == "drop" and conn == 1:
                     ack(n // 2)
                     time.sleep(0.1)
