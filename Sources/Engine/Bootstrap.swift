@@ -153,7 +153,6 @@ public enum Bootstrap {
 
     /// Opens everything and runs until stopped or drained. Returns the process exit code.
     public static func run(config c: Config, drain: Bool, backfill request: BackfillRequest? = nil, logger: Logger) async throws -> Int32 {
-        for warning in ConfigCheck.warnings(c) { logger.warning("\(warning)") }
         // Every download of the fetch pool in flight, and room for SQS, STS and the rest beside them.
         var transfers = HTTPClient.Configuration()
         transfers.maxConcurrent = c.input.fetchConcurrency + 16

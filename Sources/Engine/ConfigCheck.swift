@@ -100,7 +100,6 @@ public enum ConfigCheck {
                 problems.append("\(error)")
             }
         }
-        lines += warnings(c).map { "warning: \($0)" }
         if c.input.sqsURL != nil || c.input.bucket != nil || c.input.roleARN != nil {
             let http = HTTPClient()
             do {
@@ -114,31 +113,6 @@ public enum ConfigCheck {
         }
         lines += c.warnings(environment: environment).map { "warning: \($0)" }
         return Report(lines: lines, problems: problems)
-    }
-
-    /// What a run warns about at start, and `test config` prints: settings that work, but let anyone
-    /// on the path read (or change) what is sent.
-    public static func warnings(_ c: Config) -> [String] {
-        var w: [String] = []
-        for name in c.outputNames {
-            if let tls = c.tls(forOutput: name), !tls.verify {
-                w.append("output.\(name): ssl.verification_mode is none: the server's certificate and name are not checked, so anyone on the path can read and change what is sent")
-            }
-        }
-        func exposed(_ url: String) -> Bool { !PeerName(url: url).isLoopback }
-        if let e = c.elasticsearch {
-            let secret = e.apiKey != nil ? "the API key goes" : e.username != nil ? "the username and password go" : e.awsAuth != nil ? "the SigV4 session token (when there is one) goes" : nil
-            for host in e.hosts where TLSSettings.isPlainHTTP(host) && exposed(host) {
-                if let secret { w.append("output.elasticsearch: \(secret) to \(host) in plain HTTP: use https:// (or ssl, which makes a host without a scheme https)") }
-            }
-        }
-        if let s = c.splunk, TLSSettings.isPlainHTTP(s.url), exposed(s.url) {
-            w.append("output.splunk: the HEC token goes to \(s.url) in plain HTTP: use https://")
-        }
-        if let r = c.redis, r.password != nil, r.tls == nil {
-            for host in r.hosts where exposed(host) { w.append("output.redis: the password goes to \(host) in plain text: configure ssl") }
-        }
-        return w
     }
 
     /// The first four characters and a mask: enough to tell keys apart, not to use them.

@@ -1,5 +1,6 @@
 import AWS
 import Foundation
+import Outputs
 
 /// Settings that are valid but weaken what the shipper guarantees: said as warnings by `test config`
 /// and in the log at start, so that a weakened setup is never silent.
@@ -10,10 +11,11 @@ extension Config {
     public func verifiesSNSSignatures(environment: [String: String] = ProcessInfo.processInfo.environment) -> Bool {
         if let configured = input.verifySNSSignatures { return configured }
         guard let endpoint = AWSSettings.endpoint(service: "sqs", configured: input.endpoint, environment: environment) else { return true }
-        return !Config.isLoopback(url: endpoint)
+        return !PeerName(url: endpoint).isLoopback
     }
 
-    /// One sentence per weakened guarantee, naming the setting.
+    /// One sentence per weakened guarantee, naming the setting: SNS envelopes taken unverified, TLS
+    /// that checks nothing, secrets sent in plain text to a host off this machine.
     public func warnings(environment: [String: String] = ProcessInfo.processInfo.environment) -> [String] {
         var warnings: [String] = []
         if input.sqsURL != nil && !verifiesSNSSignatures(environment: environment) {
@@ -24,15 +26,31 @@ extension Config {
                 warnings.append("SNS signatures are not verified (\(why)): anyone who can send to the queue can forge an SNS envelope")
             }
         }
-        return warnings
+        return warnings + outputWarnings()
     }
 
-    /// Whether `url`'s host is a loopback address or name (127.0.0.0/8, ::1, localhost).
-    static func isLoopback(url: String) -> Bool {
-        guard let host = URLComponents(string: url)?.host?.lowercased() else { return false }
-        let bare = host.hasPrefix("[") ? String(host.dropFirst().dropLast()) : host
-        if bare == "localhost" || bare.hasSuffix(".localhost") || bare == "::1" { return true }
-        var address = in_addr()
-        return inet_pton(AF_INET, bare, &address) == 1 && UInt32(bigEndian: address.s_addr) >> 24 == 127
+    /// Outputs' settings that work, but let anyone on the path read (or change) what is sent.
+    private func outputWarnings() -> [String] {
+        let c = self
+        var w: [String] = []
+        for name in c.outputNames {
+            if let tls = c.tls(forOutput: name), !tls.verify {
+                w.append("output.\(name): ssl.verification_mode is none: the server's certificate and name are not checked, so anyone on the path can read and change what is sent")
+            }
+        }
+        func exposed(_ url: String) -> Bool { !PeerName(url: url).isLoopback }
+        if let e = c.elasticsearch {
+            let secret = e.apiKey != nil ? "the API key goes" : e.username != nil ? "the username and password go" : e.awsAuth != nil ? "the SigV4 session token (when there is one) goes" : nil
+            for host in e.hosts where TLSSettings.isPlainHTTP(host) && exposed(host) {
+                if let secret { w.append("output.elasticsearch: \(secret) to \(host) in plain HTTP: use https:// (or ssl, which makes a host without a scheme https)") }
+            }
+        }
+        if let s = c.splunk, TLSSettings.isPlainHTTP(s.url), exposed(s.url) {
+            w.append("output.splunk: the HEC token goes to \(s.url) in plain HTTP: use https://")
+        }
+        if let r = c.redis, r.password != nil, r.tls == nil {
+            for host in r.hosts where exposed(host) { w.append("output.redis: the password goes to \(host) in plain text: configure ssl") }
+        }
+        return w
     }
 }
