@@ -11,14 +11,8 @@ import Testing
 struct TrustSettingsTests {
     let queue = "output:\n  console: {}\ninput:\n  sqs_url: https://sqs.us-east-1.amazonaws.com/123456789012/ct\n  aws_region: us-east-1\n"
 
-    func error(_ yaml: String) -> String {
-        do {
-            _ = try Config.parse(yaml, file: "/etc/cloudtrailbeat.yml")
-            return "no error"
-        } catch {
-            return "\(error)"
-        }
-    }
+    /// The error parsing `yaml` gives (as the Configuration suite reads it).
+    func error(_ yaml: String) -> String { ConfigTests().error(yaml) }
 
     @Test func bucketPatternsAndNamesAreCheckedAtLoad() throws {
         #expect(error(queue + "  buckets: [\"ct-logs@*\"]").contains("input.buckets"))
