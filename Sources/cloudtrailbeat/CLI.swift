@@ -1,5 +1,6 @@
 import ArgumentParser
 import Engine
+import Failures
 import Foundation
 import Journal
 import Logging
@@ -16,6 +17,7 @@ struct CloudTrailBeat: AsyncParsableCommand {
     /// ArgumentParser's own entry, except that `verify` exits 2 on a usage error (64 elsewhere), as it
     /// documents: 0 verified, 1 findings, 2 could not verify.
     static func main() async {
+        ProcessGuards.apply()
         do {
             var command = try parseAsRoot()
             if var command = command as? any AsyncParsableCommand { try await command.run() } else { try command.run() }
@@ -211,7 +213,7 @@ struct Run: AsyncParsableCommand {
         } catch let e as ConfigError {
             fail("configuration error: \(e)")
         } catch let e as JournalError {
-            fail("journal unusable: \(e)")
+            fail(e, else: "journal unusable: ")
         } catch let e as ExitCode {
             throw e
         } catch {
@@ -311,9 +313,16 @@ struct VerifyCommand: AsyncParsableCommand {
     }
 }
 
-func fail(_ message: String) -> Never {
-    FileHandle.standardError.write(Data("cloudtrailbeat: \(message)\n".utf8))
-    exit(1)
+/// Prints `message` (a URL's password masked) on standard error and exits with `status`.
+func fail(_ message: String, status: Int32 = 1) -> Never {
+    FileHandle.standardError.write(Data("cloudtrailbeat: \(redactingUserinfo(message))\n".utf8))
+    exit(status)
+}
+
+/// A journal error: a damaged journal's description (it names the path and what to do) and exit
+/// ``ProcessGuards/journalDamaged``; any other after `prefix`, exit 1.
+func fail(_ error: JournalError, else prefix: String = "error: ") -> Never {
+    error.code == .damaged ? fail("\(error)", status: ProcessGuards.journalDamaged) : fail(prefix + "\(error)")
 }
 
 func loadConfig(_ path: String, overrides: [String] = []) throws -> Config {
@@ -363,7 +372,7 @@ struct JournalCommand: AsyncParsableCommand {
                 let report = try JournalInspector.status(path: path, maxSize: config?.journal.maxSize)
                 print(json ? report.json() : report.text())
             } catch let error as JournalError {
-                fail("error: \(error)")
+                fail(error)
             }
         }
     }
@@ -400,7 +409,7 @@ struct JournalCommand: AsyncParsableCommand {
                     fail("nothing in the quarantine matches \(r.unmatched.map { "'\($0)'" }.joined(separator: ", ")) (see journal status)")
                 }
             } catch let error as JournalError {
-                fail("error: \(error)")
+                fail(error)
             }
         }
     }
@@ -420,7 +429,7 @@ struct JournalCommand: AsyncParsableCommand {
                     path: path, doneRetentionSeconds: config?.journal.doneRetentionSeconds, maxQuarantineEntries: config?.journal.maxQuarantineEntries)
                 print("freed \(r.chunksFreed) body chunks, removed \(r.objectsRemoved) finished objects, expired \(r.markersExpired) done markers, dropped \(r.quarantineDropped) old quarantine entries")
             } catch let error as JournalError {
-                fail("error: \(error)")
+                fail(error)
             }
         }
     }
