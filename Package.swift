@@ -59,6 +59,8 @@ let package = Package(
         .systemLibrary(
             name: "COpenSSL", pkgConfig: "openssl",
             providers: [.apt(["libssl-dev"]), .brew(["openssl"])]),
+        // prctl (variadic in C) for the CLI's process settings; a header only, nothing to link.
+        .systemLibrary(name: "CProcess"),
 
         // MARK: Swift modules
         // How a failure is handled (retry, wait, quarantine, fatal): what every module's errors say.
@@ -74,7 +76,7 @@ let package = Package(
         // CloudTrail log-file validation: digests, their signatures (RSA through swift-crypto), verdicts.
         .target(name: "Integrity", dependencies: ["Stages", crypto, cryptoExtras]),
         .target(name: "Engine", dependencies: ["Failures", "Journal", "Stages", "Codecs", "AWS", "Outputs", "SNSSignature", "Integrity", yams, logging, prometheus, serviceLifecycle, unixSignals]),
-        .executableTarget(name: "cloudtrailbeat", dependencies: ["Engine", argumentParser, logging]),
+        .executableTarget(name: "cloudtrailbeat", dependencies: ["Engine", "Failures", "CProcess", argumentParser, logging]),
 
         // MARK: Tests
         // A child process for the journal crash test: commits transitions in a loop

@@ -102,6 +102,8 @@ public struct AWSService: Sendable {
         }
     }
 
+    /// A credential source that fails is waited for like the network (`AWSError` of kind `credentials`);
+    /// one that is refused (``CredentialsError/Code/refused``) is thrown as it is: fatal.
     private func attempt<T>(_ call: Call, _ perform: (HTTPRequest) async throws -> Outcome<T>) async throws -> T {
         var refreshed = false
         var attempt = 0
@@ -113,7 +115,7 @@ public struct AWSService: Sendable {
                 let creds: Credentials?
                 do {
                     creds = try await credentials?.credentials()
-                } catch let e as CredentialsError {
+                } catch let e as CredentialsError where e.code != .refused {
                     throw AWSError.credentialsUnavailable(e, service: service, operation: call.operation)
                 }
                 switch try await perform(build(call, credentials: creds)) {
@@ -131,7 +133,7 @@ public struct AWSService: Sendable {
                 refreshed = true
                 do {
                     _ = try await provider.refresh()
-                } catch let e as CredentialsError {
+                } catch let e as CredentialsError where e.code != .refused {
                     throw AWSError.credentialsUnavailable(e, service: service, operation: call.operation)
                 }
                 continue

@@ -2,6 +2,10 @@ import Foundation
 import Failures
 import HTTP
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// Why no credentials (or no region) could be had.
 public struct CredentialsError: Error, Sendable, CustomStringConvertible, ClassifiedError {
     /// Why no credentials could be had. Open, so new codes can be added without breaking callers.
@@ -12,6 +16,9 @@ public struct CredentialsError: Error, Sendable, CustomStringConvertible, Classi
         /// The source failed this time (instance metadata or STS unreachable, a token file being
         /// rotated, a credential process failing, an SSO session expired).
         public static let unavailable = Code(rawValue: "unavailable")
+        /// The environment names a source that must not be asked (a container credentials URI the AWS
+        /// SDKs refuse): no wait mends it.
+        public static let refused = Code(rawValue: "refused")
     }
 
     public var code: Code = .unavailable
@@ -21,8 +28,9 @@ public struct CredentialsError: Error, Sendable, CustomStringConvertible, Classi
         self.message = message
     }
     public var description: String { message }
-    /// Waited for: credentials come back (a new token, IMDS again), and the work was never at fault.
-    public var disposition: Disposition { .wait }
+    /// Waited for: credentials come back (a new token, IMDS again), and the work was never at fault. A
+    /// refused source is fatal: the environment must change.
+    public var disposition: Disposition { code == .refused ? .fatal : .wait }
 }
 
 /// Something that yields credentials, refreshing temporary ones.
@@ -112,7 +120,8 @@ public struct SharedConfigFiles: Sendable {
 ///    `aws sso login` cached under `~/.aws/sso/cache`, refreshed when it can be, → SSO GetRoleCredentials;
 ///    the credentials file's static keys; `credential_process` (a command printing JSON credentials);
 ///    the config file's static keys. A `source_profile` may be any of these;
-/// 4. the ECS container endpoint;
+/// 4. the ECS container endpoint (`AWS_CONTAINER_CREDENTIALS_RELATIVE_URI` or `_FULL_URI`; the latter
+///    only to the hosts the AWS SDKs allow: ``containerEndpointRefusal(_:)``);
 /// 5. EC2 IMDSv2.
 public actor CredentialChain: CredentialProvider {
     public struct Settings: Sendable {
@@ -278,6 +287,10 @@ public actor CredentialChain: CredentialProvider {
 
     private func container(_ env: [String: String]) async throws -> Credentials {
         let url = env["AWS_CONTAINER_CREDENTIALS_FULL_URI"] ?? "http://169.254.170.2" + (env["AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"] ?? "")
+        if let refusal = CredentialChain.containerEndpointRefusal(url) {
+            let variable = env["AWS_CONTAINER_CREDENTIALS_FULL_URI"] != nil ? "AWS_CONTAINER_CREDENTIALS_FULL_URI" : "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"
+            throw CredentialsError(code: .refused, message: "\(variable): \(refusal)")
+        }
         var headers: [(String, String)] = []
         if let token = env["AWS_CONTAINER_AUTHORIZATION_TOKEN"] { headers.append(("Authorization", token)) }
         if let file = env["AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"], let token = try? String(contentsOfFile: file, encoding: .utf8) {
@@ -286,6 +299,38 @@ public actor CredentialChain: CredentialProvider {
         let r = try await http.send(HTTPRequest(method: "GET", url: url, headers: headers), timeout: 5)
         guard r.status == 200 else { throw CredentialsError(message: "the container credentials endpoint answered HTTP \(r.status)") }
         return try CredentialChain.decodeJSONCredentials(r.body, source: "container")
+    }
+
+    /// Why the container credentials endpoint `url` must not be asked, or nil when it may be — the AWS
+    /// SDKs' rule, since whatever answers it hands this process its credentials and gets its token:
+    /// any `https` URL; a plain `http` one only to a loopback address (127.0.0.0/8, `[::1]`, or the
+    /// name `localhost`) or to the ECS and EKS container hosts (169.254.170.2, 169.254.170.23,
+    /// `[fd00:ec2::23]`). Addresses must be written as inet_pton reads them (no `127.1`, no `0x7f…`);
+    /// other host names are refused over http, as they could resolve anywhere.
+    static func containerEndpointRefusal(_ url: String) -> String? {
+        let shown = HTTPClient.redact(url)
+        guard let parts = URLComponents(string: url), let scheme = parts.scheme?.lowercased(), var host = parts.host, !host.isEmpty else {
+            return "'\(shown)' is not a URL"
+        }
+        if scheme == "https" { return nil }
+        guard scheme == "http" else { return "'\(shown)' is neither https nor http" }
+        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        if host.lowercased() == "localhost" { return nil }
+        var v4 = in_addr()
+        if inet_pton(AF_INET, host, &v4) == 1 {
+            let octets = withUnsafeBytes(of: &v4) { Array($0) }
+            if octets[0] == 127 || octets == [169, 254, 170, 2] || octets == [169, 254, 170, 23] { return nil }
+        } else {
+            var v6 = in6_addr()
+            if inet_pton(AF_INET6, host, &v6) == 1 {
+                let bytes = withUnsafeBytes(of: &v6) { Array($0) }
+                let loopback = [UInt8](repeating: 0, count: 15) + [1]
+                let eks: [UInt8] = [0xfd, 0x00, 0x0e, 0xc2] + [UInt8](repeating: 0, count: 11) + [0x23]
+                if bytes == loopback || bytes == eks { return nil }
+            }
+        }
+        return "'\(shown)' is plain http to a host that is neither loopback (127.0.0.0/8, [::1], localhost) nor the ECS or EKS "
+            + "container host (169.254.170.2, 169.254.170.23, [fd00:ec2::23]); use https, or one of those addresses (the AWS SDKs refuse it too)"
     }
 
     private func imds() async throws -> Credentials {

@@ -1,4 +1,5 @@
 import Codecs
+import Failures
 import Foundation
 import Outputs
 import SNSSignature
@@ -10,9 +11,11 @@ public struct ConfigError: Error, CustomStringConvertible {
     public var file: String
     public var key: String?
     public var message: String
+    /// The file, the key and the message; a URL quoted in the message loses its password
+    /// (``redactingUserinfo(_:)``).
     public var description: String {
-        if let key { return "\(file): \(key): \(message)" }
-        return "\(file): \(message)"
+        if let key { return "\(file): \(key): \(redactingUserinfo(message))" }
+        return "\(file): \(redactingUserinfo(message))"
     }
 }
 

@@ -1,5 +1,6 @@
 import AWS
 import Codecs
+import Failures
 import Foundation
 import HTTP
 import Outputs
@@ -9,7 +10,7 @@ import Stages
 /// with the region and the credentials resolved — printed for people, secrets masked.
 public enum ConfigCheck {
     public struct Report: Sendable {
-        /// The effective settings, one `key: value` line each, secrets masked.
+        /// The effective settings, one `key: value` line each, secrets masked (URL passwords too).
         public var lines: [String]
         /// Problems that would stop a run (no region, no credentials), one sentence each.
         public var problems: [String]
@@ -112,7 +113,8 @@ public enum ConfigCheck {
             }
         }
         lines += c.warnings(environment: environment).map { "warning: \($0)" }
-        return Report(lines: lines, problems: problems)
+        // Hosts, URLs and endpoints may carry a password (`https://user:pass@host`): masked in every line.
+        return Report(lines: lines.map(redactingUserinfo), problems: problems.map(redactingUserinfo))
     }
 
     /// The first four characters and a mask: enough to tell keys apart, not to use them.

@@ -1,3 +1,4 @@
+import Failures
 import Foundation
 import Logging
 import Stages
@@ -13,6 +14,9 @@ enum LogStage: String, CaseIterable {
 ///
 /// A log line's stage is its `source`: `receive`, `fetch`, `emit`, `delete`, `visibility`, `backfill`
 /// (lines without one carry their module's name, e.g. `Engine`). Matching ignores case.
+///
+/// Every line loses the userinfo of any URL in its message or metadata (``redactingUserinfo(_:)``), so a
+/// password in an output's host never reaches the log, whichever error quoted it.
 public struct SelectorLogHandler: LogHandler {
     /// The stages debug lines come from; they are what `-d` and `logging.selectors` take.
     public static let stages = LogStage.allCases.map(\.rawValue)
@@ -37,15 +41,43 @@ public struct SelectorLogHandler: LogHandler {
     /// line or move a terminal's cursor. JSON lines are escaped by JSON itself.
     public func log(event: LogEvent) {
         if event.level <= .debug, let selected, !selected.contains(event.source.lowercased()) { return }
+        let event = Self.redacted(event)
         guard json else { return inner.log(event: Self.escaped(event)) }
         FileHandle.standardError.write(Data((Self.jsonLine(event, label: label, metadata: inner.metadata) + "\n").utf8))
     }
 
+    /// The event with every control character of its message and metadata escaped.
     static func escaped(_ event: LogEvent) -> LogEvent {
         var event = event
         event.message = "\(UntrustedText.escaped(event.message.description))"
         event.metadata = event.metadata?.mapValues { .string(UntrustedText.escaped("\($0)")) }
         return event
+    }
+
+    /// The event with URL userinfo masked in its message, its metadata values and its error (which
+    /// moves into the metadata as `error.message` and `error.type`, as the stream handler shows it).
+    static func redacted(_ event: LogEvent) -> LogEvent {
+        var e = event
+        let message = "\(event.message)"
+        let masked = redactingUserinfo(message)
+        if masked != message { e.message = "\(masked)" }
+        var metadata = event.metadata
+        if let error = event.error {
+            metadata = metadata ?? [:]
+            metadata?["error.message"] = .string("\(error)")
+            metadata?["error.type"] = .string(String(reflecting: type(of: error)))
+            e.error = nil
+        }
+        if let m = metadata {
+            var out = m
+            for (key, value) in m {
+                let text = "\(value)"
+                let masked = redactingUserinfo(text)
+                if masked != text { out[key] = .string(masked) }
+            }
+            e.metadata = out
+        }
+        return e
     }
 
     /// `{"@timestamp","log.level","log.logger","stage","message",<metadata>}`, keys sorted.

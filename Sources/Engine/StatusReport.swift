@@ -1,3 +1,4 @@
+import Failures
 import Foundation
 import Journal
 import Stages
@@ -133,7 +134,7 @@ public struct StatusReport: Sendable {
             quarantined: s.quarantined.map {
                 .init(
                     kind: $0.kind.description, bucket: $0.object?.bucket, key: $0.object?.key,
-                    version: $0.object?.version, messageId: $0.messageID, reason: $0.reason,
+                    version: $0.object?.version, messageId: $0.messageID, reason: redactingUserinfo($0.reason),
                     detail: $0.detail.map { $0.utf8.count <= 1024 ? $0 : String(decoding: Array($0.utf8.prefix(1024)), as: UTF8.self) + "…" },
                     attempts: $0.attempts, firstSeen: Self.iso($0.firstSeen), lastSeen: Self.iso($0.lastSeen))
             },
@@ -141,9 +142,9 @@ public struct StatusReport: Sendable {
             retrying: s.retrying.map {
                 .init(
                     bucket: $0.ref.bucket, key: $0.ref.key, version: $0.ref.version, attempts: $0.attempts,
-                    lastError: $0.lastError ?? "", lastAttempt: Self.iso($0.updated))
+                    lastError: redactingUserinfo($0.lastError ?? ""), lastAttempt: Self.iso($0.updated))
             },
-            failingOutputs: s.failingOutputs.map { .init(output: $0.output, lastError: $0.lastError, since: Self.iso($0.since), updated: Self.iso($0.updated)) },
+            failingOutputs: s.failingOutputs.map { .init(output: $0.output, lastError: redactingUserinfo($0.lastError), since: Self.iso($0.since), updated: Self.iso($0.updated)) },
             records: s.outputRecords,
             fetchesInProgress: s.fetchesInProgress,
             backfill: s.backfill.map {
@@ -242,8 +243,9 @@ public struct StatusReport: Sendable {
                 lines.append("    \(f.detail) (digest \(f.digest), \(f.eventTime))")
             }
         }
-        // Keys, reasons and errors are outside text: escaped, each stays on its line (UntrustedText).
-        return lines.map(UntrustedText.escaped).joined(separator: "\n")
+        // Keys, reasons and errors are outside text: escaped, each stays on its line (UntrustedText);
+        // errors recorded by builds before URL passwords were masked at the source are masked here too.
+        return lines.map { UntrustedText.escaped(redactingUserinfo($0)) }.joined(separator: "\n")
     }
 
     static func findings(_ i: IntegrityStatus) -> [Finding] {

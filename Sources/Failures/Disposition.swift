@@ -30,7 +30,8 @@ public struct Disposition: RawRepresentable, Hashable, Sendable, CustomStringCon
     public static let wait = Disposition(rawValue: "wait")
     /// The item itself is bad or refused: set it aside with the reason; healthy work goes on.
     public static let quarantine = Disposition(rawValue: "quarantine")
-    /// The engine cannot go on (a broken journal, a configuration no retry mends).
+    /// The engine cannot go on (a damaged or broken journal, a configuration or an environment no retry
+    /// mends, such as a container credentials URI the AWS SDKs refuse).
     public static let fatal = Disposition(rawValue: "fatal")
 
     /// The disposition of any error: a ``ClassifiedError``'s own, `fatal` for anything else.

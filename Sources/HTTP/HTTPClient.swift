@@ -46,13 +46,15 @@ public struct HTTPResponse: Sendable {
 public struct HTTPTransportError: Error, Sendable, CustomStringConvertible {
     public var code: Int32
     public var message: String
-    /// The URL without its query string (which may carry signatures).
+    /// The URL without its query string (which may carry signatures) and without a password.
     public var url: String
     public var isTimeout: Bool { code == Int32(CURLE_OPERATION_TIMEDOUT.rawValue) }
+    /// `url` is redacted (``HTTPClient/redact(_:)``) and `message` loses any URL's userinfo, whoever
+    /// builds the error: it is printed, logged and recorded in the journal.
     public init(code: Int32, message: String, url: String) {
         self.code = code
-        self.message = message
-        self.url = url
+        self.message = redactingUserinfo(message)
+        self.url = HTTPClient.redact(url)
     }
     public var description: String { "\(message) (curl \(code)) for \(url)" }
 }
@@ -145,9 +147,10 @@ public final class HTTPClient: Sendable {
         return (head, HTTPBody(channel: transfer.channel))
     }
 
-    /// The URL without its query (which may hold secrets), for messages.
+    /// The URL without its query (which may hold signatures) and with its userinfo's password masked
+    /// (``redactingUserinfo(_:)``), for messages.
     public static func redact(_ url: String) -> String {
-        String(url.prefix { $0 != "?" })
+        redactingUserinfo(String(url.prefix { $0 != "?" }))
     }
 }
 

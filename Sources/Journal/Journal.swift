@@ -47,6 +47,14 @@
 //    (logs leaving the ledger, findings, counts) with the digest's `fetched`, whose body holds the
 //    findings as records. So a verdict is never half-recorded, never recorded without its findings to
 //    deliver, and a crash before its commit repeats the check from the ledger as it was.
+// 11. A damaged journal is refused, never mapped into a crash nor taken for a new one. Before LMDB maps
+//    data.mdb, its two meta pages are read with pread (Internals/DataFile.swift) and the file must hold
+//    every page the newer one names; an empty data.mdb, or none beside lock.mdb, is damage — a new
+//    journal's data file is made beside the directory's and renamed into place once synced, so it is
+//    never seen empty. Then the first entry of every database and the whole free list are read. What
+//    LMDB finds later (a page of the wrong type, a page beyond the file) is the same `.damaged` error,
+//    and with `exitOnMapFault` a SIGBUS in the map (a file truncated while in use) ends the process
+//    with that error's text instead of a crash. A journal found damaged at open is left as it was.
 
 import CLMDB
 import Foundation
@@ -149,13 +157,33 @@ public final class Journal: @unchecked Sendable {
         let lockFD = options.exclusive && !options.readOnly ? try Journal.takeOwnerLock(absolute) : -1
         defer { if !ok, lockFD >= 0 { Glibc.close(lockFD) } }
 
+        // Before LMDB maps anything (invariant 11): a damaged data file is refused; where there is none,
+        // a new one is made beside and moved into place.
+        let dataFile = absolute + "/data.mdb"
+        var existing = 0
+        var new = false
+        switch DataFile.inspect(directory: absolute) {
+        case .damaged(let why):
+            throw JournalError(.damaged, operation: "open", path: absolute, message: why)
+        case .absent where options.readOnly:
+            throw JournalError(.notADirectory, lmdbCode: .noEntry, operation: "open", path: absolute, message: "no journal in '\(absolute)'")
+        case .absent:
+            new = true
+        case .sound(let header):
+            existing = header.fileSize
+        case .unreadable:
+            existing = (try? FileManager.default.attributesOfItem(atPath: dataFile)[.size] as? Int) ?? 0
+        }
+        var size = Journal.roundUp(max(options.initialMapSize, existing, 1 << 20))
+        if !options.readOnly { size = min(size, max(Journal.roundUp(options.maxSize), existing)) }
+        if new { try Journal.createDataFile(absolute, mapSize: size) }
+
         let env = try Journal.lift(LMDBEnvironment.create(), "mdb_env_create", path: absolute)
         var envOK = false
         defer { if !envOK { env.close() } }
-        let dataFile = absolute + "/data.mdb"
-        let existing = (try? FileManager.default.attributesOfItem(atPath: dataFile)[.size] as? Int) ?? 0
-        var size = Journal.roundUp(max(options.initialMapSize, existing, 1 << 20))
-        if !options.readOnly { size = min(size, max(Journal.roundUp(options.maxSize), existing)) }
+        if let slot = MapFaults.claim(message: "cloudtrailbeat: \(Journal.mapFault(absolute))\n") {
+            env.faultGuard = (slot, real + "/data.mdb")
+        }
         try Journal.lift(env.setMapSize(size), "mdb_env_set_mapsize", path: absolute)
         try Journal.lift(env.setMaxDatabases(16), "mdb_env_set_maxdbs", path: absolute)
         try Journal.lift(env.setMaxReaders(256), "mdb_env_set_maxreaders", path: absolute)
@@ -194,6 +222,7 @@ public final class Journal: @unchecked Sendable {
             throw JournalError(
                 .notADirectory, operation: "open", path: absolute, message: "no journal in '\(absolute)'")
         }
+        if found != nil { try Journal.probe(env, path: absolute) }
         self.env = env
         self.mapSize = size
         self.ownerLockFD = lockFD
@@ -208,6 +237,17 @@ public final class Journal: @unchecked Sendable {
 
     deinit {
         close()
+    }
+
+    /// Makes a SIGBUS inside any journal's memory map — data.mdb truncated while this process has it
+    /// open, or a page whose garbage sends LMDB past the file's end — print that journal's
+    /// ``JournalError/Code/damaged`` description on standard error and exit with `status`, instead of
+    /// crashing. Other SIGBUS signals go to the handler installed before. Call once, at process start,
+    /// before opening journals (the CLI does).
+    ///
+    /// The corresponding C function is `sigaction`.
+    public static func exitOnMapFault(status: Int32) {
+        MapFaults.install(status: status)
     }
 
     /// Finishes queued transitions, stops the writer and closes the environment.
@@ -603,7 +643,16 @@ public final class Journal: @unchecked Sendable {
         let meta: MDB_dbi
         switch env.openDatabase(txn, name: "meta", create: false) {
         case .success(let dbi): meta = dbi
-        case .failure(.notFound): return nil
+        case .failure(.notFound):
+            // The first transaction ever committed creates every database, `meta` first among them: a
+            // file with commits but no `meta` has its main database's pages overwritten.
+            let committed = (try? env.info().get().me_last_txnid) ?? 0
+            if committed > 0 {
+                throw JournalError(
+                    .damaged, operation: "open", database: "meta", path: path,
+                    message: "its main database names no 'meta' database although \(committed) transactions were committed: its pages are overwritten")
+            }
+            return nil
         case .failure(let code): throw JournalError(.lmdb, lmdbCode: code, operation: "mdb_dbi_open", database: "meta", path: path)
         }
         guard let bytes = try lift(env.get(txn, meta, key: Array("format".utf8)), "mdb_get", path: path) else { return nil }
@@ -612,6 +661,87 @@ public final class Journal: @unchecked Sendable {
             throw JournalError(.corrupt, operation: "open", database: "meta", key: "format", path: path)
         }
         return v
+    }
+
+    /// Reads the first entry of every database, and the whole free list, in a snapshot: a tree whose
+    /// root or leftmost pages are overwritten, a database gone missing, or a free list naming pages the
+    /// file does not have (LMDB would reuse them, writing over live pages or past the file) is refused
+    /// at open (invariant 11) instead of being met mid-run. Garbage deeper in a tree is found when it
+    /// is read (LMDB's MDB_CORRUPTED and MDB_PAGE_NOTFOUND, also ``JournalError/Code/damaged``).
+    static func probe(_ env: LMDBEnvironment, path: String) throws {
+        let txn = try lift(env.begin(readOnly: true), "mdb_txn_begin", path: path)
+        defer { env.abort(txn) }
+        for name in Databases.names + Databases.optionalNames {
+            let dbi: MDB_dbi
+            switch env.openDatabase(txn, name: name, create: false) {
+            case .success(let d): dbi = d
+            case .failure(.notFound) where Databases.optionalNames.contains(name): continue
+            case .failure(.notFound):
+                throw JournalError(
+                    .damaged, operation: "open", database: name, path: path,
+                    message: "its database '\(name)' is missing from the main database: its pages are overwritten")
+            case .failure(let code):
+                throw JournalError(.lmdb, lmdbCode: code, operation: "mdb_dbi_open(\(name))", database: name, path: path)
+            }
+            try lift(try env.scan(txn, dbi, from: nil) { _, _ in false }, "mdb_cursor_get(\(name))", path: path)
+        }
+        let lastPage = try lift(env.info(), "mdb_env_info", path: path).me_last_pgno
+        let word = MemoryLayout<Int>.size
+        try lift(
+            try env.scan(txn, 0, from: nil) { _, value in
+                // A free-list entry is an ID list: its length, then that many page numbers.
+                let count = value.count >= word ? value.loadUnaligned(as: Int.self) : -1
+                guard count >= 0, count <= value.count / word - 1 else {
+                    throw JournalError(.damaged, operation: "open", database: "free list", path: path, message: "a free-list entry of \(value.count) bytes claims \(count) pages: its pages are overwritten")
+                }
+                for i in 0..<count {
+                    let page = value.loadUnaligned(fromByteOffset: (i + 1) * word, as: Int.self)
+                    guard page >= 2, page <= lastPage else {
+                        throw JournalError(
+                            .damaged, operation: "open", database: "free list", path: path,
+                            message: "its free list names page \(page), outside the file's pages 2…\(lastPage): its pages are overwritten")
+                    }
+                }
+                return true
+            }, "mdb_cursor_get(free list)", path: path)
+    }
+
+    /// The damage a SIGBUS in the journal's map means (``MapFaults``).
+    static func mapFault(_ path: String) -> JournalError {
+        JournalError(
+            .damaged, operation: "read", path: path,
+            message: "a read in its memory map went past the end of '\(path)/data.mdb' (SIGBUS): the file was truncated while in use, or a page of it is overwritten")
+    }
+
+    /// Makes the data file of a new journal in `path`: LMDB writes its two meta pages in `path/.new`,
+    /// they are synced, and the file is renamed into place (then the directory is synced). So
+    /// `path/data.mdb` never exists empty, and an empty one is damage, never a new journal
+    /// (invariant 11). A `.new` left by a crash is removed first.
+    private static func createDataFile(_ path: String, mapSize: Int) throws {
+        let staging = path + "/.new"
+        try? FileManager.default.removeItem(atPath: staging)
+        guard mkdir(staging, 0o700) == 0 else {
+            let code = LMDBCode(errno)
+            throw JournalError(.notWritable, lmdbCode: code, operation: "mkdir", path: path, message: "cannot create '\(staging)': \(code)")
+        }
+        defer { try? FileManager.default.removeItem(atPath: staging) }
+        let env = try lift(LMDBEnvironment.create(), "mdb_env_create", path: path)
+        var open = true
+        defer { if open { env.close() } }
+        try lift(env.setMapSize(mapSize), "mdb_env_set_mapsize", path: path)
+        try lift(env.open(path: staging, flags: MDB_NOTLS, mode: 0o600), "mdb_env_open", path: path)
+        try lift(env.sync(force: true), "mdb_env_sync", path: path)
+        env.close()
+        open = false
+        guard rename(staging + "/data.mdb", path + "/data.mdb") == 0 else {
+            let code = LMDBCode(errno)
+            throw JournalError(.notWritable, lmdbCode: code, operation: "rename", path: path, message: "cannot move a new data file into '\(path)': \(code)")
+        }
+        let dir = Glibc.open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if dir >= 0 {
+            _ = fsync(dir)
+            Glibc.close(dir)
+        }
     }
 
     private static func openDatabases(_ env: LMDBEnvironment, path: String, create: Bool) throws -> Databases {

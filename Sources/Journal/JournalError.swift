@@ -25,6 +25,8 @@ public struct LMDBCode: RawRepresentable, Hashable, Sendable, Error, CustomStrin
     public static let notFound = LMDBCode(MDB_NOTFOUND)
     /// `MDB_CORRUPTED`: a page has an invalid type.
     public static let corrupted = LMDBCode(MDB_CORRUPTED)
+    /// `MDB_PAGE_NOTFOUND`: a page number beyond the data file's last page (a damaged tree).
+    public static let pageNotFound = LMDBCode(MDB_PAGE_NOTFOUND)
     /// `MDB_PANIC`: a fatal error; the environment must be closed.
     public static let panic = LMDBCode(MDB_PANIC)
     /// `MDB_VERSION_MISMATCH`: the environment was written by another LMDB version.
@@ -72,7 +74,7 @@ public struct JournalError: Error, Sendable, CustomStringConvertible {
     /// What kind of failure this is. Open, so new kinds can be added without breaking callers.
     public struct Code: Hashable, Sendable, CustomStringConvertible {
         private enum Kind: Hashable, Sendable {
-            case lmdb, full, notADirectory, notWritable, newerFormat, corrupt, closed, panic
+            case lmdb, full, notADirectory, notWritable, newerFormat, corrupt, closed, panic, damaged
             case unknownObject, unknownMessage, invalidTransition, bodyTooLarge
         }
         private let kind: Kind
@@ -90,6 +92,10 @@ public struct JournalError: Error, Sendable, CustomStringConvertible {
         public static let newerFormat = Code(.newerFormat)
         /// A stored value could not be decoded.
         public static let corrupt = Code(.corrupt)
+        /// The journal's files are damaged (truncated, overwritten, emptied, deleted): it is refused
+        /// before LMDB maps it, or when LMDB finds a page of the wrong type or beyond the file. Nothing
+        /// goes on with it; the description says what to do.
+        public static let damaged = Code(.damaged)
         /// The journal was closed, or a fatal error made it unusable.
         public static let closed = Code(.closed)
         /// LMDB reported `MDB_PANIC`: the process must exit and be restarted.
@@ -112,6 +118,7 @@ public struct JournalError: Error, Sendable, CustomStringConvertible {
             case .notWritable: "not-writable"
             case .newerFormat: "newer-format"
             case .corrupt: "corrupt"
+            case .damaged: "damaged"
             case .closed: "closed"
             case .panic: "panic"
             case .unknownObject: "unknown-object"
@@ -136,11 +143,13 @@ public struct JournalError: Error, Sendable, CustomStringConvertible {
     /// A human explanation.
     public var message: String?
 
+    /// An LMDB failure whose code says the file itself is bad (`MDB_CORRUPTED`, `MDB_PAGE_NOTFOUND`,
+    /// `MDB_INVALID`) is given the code ``Code/damaged`` instead of ``Code/lmdb``.
     public init(
         _ code: Code, lmdbCode: LMDBCode? = nil, operation: String, database: String? = nil,
         key: String? = nil, path: String? = nil, message: String? = nil
     ) {
-        self.code = code
+        self.code = code == .lmdb && lmdbCode.map(JournalError.damageCodes.contains) == true ? .damaged : code
         self.lmdbCode = lmdbCode
         self.operation = operation
         self.database = database
@@ -149,7 +158,26 @@ public struct JournalError: Error, Sendable, CustomStringConvertible {
         self.message = message
     }
 
+    /// LMDB's codes for a data file that is not what its pages say.
+    static let damageCodes: Set<LMDBCode> = [.corrupted, .pageNotFound, .invalid]
+
+    /// What an operator does about the damaged journal in `path` (the end of a ``Code/damaged`` error's
+    /// description).
+    public static func damageAdvice(_ path: String) -> String {
+        "cloudtrailbeat will not use it. Stop every cloudtrailbeat that uses this directory, then restore it from a backup, "
+            + "or move it aside (mv '\(path)' '\(path).damaged') to start with a new, empty journal, knowing that a new journal "
+            + "remembers nothing that was shipped: a backfill ships every object again, and so does the queue for the messages still in it"
+    }
+
     public var description: String {
+        if code == .damaged {
+            var detail = message ?? "LMDB found a page that is not what its tree says (overwritten or torn)"
+            if let lmdbCode {
+                detail += ": \(lmdbCode) [\(lmdbCode.rawValue)] during \(operation)" + (database.map { " on database '\($0)'" } ?? "")
+            }
+            let path = path ?? "?"
+            return "the journal in '\(path)' is damaged: \(detail). " + JournalError.damageAdvice(path)
+        }
         var parts: [String] = []
         if let message { parts.append(message) } else { parts.append("journal error (\(code))") }
         if let lmdbCode { parts.append("\(lmdbCode) [\(lmdbCode.rawValue)]") }
@@ -165,7 +193,8 @@ public struct JournalError: Error, Sendable, CustomStringConvertible {
 extension JournalError: ClassifiedError {
     /// A full journal (its size limit, or its disk) is waited out; a body no empty journal could hold
     /// is the object's own fault (waiting would be for ever), so it is quarantined; every other journal
-    /// error is fatal: the journal is the record of what was done, and nothing goes on without it.
+    /// error, damage first, is fatal: the journal is the record of what was done, and nothing goes on
+    /// without it.
     public var disposition: Disposition {
         switch code {
         case .full: .wait

@@ -1,3 +1,5 @@
+import Failures
+
 /// A fetch in progress: the body id its chunks are written under.
 public struct FetchTicket: Sendable, Hashable {
     public let object: ObjectRef
@@ -41,8 +43,10 @@ extension Journal {
     }
 
     /// Records that `output`'s deliveries are failing with `error` (keeping when the failures began).
-    /// Not a stage transition: it changes no object, only what `status()` reports.
+    /// Not a stage transition: it changes no object, only what `status()` reports. A URL's password in
+    /// `error` is masked before it is stored (``redactingUserinfo(_:)``).
     public func outputFailing(_ output: String, error: String) async throws {
+        let error = redactingUserinfo(error)
         try await write { txn in
             let key = OutputHealth.key(output)
             let now = txn.clock()
@@ -70,7 +74,9 @@ extension Journal {
     public func quarantineMessage(
         id: String, receiptHandle: String, receiveCount: UInt32, reason: String, detail: String? = nil
     ) async throws -> MessageState {
-        try await write { try Transitions.quarantineMessage($0, id, receiptHandle, receiveCount, reason, detail) }
+        // The reason is masked (it may quote a URL); the body is kept as received, for `journal retry`.
+        let reason = redactingUserinfo(reason)
+        return try await write { try Transitions.quarantineMessage($0, id, receiptHandle, receiveCount, reason, detail) }
     }
 
     /// Starts a download of a `received` object: counts the attempt and reserves a body id.
@@ -141,7 +147,8 @@ extension Journal {
     /// - Parameter countAttempt: false when the failure is not the object's (no credentials to sign
     ///   with): the attempt ``startFetch(_:)`` counted is given back, so it never leads to quarantine.
     public func fetchFailed(_ ticket: FetchTicket, error: String, countAttempt: Bool = true) async throws -> ObjectState {
-        try await write { try Transitions.fetchFailed($0, ticket, error, countAttempt) }
+        let error = redactingUserinfo(error)
+        return try await write { try Transitions.fetchFailed($0, ticket, error, countAttempt) }
     }
 
     /// Records one output's acknowledgement; returns the object's new state.
@@ -173,9 +180,10 @@ extension Journal {
         try await write { try Transitions.complete($0, ref, note) }
     }
 
-    /// Quarantines an object with the reason; its messages can then be deleted.
+    /// Quarantines an object with the reason (a URL's password in it masked); its messages can then be deleted.
     public func quarantineObject(_ ref: ObjectRef, reason: String, detail: String? = nil) async throws -> ObjectState {
-        try await write { try Transitions.quarantineObject($0, ref, reason, detail) }
+        let reason = redactingUserinfo(reason)
+        return try await write { try Transitions.quarantineObject($0, ref, reason, detail) }
     }
 
     /// Records that SQS deleted these messages: they are forgotten, and objects no message names any

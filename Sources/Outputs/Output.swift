@@ -93,10 +93,12 @@ public struct OutputError: Error, Sendable, CustomStringConvertible, ClassifiedE
     public var code: Code
     public var message: String
     public var retryable: Bool { code == .unavailable }
+    /// `message` loses the userinfo of any URL in it (``redactingUserinfo(_:)``): an output's error is
+    /// logged, printed and recorded in the journal for `journal status`, and hosts may carry a password.
     public init(output: String, code: Code = .unavailable, message: String) {
         self.output = output
         self.code = code
-        self.message = message
+        self.message = redactingUserinfo(message)
     }
     public init(output: String, message: String, retryable: Bool) {
         self.init(output: output, code: retryable ? .unavailable : .refused, message: message)

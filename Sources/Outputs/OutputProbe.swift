@@ -1,3 +1,4 @@
+import Failures
 import Foundation
 import HTTP
 
@@ -13,6 +14,13 @@ public struct ProbeResult: Sendable, Equatable {
     public var ok: Bool
     /// What was found (server, version, cluster) or why it failed.
     public var detail: String
+
+    /// A host's password (`https://user:pass@host`) is masked in `target` and `detail` (``redactingUserinfo(_:)``).
+    public init(target: String, ok: Bool, detail: String) {
+        self.target = redactingUserinfo(target)
+        self.ok = ok
+        self.detail = redactingUserinfo(detail)
+    }
 }
 
 /// Outputs that can be probed. Every output here is; a test double need not be.

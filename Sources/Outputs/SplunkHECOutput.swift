@@ -18,6 +18,7 @@
 //    out again (a restarted channel), its task's cancellation, or `close()`; the tracker's lock makes
 //    those mutually exclusive (a waiter is resumed only by whoever removed it from the table).
 
+import Failures
 import Foundation
 import HTTP
 import Synchronization
@@ -257,8 +258,8 @@ final class HECAckTracker: Sendable {
         case transient(String)
         var description: String {
             switch self {
-            case .channelLost(let s): "the request channel is gone (\(s))"
-            case .transient(let s): s
+            case .channelLost(let s): "the request channel is gone (\(redactingUserinfo(s)))"
+            case .transient(let s): redactingUserinfo(s)
             }
         }
     }

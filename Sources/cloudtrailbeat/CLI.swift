@@ -1,5 +1,6 @@
 import ArgumentParser
 import Engine
+import Failures
 import Foundation
 import Journal
 import Logging
@@ -18,6 +19,7 @@ struct CloudTrailBeat: AsyncParsableCommand {
     static func main() async {
         // A write to a peer that reset (a TLS close_notify, OpenSSL's writes) is a failed delivery to retry, not the end of the process.
         signal(SIGPIPE, SIG_IGN)
+        ProcessGuards.apply()
         do {
             var command = try parseAsRoot()
             if var command = command as? any AsyncParsableCommand { try await command.run() } else { try command.run() }
@@ -213,7 +215,7 @@ struct Run: AsyncParsableCommand {
         } catch let e as ConfigError {
             fail("configuration error: \(e)")
         } catch let e as JournalError {
-            fail("journal unusable: \(e)")
+            fail(e, else: "journal unusable: ")
         } catch let e as ExitCode {
             throw e
         } catch {
@@ -313,9 +315,16 @@ struct VerifyCommand: AsyncParsableCommand {
     }
 }
 
-func fail(_ message: String) -> Never {
-    FileHandle.standardError.write(Data("cloudtrailbeat: \(message)\n".utf8))
-    exit(1)
+/// Prints `message` (a URL's password masked) on standard error and exits with `status`.
+func fail(_ message: String, status: Int32 = 1) -> Never {
+    FileHandle.standardError.write(Data("cloudtrailbeat: \(redactingUserinfo(message))\n".utf8))
+    exit(status)
+}
+
+/// A journal error: a damaged journal's description (it names the path and what to do) and exit
+/// ``ProcessGuards/journalDamaged``; any other after `prefix`, exit 1.
+func fail(_ error: JournalError, else prefix: String = "error: ") -> Never {
+    error.code == .damaged ? fail("\(error)", status: ProcessGuards.journalDamaged) : fail(prefix + "\(error)")
 }
 
 func loadConfig(_ path: String, overrides: [String] = []) throws -> Config {
@@ -365,7 +374,7 @@ struct JournalCommand: AsyncParsableCommand {
                 let report = try JournalInspector.status(path: path, maxSize: config?.journal.maxSize)
                 print(json ? report.json() : report.text())
             } catch let error as JournalError {
-                fail("error: \(error)")
+                fail(error)
             }
         }
     }
@@ -403,7 +412,7 @@ struct JournalCommand: AsyncParsableCommand {
                     fail("nothing in the quarantine matches \(r.unmatched.map { "'\($0)'" }.joined(separator: ", ")) (see journal status)")
                 }
             } catch let error as JournalError {
-                fail("error: \(error)")
+                fail(error)
             }
         }
     }
@@ -423,7 +432,7 @@ struct JournalCommand: AsyncParsableCommand {
                     path: path, doneRetentionSeconds: config?.journal.doneRetentionSeconds, maxQuarantineEntries: config?.journal.maxQuarantineEntries)
                 print("freed \(r.chunksFreed) body chunks, removed \(r.objectsRemoved) finished objects, expired \(r.markersExpired) done markers, dropped \(r.quarantineDropped) old quarantine entries")
             } catch let error as JournalError {
-                fail("error: \(error)")
+                fail(error)
             }
         }
     }

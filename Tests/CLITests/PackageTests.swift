@@ -70,6 +70,64 @@ struct PackageTests {
         }
     }
 
+    static let unit = Stack.repo.appendingPathComponent("docs/deploy/cloudtrailbeat.service").path
+
+    /// The unit's sandbox as systemd rates it: `systemd-analyze security --offline=true` (Debian's
+    /// systemd) calls it OK, exposure at most 2.0 (it is 1.2; the old unit was 8.5 EXPOSED).
+    @Test func theUnitIsSandboxed() throws {
+        let analyze = try #require(LocalServer.which("systemd-analyze"), "systemd-analyze is missing: Debian's systemd package (scripts/setup installs it)")
+        let (code, out) = try sh([analyze, "security", "--offline=true", "--no-pager", PackageTests.unit])
+        #expect(code == 0, "\(out)")
+        let line = try #require(out.split(separator: "\n").first { $0.contains("Overall exposure level for cloudtrailbeat.service: ") }, "\(out)")
+        let verdict = line.components(separatedBy: "cloudtrailbeat.service: ")[1].split(separator: " ")
+        let score = try #require(Double(verdict[0]), "\(line)")
+        #expect(score <= 2.0 && verdict[1] == "OK", "\(line)\n\(out)")
+        let text = try String(contentsOfFile: PackageTests.unit, encoding: .utf8)
+        for directive in [
+            "CapabilityBoundingSet=\n", "AmbientCapabilities=\n", "NoNewPrivileges=true", "UMask=0077", "LimitCORE=0", "PrivateDevices=true",
+            "ProtectKernelTunables=true", "ProtectKernelModules=true", "ProtectKernelLogs=true", "ProtectControlGroups=true",
+            "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6", "SystemCallFilter=@system-service", "SystemCallArchitectures=native",
+            "MemoryDenyWriteExecute=true", "ProtectSystem=strict", "ReadWritePaths=/var/lib/cloudtrailbeat", "RestartPreventExitStatus=65",
+        ] {
+            #expect(text.contains(directive), "the unit sets \(directive)")
+        }
+    }
+
+    /// The binary works inside that sandbox: scripts/unit_sandbox.py puts the unit's system call filter
+    /// (refused calls fail with EPERM), its address families (no netlink for getaddrinfo), W^X memory
+    /// (PR_SET_MDWE, what MemoryDenyWriteExecute refuses), NoNewPrivileges and LimitCORE on itself, checks
+    /// they hold, and runs a local backfill into the file output, `journal status`, and `test output`
+    /// against a TLS server named `localhost` (libcurl, OpenSSL, name resolution).
+    @Test func theBinaryRunsInsideTheUnitsSandbox() throws {
+        let arch = try sh(["/usr/bin/uname", "-m"]).1.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard arch == "x86_64" else { return }  // system call numbers are read for x86_64 only
+        let dir = TempDir("sandbox")
+        try writeLog(dir.sub("logs/AWSLogs/111111111111/CloudTrail/us-east-1/2026/11/26/111111111111_CloudTrail_us-east-1_20261126T0000Z_s.json.gz"), tag: "s", count: 40)
+        let sandbox = [Stack.repo.appendingPathComponent("scripts/unit_sandbox.py").path, PackageTests.unit]
+        var env = ProcessInfo.processInfo.environment
+        env["SWIFT_BACKTRACE"] = "enable=no"
+        #expect(try sh(["/usr/bin/openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", dir.sub("key.pem"), "-out", dir.sub("cert.pem"),
+                        "-days", "1", "-subj", "/CN=localhost"]).0 == 0)
+        let port = freePort()
+        let tls = try LocalServer(["openssl", "s_server", "-accept", "127.0.0.1:\(port)", "-cert", dir.sub("cert.pem"), "-key", dir.sub("key.pem"), "-www"],
+                                  port: port, name: "tls", installHint: "openssl is needed")
+        defer { _ = tls }
+        let config = dir.sub("c.yml")
+        try "journal:\n  path: \(dir.sub("journal"))\noutput:\n  file:\n    path: \(dir.sub("out"))\n".write(toFile: config, atomically: true, encoding: .utf8)
+        let probe = dir.sub("probe.yml")
+        try "journal:\n  path: \(dir.sub("j2"))\noutput:\n  elasticsearch:\n    hosts: [\"https://localhost:\(port)\"]\n    ssl:\n      certificate_authorities: [\"\(dir.sub("cert.pem"))\"]\n"
+            .write(toFile: probe, atomically: true, encoding: .utf8)
+
+        let (ran, runLog) = try sh(["/usr/bin/python3"] + sandbox + [binary(), "-c", config, "-b", dir.sub("logs"), "--drain"], environment: env)
+        #expect(ran == 0 && runLog.contains("system calls allowed") && runLog.contains("file 40 delivered"), "\(runLog)")
+        let shipped = (try? String(contentsOfFile: dir.sub("out/cloudtrailbeat.ndjson"), encoding: .utf8)) ?? ""
+        #expect(shipped.split(separator: "\n").count == 40)
+        let (status, statusText) = try sh(["/usr/bin/python3"] + sandbox + [binary(), "journal", "status", "-c", config], environment: env)
+        #expect(status == 0 && statusText.contains("done 1"), "\(statusText)")
+        let (probed, probeText) = try sh(["/usr/bin/python3"] + sandbox + [binary(), "test", "output", "-c", probe], environment: env)
+        #expect(probed == 0 && probeText.contains("https://localhost:\(port): OK"), "\(probeText)")
+    }
+
     @Test func theTarballRuns() throws {
         let arch = try sh(["/usr/bin/uname", "-m"]).1.trimmingCharacters(in: .whitespacesAndNewlines)
         let tarball = try artifact("cloudtrailbeat-\(Release.version)-linux-\(arch).tar.gz")

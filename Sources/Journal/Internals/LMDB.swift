@@ -18,6 +18,10 @@ final class LMDBEnvironment: @unchecked Sendable {
     let faults = FaultInjector()
     #endif
 
+    /// The slot of ``MapFaults`` guarding this environment's map, and the data file it maps; set
+    /// before ``open(path:flags:mode:)``. Every call that maps anew (open, a map resize) relocates it.
+    var faultGuard: (slot: Int, dataFile: String)?
+
     private init(handle: OpaquePointer) { self.handle = handle }
 
     /// Creates an environment handle.
@@ -35,7 +39,8 @@ final class LMDBEnvironment: @unchecked Sendable {
     ///
     /// The corresponding C function is `mdb_env_set_mapsize`.
     func setMapSize(_ size: Int) -> Result<Void, LMDBCode> {
-        check(mdb_env_set_mapsize(handle, size))
+        defer { relocateFaultGuard() }
+        return check(mdb_env_set_mapsize(handle, size))
     }
 
     /// Sets the number of named databases.
@@ -58,7 +63,12 @@ final class LMDBEnvironment: @unchecked Sendable {
     ///
     /// The corresponding C function is `mdb_env_open`.
     func open(path: String, flags: Int32, mode: mode_t) -> Result<Void, LMDBCode> {
-        check(mdb_env_open(handle, path, UInt32(bitPattern: flags), mode))
+        defer { relocateFaultGuard() }
+        return check(mdb_env_open(handle, path, UInt32(bitPattern: flags), mode))
+    }
+
+    private func relocateFaultGuard() {
+        if let g = faultGuard { MapFaults.locate(g.slot, dataFile: g.dataFile) }
     }
 
     /// Clears reader slots left by dead processes; returns how many were cleared.
@@ -124,7 +134,11 @@ final class LMDBEnvironment: @unchecked Sendable {
     /// Closes the environment and frees its handle. Call once.
     ///
     /// The corresponding C function is `mdb_env_close`.
-    func close() { mdb_env_close(handle) }
+    func close() {
+        mdb_env_close(handle)
+        if let g = faultGuard { MapFaults.release(g.slot) }
+        faultGuard = nil
+    }
 
     /// Begins a transaction (`readOnly` for a snapshot reader).
     ///
