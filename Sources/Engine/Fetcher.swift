@@ -65,8 +65,10 @@ final class Fetcher: StageComponent {
     let localCopy: LocalSource?
     private let pool = Mutex(Pool())
 
+    /// `localCopy`: the local copy a backfill reads; by default the backfill's own source, when it is one.
     init(
-        _ stage: StageContext, s3: S3Client?, sqs: SQSClient?, held: HeldMessages, decodedBodies: DecodedBodies, digestCheck: DigestCheck?, backfill: Backfill?
+        _ stage: StageContext, s3: S3Client?, sqs: SQSClient?, held: HeldMessages, decodedBodies: DecodedBodies, digestCheck: DigestCheck?, backfill: Backfill?,
+        localCopy: LocalSource? = nil
     ) {
         self.stage = stage
         self.s3 = s3
@@ -75,7 +77,7 @@ final class Fetcher: StageComponent {
         self.decodedBodies = decodedBodies
         self.digestCheck = digestCheck
         self.backfill = backfill
-        localCopy = backfill?.source as? LocalSource
+        self.localCopy = localCopy ?? backfill?.source as? LocalSource
     }
 
     /// Downloads in flight now (for the metrics).

@@ -668,10 +668,43 @@ public final class Journal: @unchecked Sendable {
     /// file does not have (LMDB would reuse them, writing over live pages or past the file) is refused
     /// at open (invariant 11) instead of being met mid-run. Garbage deeper in a tree is found when it
     /// is read (LMDB's MDB_CORRUPTED and MDB_PAGE_NOTFOUND, also ``JournalError/Code/damaged``).
+    ///
+    /// A file may end before the meta page's last page (pages a commit allocated and freed again are
+    /// counted, never written: DataFile.swift), but every page past its end must then be on the free
+    /// list, and no database's root may lie there: otherwise the file lost pages in use (truncated).
+    /// That is checked when no commit landed between this snapshot and the figures it is compared with
+    /// (a live engine beside a `journal status` is writing, and its file is evidently whole).
     static func probe(_ env: LMDBEnvironment, path: String) throws {
         let txn = try lift(env.begin(readOnly: true), "mdb_txn_begin", path: path)
         defer { env.abort(txn) }
+        let info = try lift(env.info(), "mdb_env_info", path: path)
+        let lastPage = info.me_last_pgno
+        let pageSize = Int(try lift(env.stat(), "mdb_env_stat", path: path).ms_psize)
+        // Read after the meta page: a file only grows, so a commit meanwhile cannot make it look short.
+        var st = stat()
+        let snapshotIsLatest = info.me_last_txnid == env.transactionID(txn)
+        var filePages: Int?
+        if snapshotIsLatest {
+            let fd = open(path + "/data.mdb", O_RDONLY | O_CLOEXEC)
+            if fd >= 0 {
+                if fstat(fd, &st) == 0 { filePages = Int(st.st_size) / pageSize }
+                Glibc.close(fd)
+            }
+        }
+        func truncated(_ what: String) -> JournalError {
+            JournalError(
+                .damaged, operation: "open", path: path,
+                message: "'\(path)/data.mdb' is truncated: \(Int(st.st_size)) bytes (\(filePages ?? 0) pages of \(pageSize) bytes), but \(what)")
+        }
+        let word = MemoryLayout<Int>.size
         for name in Databases.names + Databases.optionalNames {
+            // Its root page, from its record in the main database (MDB_db: md_root is its last word).
+            if let filePages, let record = try lift(env.get(txn, 1, key: Array(name.utf8)), "mdb_get(\(name))", path: path),
+                record.count == 8 + 5 * word
+            {
+                let root = record.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 8 + 4 * word, as: Int.self) }
+                if root != -1 && root >= filePages { throw truncated("database '\(name)' has its root at page \(root)") }
+            }
             let dbi: MDB_dbi
             switch env.openDatabase(txn, name: name, create: false) {
             case .success(let d): dbi = d
@@ -685,8 +718,7 @@ public final class Journal: @unchecked Sendable {
             }
             try lift(try env.scan(txn, dbi, from: nil) { _, _ in false }, "mdb_cursor_get(\(name))", path: path)
         }
-        let lastPage = try lift(env.info(), "mdb_env_info", path: path).me_last_pgno
-        let word = MemoryLayout<Int>.size
+        var freeBeyondEnd = Set<Int>()
         try lift(
             try env.scan(txn, 0, from: nil) { _, value in
                 // A free-list entry is an ID list: its length, then that many page numbers.
@@ -701,9 +733,15 @@ public final class Journal: @unchecked Sendable {
                             .damaged, operation: "open", database: "free list", path: path,
                             message: "its free list names page \(page), outside the file's pages 2…\(lastPage): its pages are overwritten")
                     }
+                    if let filePages, page >= filePages { freeBeyondEnd.insert(page) }
                 }
                 return true
             }, "mdb_cursor_get(free list)", path: path)
+        if let filePages, filePages <= lastPage,
+            let inUse = (filePages...lastPage).first(where: { !freeBeyondEnd.contains($0) })
+        {
+            throw truncated("page \(inUse) is in use (the meta page names \(lastPage + 1) pages, and page \(inUse) is not on the free list)")
+        }
     }
 
     /// The damage a SIGBUS in the journal's map means (``MapFaults``).

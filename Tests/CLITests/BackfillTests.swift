@@ -250,7 +250,7 @@ struct BackfillTests {
         func journal(_ args: [String]) throws -> String {
             let p = try stack.start(["journal"] + args + ["-c", config], log: "journal.log")
             let out = p.readAll()
-            #expect(p.wait().code == 0, "journal \(args)")
+            #expect(p.wait().code == 0, "journal \(args): \((try? String(contentsOfFile: stack.dir.sub("journal.log"), encoding: .utf8)) ?? "")")
             return out
         }
         func markers(_ status: String) -> Int {

@@ -76,13 +76,14 @@ struct StageComponentTests {
         options.outputs = ["file"]
         let journal = try Journal(path: dir.sub("journal"), options: options)
         defer { journal.close() }
-        let refs = (1...4).map { ObjectRef(bucket: "file://" + root, key: name($0), version: "") }
+        let copy = LocalSource(root: root)
+        let refs = (1...4).map { ObjectRef(bucket: copy.bucket, key: name($0), version: "") }
         _ = try await journal.receive(ReceivedMessage(id: "m", receiptHandle: "h", receiveCount: 1, objects: refs.map { DiscoveredObject($0) }))
         let config = try Config.parse("output:\n  file:\n    path: \(dir.sub("out"))\n", file: "c.yml")
         let tally = Tally()
         let decoded = DecodedBodies(capacity: 1 << 20, maxObjectBytes: 256 << 10, readers: 1)
         let stage = StageContext(config: config, drain: true, journal: journal, tally: tally, logger: Logger(label: "test"))
-        let fetcher = Fetcher(stage, s3: nil, sqs: nil, held: HeldMessages(), decodedBodies: decoded, digestCheck: nil, backfill: nil)
+        let fetcher = Fetcher(stage, s3: nil, sqs: nil, held: HeldMessages(), decodedBodies: decoded, digestCheck: nil, backfill: nil, localCopy: copy)
         let pool = Task { try await fetcher.run() }
         for _ in 0..<2000 where try journal.countObjects(in: [.received]) > 0 { try await Task.sleep(nanoseconds: 10_000_000) }
         pool.cancel()

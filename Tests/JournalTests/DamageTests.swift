@@ -90,7 +90,10 @@ struct DamageTests {
         let info = try journal.env.info().get()
         let stat = try journal.env.stat().get()
         #expect(header.lastPage == info.me_last_pgno && header.transaction == UInt64(info.me_last_txnid), "\(header) vs \(info)")
-        #expect(header.pageSize == Int(stat.ms_psize) && header.fileSize == (header.lastPage + 1) * header.pageSize)
+        // A file may end before the last page (pages allocated and freed again in one commit are never
+        // written), never before the pages its two roots need.
+        #expect(header.pageSize == Int(stat.ms_psize) && header.fileSize <= (header.lastPage + 1) * header.pageSize)
+        #expect(header.fileSize >= 3 * header.pageSize)
     }
 
     @Test(arguments: ["short of its last page", "between its meta pages", "inside its first meta page"])

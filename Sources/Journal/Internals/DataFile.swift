@@ -22,8 +22,12 @@ import Darwin
 //                                           MDB_db mm_dbs[2] (each 8 + 5W; mm_dbs[0].md_pad is the page size),
 //                                           pgno_t mm_last_pg (W), txnid_t mm_txnid (W)
 //
-// Pages 0 and 1 are both meta pages (flag P_META, 0x08). LMDB uses the one with the greater txnid; it
-// maps pages 0…mm_last_pg of it, so the file must hold (mm_last_pg + 1) × page size bytes.
+// Pages 0 and 1 are both meta pages (flag P_META, 0x08). LMDB uses the one with the greater txnid and
+// starts every read at its two roots (`md_root`, the last word of each MDB_db; ~0 for an empty tree),
+// so the file must hold the page each root names. It need not hold every page up to mm_last_pg: a page
+// a commit allocated and freed again (a loose page) counts in mm_last_pg but is never written, so a
+// sound file may end before mm_last_pg. Whether the pages past its end are all free is checked once
+// LMDB has opened it, against the free list (`Journal.probe`).
 
 /// The journal's data file as its meta pages describe it, or why it cannot be used.
 enum DataFile {
@@ -57,6 +61,8 @@ enum DataFile {
     static let magicOffset = 0
     static let versionOffset = 4
     static var pageSizeOffset: Int { 8 + 2 * word }
+    static var freeRootOffset: Int { 16 + 6 * word }
+    static var mainRootOffset: Int { 24 + 11 * word }
     static var lastPageOffset: Int { 24 + 12 * word }
     static var transactionOffset: Int { 24 + 13 * word }
     static var metaSize: Int { 24 + 14 * word }
@@ -101,11 +107,16 @@ enum DataFile {
         guard newer.lastPage >= 1, newer.lastPage < UInt64(Int.max / pageSize) else {
             return .damaged("'\(file)' meta page names page \(newer.lastPage) as its last, which LMDB never writes: the page is overwritten")
         }
-        let needed = (Int(newer.lastPage) + 1) * pageSize
-        if size < needed {
-            return .damaged(
-                "'\(file)' is truncated: \(size) bytes, but its meta page (transaction \(newer.transaction)) names "
-                    + "\(newer.lastPage + 1) pages of \(pageSize) bytes (\(needed) bytes)")
+        for root in [newer.freeRoot, newer.mainRoot] where root != UInt64.max {
+            guard root <= newer.lastPage, root >= 2 else {
+                return .damaged("'\(file)' meta page (transaction \(newer.transaction)) roots a tree at page \(root), which LMDB never writes: the page is overwritten")
+            }
+            let needed = (Int(root) + 1) * pageSize
+            if size < needed {
+                return .damaged(
+                    "'\(file)' is truncated: \(size) bytes, but its meta page (transaction \(newer.transaction)) roots a tree "
+                        + "at page \(root), which needs \(needed) bytes")
+            }
         }
         return .sound(Header(pageSize: pageSize, lastPage: Int(newer.lastPage), transaction: newer.transaction, fileSize: size))
     }
@@ -114,6 +125,9 @@ enum DataFile {
         var pageSize: UInt32
         var lastPage: UInt64
         var transaction: UInt64
+        /// The free list's and the main database's root pages (`UInt64.max`: an empty tree).
+        var freeRoot: UInt64
+        var mainRoot: UInt64
     }
 
     struct Refusal: Error {
@@ -145,8 +159,14 @@ enum DataFile {
             return .failure(Refusal(text: "'\(file)' page \(page) has LMDB data format version \(version); this liblmdb reads version \(dataVersion)"))
         }
         let pageSize = load(meta + pageSizeOffset, UInt32.self)
-        let lastPage = word == 8 ? load(meta + lastPageOffset, UInt64.self) : UInt64(load(meta + lastPageOffset, UInt32.self))
-        let transaction = word == 8 ? load(meta + transactionOffset, UInt64.self) : UInt64(load(meta + transactionOffset, UInt32.self))
-        return .success(Meta(pageSize: pageSize, lastPage: lastPage, transaction: transaction))
+        func pgno(_ at: Int) -> UInt64 {
+            if word == 8 { return load(meta + at, UInt64.self) }
+            let v = load(meta + at, UInt32.self)
+            return v == UInt32.max ? UInt64.max : UInt64(v)
+        }
+        return .success(
+            Meta(
+                pageSize: pageSize, lastPage: pgno(lastPageOffset), transaction: pgno(transactionOffset),
+                freeRoot: pgno(freeRootOffset), mainRoot: pgno(mainRootOffset)))
     }
 }

@@ -174,6 +174,11 @@ final class LMDBEnvironment: @unchecked Sendable {
     /// The corresponding C function is `mdb_txn_abort`.
     func abort(_ txn: OpaquePointer) { mdb_txn_abort(txn) }
 
+    /// The transaction's id: for a read transaction, the id of the commit whose snapshot it sees.
+    ///
+    /// The corresponding C function is `mdb_txn_id`.
+    func transactionID(_ txn: OpaquePointer) -> Int { Int(mdb_txn_id(txn)) }
+
     /// Removes a named database and its entries (tests: a journal from before that database existed).
     ///
     /// The corresponding C function is `mdb_drop`.
