@@ -49,9 +49,11 @@
 //    deliver, and a crash before its commit repeats the check from the ledger as it was.
 // 11. A damaged journal is refused, never mapped into a crash nor taken for a new one. Before LMDB maps
 //    data.mdb, its two meta pages are read with pread (Internals/DataFile.swift) and the file must hold
-//    every page the newer one names; an empty data.mdb, or none beside lock.mdb, is damage — a new
-//    journal's data file is made beside the directory's and renamed into place once synced, so it is
-//    never seen empty. Then the first entry of every database and the whole free list are read. What
+//    the pages the newer one's two roots name; an empty data.mdb, or none beside lock.mdb, is damage — a
+//    new journal's data file is made beside the directory's and renamed into place once synced, so it is
+//    never seen empty. Then the first entry of every database and the whole free list are read, and
+//    every page past the file's end (up to the meta page's last, which counts pages allocated and freed
+//    again but never written) must be free, and no database rooted there (``probe(_:path:)``). What
 //    LMDB finds later (a page of the wrong type, a page beyond the file) is the same `.damaged` error,
 //    and with `exitOnMapFault` a SIGBUS in the map (a file truncated while in use) ends the process
 //    with that error's text instead of a crash. A journal found damaged at open is left as it was.
