@@ -367,17 +367,18 @@ final class Transfer: @unchecked Sendable {
         _ = cloudtrailbeat_easy_setopt_slist(easy, CURLOPT_HTTPHEADER, headerList)
         _ = cloudtrailbeat_easy_setopt_long(easy, CURLOPT_NOSIGNAL, 1)
         _ = cloudtrailbeat_easy_setopt_long(easy, CURLOPT_TCP_KEEPALIVE, 1)
-        // The path goes out as written: a key's `../` names a key, never another bucket or path.
-        _ = cloudtrailbeat_easy_setopt_long(easy, CURLOPT_PATH_AS_IS, 1)
-        // HTTP and HTTPS only: no URL, whoever built it, makes libcurl read a file or speak another protocol.
-        _ = cloudtrailbeat_easy_setopt_string(easy, CURLOPT_PROTOCOLS_STR, "http,https")
         _ = cloudtrailbeat_easy_setopt_long(easy, CURLOPT_CONNECTTIMEOUT_MS, Int(config.connectTimeout * 1000))
         _ = cloudtrailbeat_easy_setopt_long(easy, CURLOPT_LOW_SPEED_LIMIT, 1)
         _ = cloudtrailbeat_easy_setopt_long(easy, CURLOPT_LOW_SPEED_TIME, config.idleTimeout)
         if timeout > 0 { _ = cloudtrailbeat_easy_setopt_long(easy, CURLOPT_TIMEOUT_MS, Int(timeout * 1000)) }
-        // The TLS settings are checked: a transfer with one of them refused would go out with less
-        // verification (or without its client certificate) than configured.
+        // The settings that keep a request where it belongs are checked: a transfer with one of them
+        // refused would go out with less verification (or without its client certificate) than
+        // configured, to another path than the key's (`../` normalised away), or by another protocol.
         var tls = [
+            // The path goes out as written: a key's `../` names a key, never another bucket or path.
+            cloudtrailbeat_easy_setopt_long(easy, CURLOPT_PATH_AS_IS, 1),
+            // HTTP and HTTPS only: no URL, whoever built it, makes libcurl read a file or speak another protocol.
+            cloudtrailbeat_easy_setopt_string(easy, CURLOPT_PROTOCOLS_STR, "http,https"),
             cloudtrailbeat_easy_setopt_long(easy, CURLOPT_SSL_VERIFYPEER, config.verifyTLS ? 1 : 0),
             cloudtrailbeat_easy_setopt_long(easy, CURLOPT_SSL_VERIFYHOST, config.verifyTLS ? 2 : 0),
         ]
@@ -396,7 +397,7 @@ final class Transfer: @unchecked Sendable {
             tls.append(key.withUnsafeBytes { cloudtrailbeat_easy_setopt_blob(easy, CURLOPT_SSLKEY_BLOB, $0.baseAddress, $0.count) })
         }
         if let refused = tls.first(where: { $0 != CURLE_OK }) {
-            let message = "libcurl refused a TLS setting: " + String(cString: curl_easy_strerror(refused))
+            let message = "libcurl refused a required setting (path as written, http/https only, TLS): " + String(cString: curl_easy_strerror(refused))
             release()
             fail(HTTPTransportError(code: Int32(refused.rawValue), message: message, url: HTTPClient.redact(request.url)))
             return false
